@@ -1,0 +1,104 @@
+"""Latent specification: noise z, categorical codes and continuous codes, as in InfoGAN.
+
+G's input is [z, one-hot(c_cat_1), ..., one-hot(c_cat_n), c_cont] in that order.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+NOISE_PRIORS = ("normal", "uniform")
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    noise_dim: int = 62
+    cat_sizes: tuple[int, ...] = (10,)
+    n_cont: int = 2
+    noise_prior: str = "normal"  # "normal": N(0, I); "uniform": U(-1, 1) as in the original code
+
+    def __post_init__(self):
+        object.__setattr__(self, "cat_sizes", tuple(int(k) for k in self.cat_sizes))
+        if self.noise_dim < 0 or self.n_cont < 0:
+            raise ValueError(
+                f"noise_dim and n_cont must be >= 0, got {self.noise_dim} and {self.n_cont}"
+            )
+        if any(k < 2 for k in self.cat_sizes):
+            raise ValueError(f"every categorical code needs >= 2 categories, got {self.cat_sizes}")
+        if self.noise_prior not in NOISE_PRIORS:
+            raise ValueError(f"noise_prior must be one of {NOISE_PRIORS}, got {self.noise_prior!r}")
+        if self.input_dim == 0:
+            raise ValueError("the latent space is empty: give noise, a categorical or a continuous code")
+
+    @property
+    def n_cat(self) -> int:
+        return len(self.cat_sizes)
+
+    @property
+    def n_codes(self) -> int:
+        return self.n_cat + self.n_cont
+
+    @property
+    def input_dim(self) -> int:
+        return self.noise_dim + sum(self.cat_sizes) + self.n_cont
+
+    @property
+    def code_names(self) -> list[str]:
+        """c1..cn: the categorical codes first, then the continuous ones (the paper's numbering)."""
+        return [f"c{i + 1}" for i in range(self.n_codes)]
+
+    def entropy(self) -> torch.Tensor:
+        """H(c_i) per code in nats, [n_codes]: ln K for a uniform categorical code and the
+        differential entropy ln 2 of U(-1, 1) for a continuous one."""
+        return torch.tensor([math.log(k) for k in self.cat_sizes] + [math.log(2.0)] * self.n_cont)
+
+    def sample(self, batch_size: int, device=None, generator: torch.Generator | None = None):
+        """Draw (z [B, noise_dim], cat [B, n_cat] int64, cont [B, n_cont]) from the prior."""
+        kw = dict(device=device, generator=generator)
+        if self.noise_prior == "normal":
+            z = torch.randn(batch_size, self.noise_dim, **kw)
+        else:
+            z = torch.rand(batch_size, self.noise_dim, **kw) * 2 - 1
+        # one uniform draw serves every categorical code: floor(u * K) is uniform on 0..K-1
+        sizes = torch.tensor(self.cat_sizes, device=device, dtype=torch.float32)
+        u = torch.rand(batch_size, self.n_cat, **kw)
+        cat = (u * sizes).long().clamp_max_(sizes.long() - 1)
+        cont = torch.rand(batch_size, self.n_cont, **kw) * 2 - 1
+        return z, cat, cont
+
+    def g_input(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """Assemble G's input [B, input_dim] from noise and codes."""
+        onehots = [F.one_hot(cat[:, i], k).to(z.dtype) for i, k in enumerate(self.cat_sizes)]
+        return torch.cat([z, *onehots, cont.to(z.dtype)], dim=1)
+
+    def traversal(
+        self,
+        code: int,
+        n_rows: int,
+        n_values: int = 10,
+        span: float = 2.0,
+        device=None,
+        generator: torch.Generator | None = None,
+    ):
+        """A batch [n_rows * n_values] that sweeps one code along each row, everything else fixed
+        per row (the paper's Figure 2 layout). A categorical code takes its values 0..K-1 (n_values
+        is ignored); a continuous code goes linearly from -span to span.
+
+        Returns (z, cat, cont, n_values)."""
+        if not 0 <= code < self.n_codes:
+            raise ValueError(f"code index must be in [0, {self.n_codes}), got {code}")
+        z, cat, cont = self.sample(n_rows, device=device, generator=generator)
+        if code < self.n_cat:
+            n_values = self.cat_sizes[code]
+            values = torch.arange(n_values, device=device)
+        else:
+            values = torch.linspace(-span, span, n_values, device=device)
+        z, cat, cont = (t.repeat_interleave(n_values, dim=0) for t in (z, cat, cont))
+        sweep = values.repeat(n_rows)
+        if code < self.n_cat:
+            cat[:, code] = sweep
+        else:
+            cont[:, code - self.n_cat] = sweep
+        return z, cat, cont, n_values

@@ -1,0 +1,182 @@
+"""One dataclass holds every training default; presets, a config file and the command line
+override it in that order."""
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+MODELS = ("gan", "infogan")
+AMP_MODES = ("none", "bf16", "fp16")
+LOSS_BACKENDS = ("fused", "torch")
+
+# The paper's text (Chen et al. 2016) versus the original code (openai/InfoGAN).
+PRESETS = {
+    "paper": dict(slope=0.1, learn_std=True, lambda_cont=0.1, noise_prior="normal"),
+    "openai": dict(slope=0.01, learn_std=False, lambda_cont=1.0, noise_prior="uniform"),
+}
+# Fields a resumed run may change: how long and how it runs, not what it trains.
+RESUMABLE_OVERRIDES = {
+    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
+    "tensorboard", "progress", "eval_at_end",
+}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message says what is accepted."""
+
+
+def _opt(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    model: str = _opt("infogan", f"model: {', '.join(MODELS)}")
+    preset: str = _opt("paper", f"hyperparameter preset: {', '.join(PRESETS)}")
+    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist")
+    data_root: str | None = _opt(None, "folder holding the IDX files (else $FASTINFO_DATA, cache, ...)")
+    steps: int | None = _opt(None, "generator steps to train (overrides --epochs)")
+    epochs: float = _opt(10.0, "epochs over the training set when --steps is not given")
+    batch_size: int = _opt(128, "batch size (the original code's 128; the paper does not say)")
+    lr_d: float = _opt(2e-4, "Adam learning rate of D and Q (paper: 2e-4)")
+    lr_g: float = _opt(1e-3, "Adam learning rate of G (paper: 1e-3)")
+    beta1: float = _opt(0.5, "Adam beta1")
+    beta2: float = _opt(0.999, "Adam beta2")
+    lambda_cat: float = _opt(1.0, "weight of L_I for categorical codes")
+    lambda_cont: float = _opt(0.1, "weight of L_I for continuous codes (preset-dependent)")
+    noise_dim: int = _opt(62, "size of the noise vector z")
+    cat_sizes: tuple[int, ...] = _opt((10,), "categories per categorical code, comma-separated")
+    n_cont: int = _opt(2, "number of continuous codes, each ~ U(-1, 1)")
+    noise_prior: str = _opt("normal", "prior of z: normal or uniform (preset-dependent)")
+    slope: float = _opt(0.1, "leaky-ReLU slope in D and Q (preset-dependent)")
+    learn_std: bool = _opt(True, "Q predicts a log-std per continuous code (preset-dependent)")
+    loss_backend: str = _opt("fused", "info_nll backend: fused (Triton where available) or torch")
+    seed: int = _opt(0, "random seed")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-s<seed>)")
+    amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
+    compile: bool = _opt(False, "torch.compile the networks")
+    log_every: int = _opt(50, "read metrics from the device and log every N steps")
+    ckpt_every: int = _opt(500, "write a checkpoint every N steps")
+    sample_every: int = _opt(1000, "write traversal grids every N steps (0: only at the end)")
+    eval_at_end: bool = _opt(True, "report c1 clustering accuracy on the test set at the end")
+    tensorboard: bool = _opt(False, "also log to TensorBoard (needs the tensorboard extra)")
+    progress: bool = _opt(True, "show a progress bar")
+
+    def total_steps(self, n_train: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return max(1, round(self.epochs * (n_train // self.batch_size)))
+
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.model}-{self.dataset}-s{self.seed}")
+
+    def validate(self) -> "TrainConfig":
+        def need(ok, msg):
+            if not ok:
+                raise ConfigError(msg)
+
+        from fastinfo.data import DATASETS
+
+        need(self.model in MODELS, f"unknown model {self.model!r}; accepted: {', '.join(MODELS)}")
+        need(self.preset in PRESETS, f"unknown preset {self.preset!r}; accepted: {', '.join(PRESETS)}")
+        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; accepted: {', '.join(DATASETS)}")
+        need(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; accepted: {', '.join(AMP_MODES)}")
+        need(self.loss_backend in LOSS_BACKENDS,
+             f"unknown loss backend {self.loss_backend!r}; accepted: {', '.join(LOSS_BACKENDS)}")
+        need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")
+        need(self.steps is None or self.steps > 0, f"--steps must be positive, got {self.steps}")
+        need(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        need(0 < self.batch_size <= 60000, f"--batch-size must be in 1..60000, got {self.batch_size}")
+        need(self.noise_dim >= 0 and self.n_cont >= 0, "--noise-dim and --n-cont must be >= 0")
+        need(all(k >= 2 for k in self.cat_sizes), f"--cat-sizes need >= 2 categories each, got {self.cat_sizes}")
+        need(self.model == "gan" or self.cat_sizes or self.n_cont,
+             "infogan needs at least one latent code (--cat-sizes or --n-cont)")
+        for name in ("lr_d", "lr_g"):
+            need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)")
+        need(self.lambda_cat >= 0 and self.lambda_cont >= 0, "--lambda-cat/--lambda-cont must be >= 0")
+        need(0 <= self.slope < 1, f"--slope must be in [0, 1), got {self.slope}")
+        for name in ("log_every", "ckpt_every"):
+            need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
+        need(self.sample_every >= 0, "--sample-every must be >= 0")
+        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+             f"unknown --device {self.device!r}; accepted: auto, cpu, cuda, cuda:N")
+        return self
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(",") if k.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fastinfo.train",
+        description="Train InfoGAN or a vanilla GAN baseline on MNIST / Fashion-MNIST.",
+        argument_default=argparse.SUPPRESS,  # only what the user typed overrides the config
+    )
+    p.add_argument("--config", help="JSON or YAML file with any of the fields below")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help = f"{f.metadata['help']} (default: {f.default})"
+        if f.name == "amp":
+            p.add_argument(flag, nargs="?", const="bf16", choices=AMP_MODES, help=help)
+        elif f.type is bool or f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
+        elif f.name == "cat_sizes":
+            p.add_argument(flag, type=_parse_sizes, help=help)
+        else:
+            kind = {int: int, float: float}.get(type(f.default), str)
+            if f.name == "steps":
+                kind = int
+            p.add_argument(flag, type=kind, help=help)
+    return p
+
+
+def read_config_file(path: str) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read --config {path}: {e.strerror}") from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:
+        raise ConfigError(f"--config {path} is not valid JSON/YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of field names to values")
+    return data
+
+
+def make_config(values: dict) -> TrainConfig:
+    """defaults <- preset <- values; unknown names are an error."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+    preset = values.get("preset", "paper")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
+    merged = {**asdict(TrainConfig()), **PRESETS[preset], **values}
+    if isinstance(merged["cat_sizes"], str):
+        merged["cat_sizes"] = _parse_sizes(merged["cat_sizes"])
+    merged["cat_sizes"] = tuple(merged["cat_sizes"])
+    return TrainConfig(**merged).validate()
+
+
+def parse_args(argv=None) -> tuple[dict, str | None]:
+    """The user's explicit settings (config file merged under the command line) and --resume."""
+    args = vars(build_parser().parse_args(argv))
+    resume = args.pop("resume", None)
+    values = read_config_file(args.pop("config")) if "config" in args else {}
+    values.update(args)
+    return values, resume

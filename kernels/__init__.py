@@ -1,0 +1,5 @@
+"""Fused Triton kernels behind fastinfo.losses (installed as ``fastinfo.kernels``).
+
+Each module holds a private ``@triton.jit`` kernel, a launcher that owns allocation, grid and
+block sizes, and the ``torch.library`` op with its fake and autograd registrations.
+"""

@@ -1,0 +1,347 @@
+"""Fused InfoGAN Q negative log-likelihood: every categorical and Gaussian code in one launch.
+
+Forward, per row b:
+    nll[b, i]      = logsumexp(logits[b, slice_i]) - logits[b, off_i + code[b, i]]
+    nll[b, n + j]  = log(2 pi) / 2 + s[b, j] + (c[b, j] - mu[b, j])^2 exp(-2 s[b, j]) / 2
+    loss[b]        = cat_weight * sum_i nll[b, i] + cont_weight * sum_j nll[b, n + j]
+Backward, with w the upstream weight of a term:
+    dlogits = w (softmax - onehot),  dmu = w (mu - c) exp(-2 s),  ds = w (1 - (c - mu)^2 exp(-2 s))
+
+Only the per-row log-sum-exp of each categorical code is saved for the backward.
+An out-of-range code yields NaN for its row (a host-side check would need a device sync).
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+# Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
+NEG_BIG = -1.0e30
+# A tile holds at most this many logits per program (32 fp32 registers a thread at 4 warps).
+TILE_ELEMS = 4096
+# Widest categorical chunk read at once; wider codes loop over chunks with an online log-sum-exp.
+MAX_BLOCK_K = 1024
+
+
+@triton.jit
+def _cat_code_nll(
+    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows, row_mask,
+    i, start, size, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """NLL [BLOCK_B] and log-sum-exp [BLOCK_B] of categorical code i for a block of rows."""
+    code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
+    m = tl.full([BLOCK_B], NEG_BIG, ACC)
+    s = tl.zeros([BLOCK_B], ACC)
+    target = tl.zeros([BLOCK_B], ACC)
+    for k0 in range(0, size, BLOCK_K):
+        cols = k0 + tl.arange(0, BLOCK_K)
+        mask = row_mask[:, None] & (cols < size)[None, :]
+        ptrs = logits_ptr + rows[:, None] * stride_lb + (start + cols)[None, :] * stride_lk
+        # the sentinel goes in after the cast: -1e30 would overflow a half-precision load
+        x = tl.where(mask, tl.load(ptrs, mask=mask, other=0.0).to(ACC), NEG_BIG)
+        m_new = tl.maximum(m, tl.max(x, axis=1))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
+        m = m_new
+        target += tl.sum(tl.where(cols[None, :] == code[:, None], x, 0.0), axis=1)
+    # s >= 1 in every real row (its maximum adds exp(0)); the clamp only keeps masked rows finite
+    lse = m + tl.log(tl.maximum(s, 1.0))
+    valid = (code >= 0) & (code < size)
+    return tl.where(valid, lse - target, float("nan")), lse
+
+
+@triton.jit
+def _info_nll_fwd_kernel(
+    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, offsets_ptr,
+    mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
+    loss_ptr, code_sum_ptr, lse_ptr,
+    B, cat_weight, cont_weight, scale,
+    N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr, PER_ROW: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_NC: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n_prog = tl.num_programs(0)
+    code_idx = tl.arange(0, BLOCK_NC)
+    code_sums = tl.zeros([BLOCK_NC], ACC)
+    total = tl.zeros([BLOCK_B], ACC)
+    # Persistent loop: few programs each walk many row blocks, so small batches take one program
+    # and the reduction over the batch needs no second launch.
+    for blk in range(pid, tl.cdiv(B, BLOCK_B), n_prog):
+        rows = blk * BLOCK_B + tl.arange(0, BLOCK_B)
+        row_mask = rows < B
+        loss = tl.zeros([BLOCK_B], ACC)
+        for i in tl.static_range(N_CAT):
+            start = tl.load(offsets_ptr + i)
+            size = tl.load(offsets_ptr + i + 1) - start
+            nll, lse = _cat_code_nll(
+                logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows,
+                row_mask, i, start, size, ACC, BLOCK_B, BLOCK_K,
+            )
+            tl.store(lse_ptr + rows * N_CAT + i, lse, mask=row_mask)
+            nll = tl.where(row_mask, nll, 0.0)
+            loss += cat_weight * nll
+            code_sums += tl.where(code_idx == i, tl.sum(nll, axis=0), 0.0)
+        if N_CONT > 0:
+            cols = tl.arange(0, BLOCK_C)
+            mask = row_mask[:, None] & (cols < N_CONT)[None, :]
+            mu = tl.load(mean_ptr + rows[:, None] * stride_mb + cols[None, :] * stride_mn,
+                         mask=mask, other=0.0).to(ACC)
+            c = tl.load(cc_ptr + rows[:, None] * stride_ccb + cols[None, :] * stride_ccn,
+                        mask=mask, other=0.0).to(ACC)
+            if HAS_LOG_STD:
+                ls = tl.load(ls_ptr + rows[:, None] * stride_sb + cols[None, :] * stride_sn,
+                             mask=mask, other=0.0).to(ACC)
+                z = (c - mu) * tl.exp(-ls)
+                nll = HALF_LOG_2PI + ls + 0.5 * z * z
+            else:
+                nll = HALF_LOG_2PI + 0.5 * (c - mu) * (c - mu)
+            nll = tl.where(mask, nll, 0.0)
+            loss += cont_weight * tl.sum(nll, axis=1)
+            col_sums = tl.sum(nll, axis=0)  # [BLOCK_C]
+            for j in tl.static_range(N_CONT):
+                code_sums += tl.where(code_idx == N_CAT + j,
+                                      tl.sum(tl.where(cols == j, col_sums, 0.0), axis=0), 0.0)
+        if PER_ROW:
+            tl.store(loss_ptr + rows, loss, mask=row_mask)
+        else:
+            total += loss
+    if not PER_ROW:
+        tl.store(loss_ptr + pid, tl.sum(total, axis=0) * scale)
+    tl.store(code_sum_ptr + pid * (N_CAT + N_CONT) + code_idx, code_sums / B,
+             mask=code_idx < N_CAT + N_CONT)
+
+
+@triton.jit
+def _info_nll_bwd_kernel(
+    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, offsets_ptr,
+    mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
+    lse_ptr, gloss_ptr, gcode_ptr, dlogits_ptr, dmean_ptr, dls_ptr,
+    B, cat_weight, cont_weight, scale,
+    N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr, PER_ROW: tl.constexpr,
+    HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n_prog = tl.num_programs(0)
+    for blk in range(pid, tl.cdiv(B, BLOCK_B), n_prog):
+        rows = blk * BLOCK_B + tl.arange(0, BLOCK_B)
+        row_mask = rows < B
+        g = tl.zeros([BLOCK_B], ACC)
+        if HAS_GLOSS:
+            if PER_ROW:
+                g = tl.load(gloss_ptr + rows, mask=row_mask, other=0.0).to(ACC)
+            else:
+                g += tl.load(gloss_ptr).to(ACC) * scale
+        for i in tl.static_range(N_CAT):
+            w = g * cat_weight
+            if HAS_GCODE:
+                w += tl.load(gcode_ptr + i).to(ACC) / B
+            start = tl.load(offsets_ptr + i)
+            size = tl.load(offsets_ptr + i + 1) - start
+            code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
+            lse = tl.load(lse_ptr + rows * N_CAT + i, mask=row_mask, other=0.0)
+            for k0 in range(0, size, BLOCK_K):
+                cols = k0 + tl.arange(0, BLOCK_K)
+                mask = row_mask[:, None] & (cols < size)[None, :]
+                x = tl.load(logits_ptr + rows[:, None] * stride_lb
+                            + (start + cols)[None, :] * stride_lk, mask=mask, other=0.0).to(ACC)
+                onehot = tl.where(cols[None, :] == code[:, None], 1.0, 0.0)
+                softmax = tl.exp(tl.where(mask, x - lse[:, None], NEG_BIG))
+                d = w[:, None] * (softmax - onehot)
+                # gradients are written contiguous [B, sum K]
+                tl.store(dlogits_ptr + rows[:, None] * tl.load(offsets_ptr + N_CAT)
+                         + (start + cols)[None, :], d, mask=mask)
+        if N_CONT > 0:
+            cols = tl.arange(0, BLOCK_C)
+            mask = row_mask[:, None] & (cols < N_CONT)[None, :]
+            w = g[:, None] * cont_weight + tl.zeros([BLOCK_B, BLOCK_C], ACC)
+            if HAS_GCODE:
+                gc = tl.load(gcode_ptr + N_CAT + cols, mask=cols < N_CONT, other=0.0).to(ACC)
+                w += gc[None, :] / B
+            mu = tl.load(mean_ptr + rows[:, None] * stride_mb + cols[None, :] * stride_mn,
+                         mask=mask, other=0.0).to(ACC)
+            c = tl.load(cc_ptr + rows[:, None] * stride_ccb + cols[None, :] * stride_ccn,
+                        mask=mask, other=0.0).to(ACC)
+            out = rows[:, None] * N_CONT + cols[None, :]
+            if HAS_LOG_STD:
+                ls = tl.load(ls_ptr + rows[:, None] * stride_sb + cols[None, :] * stride_sn,
+                             mask=mask, other=0.0).to(ACC)
+                inv_var = tl.exp(-2.0 * ls)
+                tl.store(dmean_ptr + out, w * (mu - c) * inv_var, mask=mask)
+                tl.store(dls_ptr + out, w * (1.0 - (c - mu) * (c - mu) * inv_var), mask=mask)
+            else:
+                tl.store(dmean_ptr + out, w * (mu - c), mask=mask)
+
+
+def _acc_dtype(*tensors):
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) \
+        else torch.float32
+
+
+def _tl_dtype(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _blocks(cat_sizes, n_cont):
+    """Block sizes: the categorical chunk covers the widest code (up to MAX_BLOCK_K) and the
+    row block fills a TILE_ELEMS tile."""
+    block_k = min(MAX_BLOCK_K, triton.next_power_of_2(max(cat_sizes, default=1)))
+    block_c = triton.next_power_of_2(max(n_cont, 1))
+    block_b = max(1, min(256, TILE_ELEMS // max(block_k, block_c)))
+    return block_b, block_k, block_c
+
+
+def _n_programs(device, n_blocks):
+    if device.type == "cuda":
+        # Four resident programs per SM keep HBM busy at large B (H100/H200, 132 SMs).
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return max(1, min(n_blocks, 4 * sms))
+    return 1  # the CPU interpreter runs programs one after another; one is cheapest
+
+
+def _strides(t, ndim=2):
+    return (0,) * ndim if t is None else tuple(t.stride())
+
+
+def _args(cat_logits, cat_codes, cat_offsets, cont_mean, cont_codes, cont_log_std, dummy):
+    out = []
+    for t in (cat_logits, cat_codes):
+        out += [dummy if t is None else t, *_strides(t)]
+    out.append(dummy if cat_offsets is None else cat_offsets)
+    for t in (cont_mean, cont_codes, cont_log_std):
+        out += [dummy if t is None else t, *_strides(t)]
+    return out
+
+
+def _layout(cat_logits, cont_mean, cat_sizes):
+    ref = cat_logits if cat_logits is not None else cont_mean
+    n_cont = 0 if cont_mean is None else cont_mean.shape[1]
+    return ref, ref.shape[0], n_cont, len(cat_sizes)
+
+
+_OFFSETS: dict = {}
+
+
+def _offsets(cat_sizes, device):
+    """Column offsets of the codes, [n_cat + 1] int32 on the device. Cached, so that calls after
+    the first copy nothing from the host (a host copy cannot be captured in a CUDA graph)."""
+    if not cat_sizes:
+        return None
+    key = (tuple(cat_sizes), device)
+    if key not in _OFFSETS:
+        bounds = [0]
+        for k in cat_sizes:
+            bounds.append(bounds[-1] + k)
+        _OFFSETS[key] = torch.tensor(bounds, dtype=torch.int32, device=device)
+    return _OFFSETS[key]
+
+
+@torch.library.custom_op("fastinfo::info_nll_fwd", mutates_args=())
+def info_nll_fwd(
+    cat_logits: torch.Tensor | None,
+    cat_codes: torch.Tensor | None,
+    cont_mean: torch.Tensor | None,
+    cont_codes: torch.Tensor | None,
+    cont_log_std: torch.Tensor | None,
+    cat_sizes: list[int],
+    cat_weight: float,
+    cont_weight: float,
+    reduction: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [B, n_cat])."""
+    ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
+    acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
+    block_b, block_k, block_c = _blocks(cat_sizes, n_cont)
+    n_prog = _n_programs(ref.device, triton.cdiv(B, block_b))
+    per_row = reduction == "none"
+    loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
+    code_sums = torch.empty(n_prog, n_cat + n_cont, device=ref.device, dtype=acc)
+    lse = torch.empty(B, n_cat, device=ref.device, dtype=acc)
+    _info_nll_fwd_kernel[(n_prog,)](
+        *_args(cat_logits, cat_codes, _offsets(cat_sizes, ref.device), cont_mean, cont_codes,
+               cont_log_std, ref),
+        loss, code_sums, lse, B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
+        N_CAT=n_cat, N_CONT=n_cont, HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row,
+        ACC=_tl_dtype(acc), BLOCK_B=block_b, BLOCK_K=block_k, BLOCK_C=block_c,
+        BLOCK_NC=triton.next_power_of_2(max(2, n_cat + n_cont)), num_warps=4,
+    )
+    if not per_row:
+        loss = loss.view(()) if n_prog == 1 else loss.sum()
+    per_code = code_sums.view(-1) if n_prog == 1 else code_sums.sum(0)
+    return loss, per_code, lse
+
+
+@info_nll_fwd.register_fake
+def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, cat_weight,
+      cont_weight, reduction):
+    ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
+    acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
+    loss = ref.new_empty((B,) if reduction == "none" else (), dtype=acc)
+    return loss, ref.new_empty(n_cat + n_cont, dtype=acc), ref.new_empty(B, n_cat, dtype=acc)
+
+
+@torch.library.custom_op("fastinfo::info_nll_bwd", mutates_args=())
+def info_nll_bwd(
+    cat_logits: torch.Tensor | None,
+    cat_codes: torch.Tensor | None,
+    cont_mean: torch.Tensor | None,
+    cont_codes: torch.Tensor | None,
+    cont_log_std: torch.Tensor | None,
+    lse: torch.Tensor,
+    grad_loss: torch.Tensor | None,
+    grad_per_code: torch.Tensor | None,
+    cat_sizes: list[int],
+    cat_weight: float,
+    cont_weight: float,
+    reduction: str,
+) -> list[torch.Tensor]:
+    """Gradients, in order, of those of cat_logits, cont_mean, cont_log_std that were given."""
+    ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
+    acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
+    block_b, block_k, block_c = _blocks(cat_sizes, n_cont)
+    grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
+             for t in (cat_logits, cont_mean, cont_log_std)]
+    # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel
+    grad_loss = None if grad_loss is None else grad_loss.contiguous()
+    grad_per_code = None if grad_per_code is None else grad_per_code.contiguous()
+    _info_nll_bwd_kernel[(_n_programs(ref.device, triton.cdiv(B, block_b)),)](
+        *_args(cat_logits, cat_codes, _offsets(cat_sizes, ref.device), cont_mean, cont_codes,
+               cont_log_std, ref),
+        lse, ref if grad_loss is None else grad_loss,
+        ref if grad_per_code is None else grad_per_code,
+        *(ref if g is None else g for g in grads),
+        B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
+        N_CAT=n_cat, N_CONT=n_cont, HAS_LOG_STD=cont_log_std is not None,
+        PER_ROW=reduction == "none", HAS_GLOSS=grad_loss is not None,
+        HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
+        BLOCK_B=block_b, BLOCK_K=block_k, BLOCK_C=block_c, num_warps=4,
+    )
+    return [g for g in grads if g is not None]
+
+
+@info_nll_bwd.register_fake
+def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse, grad_loss, grad_per_code,
+      cat_sizes, cat_weight, cont_weight, reduction):
+    return [torch.empty_like(t) for t in (cat_logits, cont_mean, cont_log_std) if t is not None]
+
+
+def _setup_context(ctx, inputs, output):
+    cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, *rest = inputs
+    ctx.save_for_backward(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, output[2])
+    ctx.rest = rest
+
+
+def _backward(ctx, grad_loss, grad_per_code, _grad_lse):
+    cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse = ctx.saved_tensors
+    grads = iter(info_nll_bwd(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse,
+                              grad_loss, grad_per_code, *ctx.rest))
+    d_logits, d_mean, d_log_std = (
+        None if t is None else next(grads) for t in (cat_logits, cont_mean, cont_log_std)
+    )
+    return d_logits, None, d_mean, None, d_log_std, None, None, None, None
+
+
+info_nll_fwd.register_autograd(_backward, setup_context=_setup_context)

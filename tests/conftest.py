@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty user cache; real data only through $FASTINFO_DATA."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def real_data(monkeypatch):
+    """Point $FASTINFO_DATA at the real MNIST / Fashion-MNIST files, or skip."""
+    root = os.environ.get("FASTINFO_DATA") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
+    if root is None or not Path(root).is_dir():
+        pytest.skip("real MNIST not available: set FASTINFO_DATA to a folder holding it")
+    monkeypatch.setenv("FASTINFO_DATA", root)
+    return Path(root)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

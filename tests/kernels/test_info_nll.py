@@ -1,0 +1,190 @@
+"""The fused info_nll kernels against the float64 PyTorch reference, forward and backward.
+
+On a machine without a GPU the kernels run under TRITON_INTERPRET=1 (root conftest); the CUDA
+tests repeat the checks on the GPU and add CUDA-graph capture.
+"""
+
+import pytest
+import torch
+from fastinfo.kernels import info_nll as kernel
+
+from fastinfo import losses
+from fastinfo.losses import reference
+
+# (B, cat_sizes, n_cont): the MNIST layout, an odd one, a code wider than one chunk, cont-only
+LAYOUTS = [(64, (10,), 2), (37, (7, 3, 5), 3), (5, (1030, 2), 1), (9, (), 4), (3, (4,), 0)]
+
+
+def make_inputs(B, sizes, n_cont, learn_std, dtype=torch.float32, device="cpu", scale=1.0):
+    def leaf(*shape, s=1.0):
+        return (torch.randn(*shape, device=device, dtype=torch.float64) * s).to(dtype).requires_grad_()
+
+    cat = (leaf(B, sum(sizes), s=scale), torch.stack(
+        [torch.randint(0, k, (B,), device=device) for k in sizes], 1)) if sizes else (None, None)
+    cont = (leaf(B, n_cont), torch.rand(B, n_cont, device=device, dtype=torch.float64).to(dtype) * 2 - 1,
+            leaf(B, n_cont, s=0.5) if learn_std else None) if n_cont else (None, None, None)
+    return (*cat, *cont), dict(cat_sizes=list(sizes) or None)
+
+
+def as_f64(args):
+    return [None if t is None else (t.detach().double().requires_grad_(t.requires_grad)
+                                    if t.is_floating_point() else t) for t in args]
+
+
+def grads_of(out, per_code, args, g_out, g_code):
+    inputs = [t for t in args if t is not None and t.requires_grad]
+    total = (out * g_out).sum() + (per_code * g_code).sum()
+    return torch.autograd.grad(total, inputs)
+
+
+def check_against_reference(args, kw, reduction, atol, rtol, weights=(0.7, 0.3)):
+    w = dict(cat_weight=weights[0], cont_weight=weights[1])
+    out, per_code = losses.info_nll_and_per_code(*args, **kw, **w, reduction=reduction)
+    ref_args = as_f64(args)
+    ref = reference.info_nll(*ref_args, **kw, **w, reduction=reduction)
+    ref_pc = reference.info_nll_per_code(*ref_args, **kw)
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=rtol)
+    torch.testing.assert_close(per_code.double(), ref_pc, atol=atol, rtol=rtol)
+    # upstream gradients that are not 1: lambda-weighted terms, and the per-code output too
+    g_out, g_code = torch.randn_like(ref), torch.randn_like(ref_pc)
+    got = grads_of(out, per_code, args, g_out.to(out.dtype), g_code.to(per_code.dtype))
+    want = grads_of(ref, ref_pc, ref_args, g_out, g_code)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype or a.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        torch.testing.assert_close(a.double(), b, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=str)
+@pytest.mark.parametrize("learn_std", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_matches_float64_reference(layout, learn_std, reduction):
+    args, kw = make_inputs(*layout, learn_std)
+    check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
+
+
+def test_large_magnitude_logits_stay_finite_and_right():
+    args, kw = make_inputs(33, (10, 6), 2, True, scale=1e4)
+    out = losses.info_nll(*args, **kw)
+    assert torch.isfinite(out)
+    check_against_reference(args, kw, "none", atol=1e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs(dtype):
+    args, kw = make_inputs(37, (10, 3), 2, True, dtype=dtype)
+    out = losses.info_nll(*args, **kw)
+    assert out.dtype == torch.float32  # accumulated and returned in fp32
+    # the inputs are exactly representable in float64: only the gradient's rounding differs
+    check_against_reference(args, kw, "mean", atol=2e-3, rtol=1e-2)
+
+
+def test_non_contiguous_inputs():
+    B, sizes = 21, (10, 3)
+    big = torch.randn(sum(sizes) + 4, B, dtype=torch.float64)
+    logits = big.float().t()[:, 2 : 2 + sum(sizes)].detach().requires_grad_()  # transposed slice
+    codes = torch.stack([torch.randint(0, k, (B,)) for k in sizes], 0).t()  # transposed
+    packed = torch.randn(B, 6).requires_grad_()
+    mean, log_std = packed[:, 0:4:2], packed[:, 1:4:2]  # strided columns
+    cont = (torch.rand(B, 4) * 2 - 1)[:, ::2]
+    assert not any(t.is_contiguous() for t in (logits, codes, mean, cont))
+    strided = torch.randn(B, 2 * sum(sizes))[:, ::2].requires_grad_()
+    for lg in (logits, strided):
+        check_against_reference((lg, codes, mean, cont, log_std), dict(cat_sizes=list(sizes)),
+                                "mean", atol=1e-5, rtol=1e-5)
+
+
+def test_int32_codes_and_grad_of_sum():
+    args, kw = make_inputs(11, (5,), 1, False)
+    args = (args[0], args[1].int(), *args[2:])
+    out = losses.info_nll(*args, **kw, reduction="none")
+    out.sum().backward()  # the gradient of .sum() arrives with stride 0
+    ref_args = as_f64(args)
+    reference.info_nll(*ref_args, **kw, reduction="none").sum().backward()
+    torch.testing.assert_close(args[0].grad.double(), ref_args[0].grad)
+
+
+def test_gradcheck_float64():
+    args, kw = make_inputs(6, (4, 3), 2, True, dtype=torch.float64)
+
+    def fn(logits, mean, log_std):
+        loss, per_code = losses.info_nll_and_per_code(
+            logits, args[1], mean, args[3], log_std, **kw, cat_weight=0.5, cont_weight=2.0)
+        return loss, per_code
+
+    assert torch.autograd.gradcheck(fn, (args[0], args[2], args[4]))
+
+
+def test_opcheck():
+    args, kw = make_inputs(7, (4, 3), 2, True)
+    torch.library.opcheck(
+        kernel.info_nll_fwd, (*args, [4, 3], 1.0, 0.5, "mean"),
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+    )
+
+
+def test_compile_fullgraph_matches_eager():
+    args, kw = make_inputs(16, (10,), 2, True)
+
+    def step(logits, codes, mean, cont, log_std):
+        loss = losses.info_nll(logits * 2.0, codes, mean, cont, log_std, cat_weight=1.0,
+                               cont_weight=0.1)
+        return loss * 3.0
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    out = compiled(*args)
+    (g,) = torch.autograd.grad(out, args[0])
+    eager = step(*args)
+    (g_eager,) = torch.autograd.grad(eager, args[0])
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(g, g_eager)
+
+
+def test_out_of_range_code_gives_nan_row_in_kernel():
+    # the public API rejects these on the CPU; the kernel itself (as on a GPU) must not read
+    # out of bounds and marks the row NaN instead
+    logits, codes = torch.randn(3, 5), torch.tensor([[0], [7], [-2]])
+    out, _, _ = kernel.info_nll_fwd(logits, codes, None, None, None, [5], 1.0, 1.0, "none")
+    assert torch.isfinite(out[0]) and out[1:].isnan().all()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", LAYOUTS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_matches_reference(layout, dtype):
+    args, kw = make_inputs(*layout, True, dtype=dtype, device="cuda")
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-3, rtol=1e-2)
+    check_against_reference(args, kw, "mean", **tol)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("B", [64, 5000])
+def test_cuda_graph_capture_and_replay(B):
+    args, kw = make_inputs(B, (10,), 2, True, device="cuda")
+    static = [t.detach().clone().requires_grad_(t.requires_grad) if t is not None else None
+              for t in args]
+
+    def run():
+        loss = losses.info_nll(*static, **kw, cont_weight=0.1)
+        grads = torch.autograd.grad(loss, [static[0], static[2], static[4]])
+        return loss, grads
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        run()  # warm-up compiles the kernels and fills the offset cache
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss, grads = run()
+    for _ in range(2):  # fresh inputs copied into the static buffers, then replay
+        new, _ = make_inputs(B, (10,), 2, True, device="cuda")
+        for s, n in zip(static, new):
+            if s is not None:
+                s.data.copy_(n)
+        graph.replay()
+        torch.cuda.synchronize()
+        want_loss, want_grads = run()
+        torch.testing.assert_close(loss, want_loss)
+        for a, b in zip(grads, want_grads):
+            torch.testing.assert_close(a, b)

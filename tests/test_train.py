@@ -1,0 +1,183 @@
+"""The command line end to end on tiny synthetic data: outputs, exact resume, every bad input."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from fastinfo import checkpoint, data
+from fastinfo import train as train_mod
+from fastinfo.infogan import InfoGAN
+from fastinfo.train import main
+
+FAST = ["--batch-size", "8", "--log-every", "2", "--no-progress", "--sample-every", "0"]
+
+
+@pytest.fixture(autouse=True)
+def synthetic_mnist(monkeypatch):
+    """64 blob images per split with labels; replaces the real data set for these tests."""
+
+    def load(name, train=True, data_root=None, download=True):
+        data.dataset_info(name)
+        g = torch.Generator().manual_seed(0 if train else 1)
+        labels = torch.randint(0, 10, (64,), generator=g)
+        images = (torch.rand(64, 28, 28, generator=g) * 60).to(torch.uint8)
+        for i, k in enumerate(labels.tolist()):
+            images[i, 4 + 2 * k : 10 + 2 * k, 6:22] = 255
+        return images, labels
+
+    monkeypatch.setattr(data, "load", load)
+
+
+def run(tmp_path, *args):
+    return main([*FAST, "--out", str(tmp_path), *map(str, args)])
+
+
+def test_infogan_smoke_writes_every_output(tmp_path):
+    assert run(tmp_path, "--model", "infogan", "--steps", 6, "--ckpt-every", 3, "--sample-every", 3) == 0
+    for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "loss_curves.png", "info_curve.png",
+                 "traverse_c1.png", "traverse_c2.png", "traverse_c3.png", "eval.json"):
+        assert (tmp_path / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert {"loss_d", "loss_g", "info_c1", "info_c2", "info_c3", "step_time"} <= set(rows[0])
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert 0 <= result["c1_accuracy"] <= 1 and result["preset"] == "paper" and result["step"] == 6
+    assert json.loads((tmp_path / "config.json").read_text())["preset"] == "paper"
+
+
+def test_gan_baseline_has_no_q_metrics(tmp_path):
+    assert run(tmp_path, "--model", "gan", "--steps", 2, "--preset", "openai") == 0
+    assert "n/a" in json.loads((tmp_path / "eval.json").read_text())["c1_accuracy"]
+    assert not (tmp_path / "info_curve.png").exists() and (tmp_path / "traverse_c1.png").exists()
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["slope"] == 0.01 and cfg["learn_std"] is False and cfg["noise_prior"] == "uniform"
+
+
+def weights(path):
+    return checkpoint.load(path)["models"]
+
+
+def test_resume_is_exact(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run(straight, "--steps", 8, "--no-eval-at-end") == 0
+    assert run(split, "--steps", 4, "--no-eval-at-end") == 0
+    assert main(["--resume", str(split), "--steps", "8", "--no-progress"]) == 0
+    a, b = weights(straight / "checkpoint.pt"), weights(split / "checkpoint.pt")
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+    rows = (split / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, 9))
+
+
+def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
+    real_step = InfoGAN.step
+    calls = {"n": 0}
+
+    def step(self, real, gen):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, real, gen)
+
+    monkeypatch.setattr(InfoGAN, "step", step)
+    assert run(tmp_path, "--steps", 10, "--ckpt-every", 100) == train_mod.EXIT_INTERRUPTED
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 3
+    assert main(["--resume", str(tmp_path), "--no-progress"]) == 0
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 10
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real_step = InfoGAN.step
+    calls = {"n": 0}
+
+    def step(self, real, gen):
+        calls["n"] += 1
+        metrics = real_step(self, real, gen)
+        if calls["n"] >= 5:
+            metrics["loss_d"] = torch.tensor(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(InfoGAN, "step", step)
+    assert run(tmp_path, "--steps", 10, "--ckpt-every", 2) == train_mod.EXIT_NON_FINITE
+    assert "non-finite at step 5 (loss_d=nan)" in capsys.readouterr().err
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 4
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--model", "vae"], "unknown model 'vae'; accepted: gan, infogan"),
+        (["--dataset", "svhn"], "unknown dataset 'svhn'"),
+        (["--batch-size", "0"], "--batch-size must be in 1..60000"),
+        (["--steps", "-3"], "--steps must be positive"),
+        (["--cat-sizes", "1"], "need >= 2 categories"),
+        (["--model", "infogan", "--cat-sizes", "", "--n-cont", "0"], "needs at least one latent code"),
+        (["--preset", "deepmind"], "unknown preset 'deepmind'; accepted: paper, openai"),
+        (["--device", "tpu"], "unknown --device 'tpu'"),
+        (["--lr-g", "0"], "--lr-g must be positive"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, args, msg):
+    assert run(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_missing_data_exits_2(tmp_path, capsys, monkeypatch):
+    def load(*a, **k):
+        raise data.DataError("mnist not found. Tried: ...")
+
+    monkeypatch.setattr(data, "load", load)
+    assert run(tmp_path, "--steps", 1) == 2
+    assert "mnist not found" in capsys.readouterr().err
+
+
+def test_occupied_run_folder_is_not_overwritten(tmp_path, capsys):
+    assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
+    before = (tmp_path / "config.json").read_text(), (tmp_path / "checkpoint.pt").read_bytes()
+    assert run(tmp_path, "--steps", 4, "--model", "gan") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert before == ((tmp_path / "config.json").read_text(), (tmp_path / "checkpoint.pt").read_bytes())
+
+
+def test_resume_errors(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
+    assert main(["--resume", str(tmp_path), "--model", "gan"]) == 2
+    assert "cannot change model" in capsys.readouterr().err
+    # a checkpoint whose shapes do not fit the configuration
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "noise_dim": 10}))
+    assert main(["--resume", str(tmp_path), "--steps", "3"]) == 2
+    assert "does not match" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["--resume", str(tmp_path), "--steps", "3"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_config_file_json_and_yaml(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"model": "gan", "steps": 1, "lambda_cat": 0.5}))
+    assert run(tmp_path / "a", "--config", tmp_path / "c.json", "--no-eval-at-end") == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"] == "gan"
+    (tmp_path / "c.yaml").write_text("model: infogan\nsteps: 1\ncat_sizes: [10, 3]\n")
+    assert run(tmp_path / "b", "--config", tmp_path / "c.yaml", "--no-eval-at-end") == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["cat_sizes"] == [10, 3]
+    (tmp_path / "bad.json").write_text(json.dumps({"modle": "gan"}))
+    assert run(tmp_path / "c", "--config", tmp_path / "bad.json") == 2
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for flag in ("--model", "--dataset", "--data-root", "--steps", "--epochs", "--batch-size", "--lr-d",
+                 "--lr-g", "--lambda-cat", "--lambda-cont", "--seed", "--device", "--out", "--resume",
+                 "--amp", "--compile", "--log-every", "--ckpt-every", "--config", "--preset"):
+        assert flag in out
