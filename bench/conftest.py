@@ -1,0 +1,111 @@
+"""Benchmark helpers: device facts for every case, CUDA-synchronised timing, a summary table.
+
+Each case records in extra_info the device, versions, shapes and dtype, and its median time per
+call measured two ways on a GPU: ``us_call`` is host wall time per call with launch overhead
+(CUDA events around back-to-back calls), ``us_graph`` the GPU time of the same call replayed from
+a CUDA graph (launch overhead removed). Set BENCH_SUMMARY=FILE to also write the table as JSON.
+"""
+
+import json
+import os
+import time
+
+import pytest
+import torch
+
+RESULTS: list[dict] = []
+
+
+def device_info() -> dict:
+    info = {"torch": torch.__version__}
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    if not torch.cuda.is_available():
+        return {**info, "device": "cpu"}
+    info["device"] = torch.cuda.get_device_name()
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        info["sm_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)
+        info["mem_clock_mhz"] = pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM)
+        info["memory_gib"] = round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 1)
+    except Exception as e:  # nvidia-ml-py missing or no NVML access: the device name still stands
+        info["nvml"] = f"unavailable ({type(e).__name__})"
+    return info
+
+
+DEVICE = device_info()
+ON_GPU = DEVICE["device"] != "cpu"
+
+
+def median_us(fn, graph: bool = False) -> float:
+    """Median microseconds per call of fn (on a GPU: CUDA events, or a CUDA graph's replays)."""
+    if not ON_GPU:
+        fn()
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return sorted(times)[len(times) // 2] * 1e6
+    import triton.testing
+
+    if not graph:
+        return triton.testing.do_bench(fn, warmup=50, rep=200, return_mode="median") * 1e3
+    n = 20  # calls per graph, so that one replay's own launch is amortised
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(n):
+            fn()
+    return triton.testing.do_bench(g.replay, warmup=50, rep=200, return_mode="median") * 1e3 / n
+
+
+@pytest.fixture
+def record(benchmark):
+    """record(case: dict, fn, bytes_moved=None): time fn, store the numbers, run pytest-benchmark."""
+
+    def _record(case: dict, fn, bytes_moved: int | None = None, graph: bool = True):
+        row = {**case, "us_call": median_us(fn)}
+        if ON_GPU and graph:
+            row["us_graph"] = median_us(fn, graph=True)
+        if bytes_moved:
+            best = min(row["us_call"], row.get("us_graph", float("inf")))
+            row["gb_s"] = bytes_moved / best / 1e3
+        benchmark.extra_info.update({**DEVICE, **row})
+        RESULTS.append(row)
+        benchmark.pedantic(fn, rounds=20, iterations=5, warmup_rounds=2)
+        if ON_GPU:
+            torch.cuda.synchronize()
+
+    return _record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section(f"fastinfo bench on {DEVICE['device']} (torch {DEVICE['torch']}, triton {DEVICE['triton']})")
+    keys = [k for k in RESULTS[0] if k not in ("us_call", "us_graph", "gb_s")]
+    for row in RESULTS:
+        cols = "  ".join(f"{k}={row[k]}" for k in keys if k in row)
+        nums = f"call {row['us_call']:9.1f} us"
+        if "us_graph" in row:
+            nums += f"  graph {row['us_graph']:9.1f} us"
+        if "gb_s" in row:
+            nums += f"  {row['gb_s']:7.1f} GB/s"
+        tr.write_line(f"{cols:70s} {nums}")
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "w") as f:
+            json.dump({"device": DEVICE, "results": RESULTS}, f, indent=1)
