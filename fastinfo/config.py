@@ -3,10 +3,11 @@ override it in that order."""
 
 import argparse
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-MODELS = ("gan", "infogan")
+MODELS = ("gan", "infogan", "wgan", "infowgan", "wgan-gp", "infowgan-gp")
 AMP_MODES = ("none", "bf16", "fp16")
 LOSS_BACKENDS = ("fused", "torch")
 
@@ -15,6 +16,14 @@ PRESETS = {
     "paper": dict(slope=0.1, learn_std=True, lambda_cont=0.1, noise_prior="normal"),
     "openai": dict(slope=0.01, learn_std=False, lambda_cont=1.0, noise_prior="uniform"),
 }
+# Each model family's own optimiser defaults (WGAN: RMSprop 5e-5; WGAN-GP: Adam 1e-4, betas (0.5, 0.9)).
+MODEL_DEFAULTS = {
+    "wgan": dict(lr_d=5e-5, lr_g=5e-5),
+    "infowgan": dict(lr_d=5e-5, lr_g=5e-5),
+    "wgan-gp": dict(lr_d=1e-4, lr_g=1e-4, beta1=0.5, beta2=0.9),
+    "infowgan-gp": dict(lr_d=1e-4, lr_g=1e-4, beta1=0.5, beta2=0.9),
+}
+CRITIC_NORMS = ("auto", "batch", "layer", "none")
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
@@ -39,10 +48,16 @@ class TrainConfig:
     steps: int | None = _opt(None, "generator steps to train (overrides --epochs)")
     epochs: float = _opt(10.0, "epochs over the training set when --steps is not given")
     batch_size: int = _opt(128, "batch size (the original code's 128; the paper does not say)")
-    lr_d: float = _opt(2e-4, "Adam learning rate of D and Q (paper: 2e-4)")
-    lr_g: float = _opt(1e-3, "Adam learning rate of G (paper: 1e-3)")
-    beta1: float = _opt(0.5, "Adam beta1")
-    beta2: float = _opt(0.999, "Adam beta2")
+    lr_d: float = _opt(2e-4, "learning rate of D (InfoGAN: Adam 2e-4; WGAN: RMSprop 5e-5; WGAN-GP: Adam 1e-4)")
+    lr_g: float = _opt(1e-3, "learning rate of G (InfoGAN: 1e-3; WGAN: 5e-5; WGAN-GP: 1e-4)")
+    lr_q: float = _opt(2e-4, "Adam learning rate of the Q head in the WGAN models")
+    beta1: float = _opt(0.5, "Adam beta1 (WGAN-GP: 0.5)")
+    beta2: float = _opt(0.999, "Adam beta2 (WGAN-GP: 0.9)")
+    n_critic: int = _opt(5, "critic steps per generator step (WGAN models)")
+    wgan_schedule: bool = _opt(False, "WGAN's schedule: 100 critic steps for the first 25 and every 500th G step")
+    clip: float = _opt(0.01, "critic weight clipping value (wgan, infowgan)")
+    gp_weight: float = _opt(10.0, "gradient-penalty weight (wgan-gp, infowgan-gp)")
+    critic_norm: str = _opt("auto", "critic normalisation: auto (batch; layer for -gp), batch, layer, none")
     lambda_cat: float = _opt(1.0, "weight of L_I for categorical codes")
     lambda_cont: float = _opt(0.1, "weight of L_I for continuous codes (preset-dependent)")
     noise_dim: int = _opt(62, "size of the noise vector z")
@@ -91,13 +106,21 @@ class TrainConfig:
         need(0 < self.batch_size <= 60000, f"--batch-size must be in 1..60000, got {self.batch_size}")
         need(self.noise_dim >= 0 and self.n_cont >= 0, "--noise-dim and --n-cont must be >= 0")
         need(all(k >= 2 for k in self.cat_sizes), f"--cat-sizes need >= 2 categories each, got {self.cat_sizes}")
-        need(self.model == "gan" or self.cat_sizes or self.n_cont,
-             "infogan needs at least one latent code (--cat-sizes or --n-cont)")
+        need(not self.model.startswith("info") or self.cat_sizes or self.n_cont,
+             f"{self.model} needs at least one latent code (--cat-sizes or --n-cont)")
         for name in ("lr_d", "lr_g"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "Adam betas must be in [0, 1)")
         need(self.lambda_cat >= 0 and self.lambda_cont >= 0, "--lambda-cat/--lambda-cont must be >= 0")
         need(0 <= self.slope < 1, f"--slope must be in [0, 1), got {self.slope}")
+        need(self.n_critic >= 1, f"--n-critic must be >= 1, got {self.n_critic}")
+        need(self.clip > 0 and math.isfinite(self.clip), f"--clip must be positive, got {self.clip}")
+        need(self.gp_weight >= 0, f"--gp-weight must be >= 0, got {self.gp_weight}")
+        need(self.lr_q > 0, "--lr-q must be positive")
+        need(self.critic_norm in CRITIC_NORMS,
+             f"unknown --critic-norm {self.critic_norm!r}; accepted: {', '.join(CRITIC_NORMS)}")
+        need(not (self.model.endswith("-gp") and self.critic_norm == "batch"),
+             "the gradient penalty is per sample: use --critic-norm layer or none with -gp models")
         for name in ("log_every", "ckpt_every"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
         need(self.sample_every >= 0, "--sample-every must be >= 0")
@@ -166,7 +189,7 @@ def make_config(values: dict) -> TrainConfig:
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
-    merged = {**asdict(TrainConfig()), **PRESETS[preset], **values}
+    merged = {**asdict(TrainConfig()), **MODEL_DEFAULTS.get(values.get("model"), {}), **PRESETS[preset], **values}
     if isinstance(merged["cat_sizes"], str):
         merged["cat_sizes"] = _parse_sizes(merged["cat_sizes"])
     merged["cat_sizes"] = tuple(merged["cat_sizes"])

@@ -25,8 +25,10 @@ from fastinfo.codes import LatentSpec
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, make_config, parse_args
 from fastinfo.evaluate import evaluate_model
 from fastinfo.infogan import InfoGAN
+from fastinfo.wgan import InfoWGAN
 
-METHODS = {"gan": InfoGAN, "infogan": InfoGAN}
+METHODS = {"gan": InfoGAN, "infogan": InfoGAN, "wgan": InfoWGAN, "infowgan": InfoWGAN,
+           "wgan-gp": InfoWGAN, "infowgan-gp": InfoWGAN}
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 
@@ -205,7 +207,7 @@ class Trainer:
         try:
             self.interval_start = time.perf_counter()
             while self.step < self.total:
-                self.pending.append(self.model.step(self.loader.next(), self.sample_gen))
+                self.pending.append(self.model.step(self.loader.next, self.sample_gen))
                 self.step += 1
                 bar.update(1)
                 ckpt_due = self.step % cfg.ckpt_every == 0 or self.stop_signal is not None

@@ -1,0 +1,114 @@
+"""What every GAN-family model here shares: G, D with its Q head, the L_I term, AMP, state."""
+
+import contextlib
+
+import torch
+
+from fastinfo import losses
+from fastinfo.codes import LatentSpec
+from fastinfo.config import TrainConfig
+from fastinfo.losses import reference
+from fastinfo.nets import Discriminator, Generator
+
+
+class InfoModel:
+    """Subclasses build self.optimizers and define step(next_batch, gen) -> device metrics."""
+
+    def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
+        self.cfg, self.spec, self.device = cfg, spec, device
+        self.use_q = cfg.model.startswith("info")
+        self.G = Generator(spec.input_dim).to(device)
+        self.D = Discriminator(spec, cfg.slope, cfg.learn_std, norm=norm).to(device)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        # bf16 has fp32's range and needs no loss scaling; fp16 does
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.g_fwd, self.d_fwd = self.G, self.D
+        if cfg.compile:
+            self.g_fwd, self.d_fwd = torch.compile(self.G), torch.compile(self.D)
+        self.entropy = spec.entropy().to(device)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def sample_input(self, batch_size: int, gen: torch.Generator):
+        """(G's input, categorical codes, continuous codes) drawn from the prior."""
+        z, cat, cont = self.spec.sample(batch_size, self.device, gen)
+        return self.spec.g_input(z, cat, cont), cat, cont
+
+    def info_nll(self, q, cat, cont):
+        """(lambda-weighted mean NLL, per-code NLL [n_codes]) of the codes under Q's outputs."""
+        cat_logits, mean, log_std = q
+        has_cat, has_cont = self.spec.n_cat > 0, self.spec.n_cont > 0
+        args = (
+            cat_logits if has_cat else None, cat if has_cat else None,
+            mean if has_cont else None, cont if has_cont else None,
+            log_std if has_cont else None,
+        )
+        if self.cfg.loss_backend == "torch":
+            terms = reference.info_nll_terms(*args, self.spec.cat_sizes)
+            n = self.spec.n_cat
+            loss = self.cfg.lambda_cat * terms[:, :n].sum(1) + self.cfg.lambda_cont * terms[:, n:].sum(1)
+            return loss.mean(), terms.mean(0)
+        return losses.info_nll_and_per_code(
+            *args, cat_sizes=self.spec.cat_sizes or None,
+            cat_weight=self.cfg.lambda_cat, cont_weight=self.cfg.lambda_cont,
+        )
+
+    def info_metrics(self, per_code: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L_I = H(c) - NLL of each code, as info_c1, info_c2, ..."""
+        info_lb = losses.mutual_info_lower_bound(per_code.detach(), self.entropy)
+        return {f"info_{name}": info_lb[i] for i, name in enumerate(self.spec.code_names)}
+
+    def backward_step(self, loss: torch.Tensor, names: tuple[str, ...], inputs=None) -> None:
+        """Zero, backward and step the named optimisers; inputs limits which leaves get gradients."""
+        for n in names:
+            self.optimizers[n].zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward(inputs=inputs)
+        for n in names:
+            self.scaler.step(self.optimizers[n])
+
+    @torch.no_grad()
+    def generate(self, z, cat, cont) -> torch.Tensor:
+        """Images from G in eval mode (batch-norm running statistics)."""
+        was_training = self.G.training
+        self.G.eval()
+        try:
+            return self.G(self.spec.g_input(z, cat, cont))
+        finally:
+            self.G.train(was_training)
+
+    @torch.no_grad()
+    def predict_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Q's categorical logits [N, sum K] for images in [-1, 1], in eval mode."""
+        was_training = self.D.training
+        self.D.eval()
+        try:
+            return self.D(images, with_q=True)[1][0]
+        finally:
+            self.D.train(was_training)
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {
+            "models": {"G": self.G.state_dict(), "D": self.D.state_dict()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["models"]["G"])
+        self.D.load_state_dict(state["models"]["D"])
+        for n, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][n])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.load_extra_state(state.get("extra", {}))

@@ -1,0 +1,99 @@
+"""Wasserstein GANs with InfoGAN's L_I term: WGAN (Arjovsky et al. 2017, weight clipping) and
+WGAN-GP (Gulrajani et al. 2017, gradient penalty), each with and without a Q head.
+
+    critic, Q:  min  E[D(G(z, c))] - E[D(x)] (+ gp_weight * (||grad D(x_hat)|| - 1)^2)
+                     + lambda * NLL_Q(c | G(z, c))
+    G:          min  -E[D(G(z, c))] + lambda * NLL_Q(c | G(z, c))
+
+n_critic critic steps per generator step. The clipping variants clip the critic — the shared body
+and the D head — to [-clip, clip] after every critic step, with RMSprop as in the WGAN paper. The
+Q head's own layers are not clipped: they are not part of the critic function whose Lipschitz
+constant clipping bounds, and clipping them would only cap Q's capacity. Q keeps InfoGAN's Adam.
+The gradient-penalty variants use Adam and no batch norm in the critic (layer norm by default),
+since the penalty is taken per sample.
+"""
+
+import torch
+
+from fastinfo import losses
+from fastinfo.base import InfoModel
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake samples."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=gen, dtype=real.dtype)
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    d_hat, _ = critic(x_hat, with_q=False)
+    (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+class InfoWGAN(InfoModel):
+    def __init__(self, cfg, spec, device):
+        self.gp = cfg.model.endswith("-gp")
+        norm = cfg.critic_norm if cfg.critic_norm != "auto" else ("layer" if self.gp else "batch")
+        super().__init__(cfg, spec, device, norm=norm)
+        self.critic_params = [*self.D.body.parameters(), *self.D.d_head.parameters()]
+        if self.gp:
+            betas = (cfg.beta1, cfg.beta2)
+            opt_d = torch.optim.Adam(self.critic_params, lr=cfg.lr_d, betas=betas)
+            opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        else:
+            opt_d = torch.optim.RMSprop(self.critic_params, lr=cfg.lr_d)
+            opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg.lr_g)
+        self.optimizers = {"D": opt_d, "G": opt_g}
+        if self.use_q:
+            self.optimizers["Q"] = torch.optim.Adam(self.D.q_head.parameters(), lr=cfg.lr_q, betas=(0.5, 0.999))
+        self.g_iters = 0
+
+    def critic_iters(self) -> int:
+        """n_critic, or WGAN's schedule: 100 critic steps for the first 25 generator steps and
+        every 500th."""
+        if self.cfg.wgan_schedule and (self.g_iters < 25 or self.g_iters % 500 == 0):
+            return 100
+        return self.cfg.n_critic
+
+    def critic_step(self, real: torch.Tensor, gen: torch.Generator):
+        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+        with self.autocast():
+            with torch.no_grad():
+                fake = self.g_fwd(g_in)
+            d_real, _ = self.d_fwd(real, with_q=False)
+            d_fake, q = self.d_fwd(fake, with_q=self.use_q)
+            distance = d_real.float().mean() - d_fake.float().mean()
+            loss = -distance
+            if self.gp:
+                loss = loss + self.cfg.gp_weight * gradient_penalty(self.d_fwd, real, fake, gen)
+            if self.use_q:
+                loss = loss + self.info_nll(q, cat, cont)[0]
+        self.backward_step(loss, ("D", "Q") if self.use_q else ("D",))
+        if not self.gp:
+            losses.clip_weights_(self.critic_params, self.cfg.clip)
+        return loss.detach(), distance.detach()
+
+    def step(self, next_batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """critic_iters() critic steps, each on a fresh real batch, then one generator step."""
+        for _ in range(self.critic_iters()):
+            loss_d, distance = self.critic_step(next_batch(), gen)
+
+        g_in, cat, cont = self.sample_input(self.cfg.batch_size, gen)
+        with self.autocast():
+            d_fake, q = self.d_fwd(self.g_fwd(g_in), with_q=self.use_q)
+            loss_g = -d_fake.float().mean()
+            if self.use_q:
+                info, per_code = self.info_nll(q, cat, cont)
+                loss_g = loss_g + info
+        self.backward_step(loss_g, ("G",), inputs=list(self.G.parameters()))
+        self.scaler.update()
+        self.g_iters += 1
+
+        metrics = {"loss_d": loss_d, "loss_g": loss_g.detach(), "wasserstein": distance}
+        if self.use_q:
+            metrics.update(self.info_metrics(per_code))
+        return metrics
+
+    def extra_state(self) -> dict:
+        return {"g_iters": self.g_iters}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.g_iters = int(state.get("g_iters", 0))

@@ -1,0 +1,106 @@
+"""Info-WGAN and WGAN-GP: clipping, the penalty, the critic schedule, and the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from fastinfo import checkpoint
+from fastinfo.codes import LatentSpec
+from fastinfo.config import ConfigError, make_config
+from fastinfo.wgan import InfoWGAN, gradient_penalty
+from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
+
+
+def model(name, **kw):
+    torch.manual_seed(0)
+    return InfoWGAN(make_config(dict(model=name, batch_size=8, **kw)), LatentSpec(), torch.device("cpu"))
+
+
+def counting_batches():
+    calls = {"n": 0}
+
+    def next_batch():
+        calls["n"] += 1
+        return torch.rand(8, 1, 28, 28) * 2 - 1
+
+    return next_batch, calls
+
+
+def test_clipping_covers_body_and_d_head_not_q_head():
+    m = model("infowgan", n_critic=3)
+    assert max(p.abs().max().item() for p in m.critic_params) > 0.01  # PyTorch's init is wider
+    next_batch, calls = counting_batches()
+    metrics = m.step(next_batch, torch.Generator().manual_seed(0))
+    assert calls["n"] == 3  # one fresh real batch per critic step
+    assert max(p.abs().max().item() for p in m.critic_params) <= 0.01
+    assert max(p.abs().max().item() for p in m.D.q_head.parameters()) > 0.01
+    assert {"loss_d", "loss_g", "wasserstein", "info_c1", "info_c3"} <= set(metrics)
+    assert isinstance(m.optimizers["D"], torch.optim.RMSprop) and m.cfg.lr_d == 5e-5
+
+
+def test_gp_models_do_not_clip_and_use_adam_with_layer_norm():
+    m = model("infowgan-gp", n_critic=1)
+    m.step(counting_batches()[0], torch.Generator().manual_seed(0))
+    assert max(p.abs().max().item() for p in m.critic_params) > 0.01
+    assert isinstance(m.optimizers["D"], torch.optim.Adam)
+    assert m.optimizers["D"].defaults["betas"] == (0.5, 0.9)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.D.modules())
+    with pytest.raises(ConfigError, match="per sample"):
+        make_config(dict(model="wgan-gp", critic_norm="batch"))
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    w = torch.randn(1, 1, 28, 28)
+
+    def critic(x, with_q=False):
+        return (x * w).flatten(1).sum(1), None
+
+    real, fake = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(0))
+    assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+
+
+def test_wgan_schedule():
+    m = model("wgan", wgan_schedule=True, n_critic=5)
+    assert m.critic_iters() == 100
+    m.g_iters = 25
+    assert m.critic_iters() == 5
+    m.g_iters = 500
+    assert m.critic_iters() == 100
+    assert model("wgan", n_critic=5).critic_iters() == 5
+
+
+def test_info_term_reaches_shared_body_through_critic_step():
+    m = model("infowgan", n_critic=1, clip=1.0)
+    before = [p.detach().clone() for p in m.D.body.parameters()]
+    m_plain = model("wgan", n_critic=1, clip=1.0)
+    batch = torch.rand(8, 1, 28, 28) * 2 - 1
+    m.step(lambda: batch, torch.Generator().manual_seed(0))
+    m_plain.step(lambda: batch, torch.Generator().manual_seed(0))
+    # same init, same data and codes: only the L_I term makes the bodies differ
+    moved = sum((a - b).abs().sum().item() for a, b in zip(m.D.body.parameters(), m_plain.D.body.parameters()))
+    assert moved > 0 and any(not torch.equal(a, b) for a, b in zip(m.D.body.parameters(), before))
+
+
+@pytest.mark.parametrize("name", ["infowgan", "infowgan-gp", "wgan"])
+def test_cli_writes_every_output(tmp_path, name):
+    assert run(tmp_path, "--model", name, "--steps", 2, "--n-critic", 2) == 0
+    for f in ("loss_curves.png", "traverse_c1.png", "traverse_c3.png", "eval.json", "checkpoint.pt"):
+        assert (tmp_path / f).is_file(), f
+    assert (tmp_path / "info_curve.png").is_file() == name.startswith("info")
+    rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "wasserstein" in rows[0]
+
+
+def test_resume_is_exact_and_keeps_the_generator_step_count(tmp_path):
+    from tests.test_train import weights
+    from fastinfo.train import main
+
+    common = ("--model", "infowgan", "--n-critic", 2, "--no-eval-at-end")
+    assert run(tmp_path / "a", *common, "--steps", 4) == 0
+    assert run(tmp_path / "b", *common, "--steps", 2) == 0
+    assert main(["--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"]) == 0
+    a, b = weights(tmp_path / "a" / "checkpoint.pt"), weights(tmp_path / "b" / "checkpoint.pt")
+    assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])
+    assert checkpoint.load(tmp_path / "b" / "checkpoint.pt")["extra"]["g_iters"] == 4
