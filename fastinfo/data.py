@@ -215,14 +215,18 @@ class DeviceLoader:
     def batches_per_epoch(self) -> int:
         return len(self.images) // self.batch_size
 
-    def next(self) -> torch.Tensor:
-        """The next batch [B, 1, 28, 28] in [-1, 1]."""
+    def next_indices(self) -> torch.Tensor:
+        """Indices [B] of the next batch; a new permutation starts each epoch."""
         if self.pos + self.batch_size > len(self.images):
             self.perm = torch.randperm(len(self.images), device=self.perm.device, generator=self.generator)
             self.pos = 0
         idx = self.perm[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
-        return to_model_range(self.images[idx])
+        return idx
+
+    def next(self) -> torch.Tensor:
+        """The next batch [B, 1, 28, 28] in [-1, 1]."""
+        return to_model_range(self.images[self.next_indices()])
 
     def state_dict(self) -> dict:
         return {"perm": self.perm.cpu(), "pos": self.pos}

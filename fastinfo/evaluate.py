@@ -47,14 +47,59 @@ def c1_scores(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int
     return clustering_scores(torch.cat(preds).numpy(), labels.numpy())
 
 
-def evaluate_model(model, cfg) -> dict:
-    """eval.json's content for a trained model."""
+# A class counts as covered when it holds at least half its uniform share of generated images.
+COVERED_SHARE = 0.5
+COLLAPSE_BELOW = 8  # a run covering fewer of the 10 classes has collapsed
+
+
+@torch.no_grad()
+def generated_class_scores(model, clf, n_per_value: int = 200, seed: int = 0) -> dict:
+    """How well c1 controls the class, judged by the project's classifier; applies to every model
+    (for the vanilla GAN, c1 is plain noise, which makes this the fair comparison).
+
+    c1_purity: mean over c1 values of the share of the majority class among images generated
+    with that value; c1_distinct: how many distinct majority classes the values reach;
+    classes_covered: classes holding >= half their uniform share of all generated images."""
+    spec, device = model.spec, model.device
+    gen = torch.Generator(device).manual_seed(seed)
+    k = spec.cat_sizes[0] if spec.n_cat else 10
+    n_classes = clf.head.out_features
+    purities, majorities, counts = [], [], torch.zeros(n_classes)
+    for value in range(k):
+        z, cat, cont = spec.sample(n_per_value, device, gen)
+        if spec.n_cat:
+            cat[:, 0] = value
+        pred = clf_predict(clf, model.generate(z, cat, cont))
+        hist = torch.bincount(pred.cpu(), minlength=n_classes).float()
+        counts += hist
+        purities.append((hist.max() / n_per_value).item())
+        majorities.append(int(hist.argmax()))
+    share = counts / counts.sum()
+    covered = int((share >= COVERED_SHARE / n_classes).sum())
+    return {
+        "c1_purity": sum(purities) / len(purities),
+        "c1_distinct": len(set(majorities)),
+        "classes_covered": covered,
+        "collapsed": covered < COLLAPSE_BELOW,
+    }
+
+
+def clf_predict(clf, images: torch.Tensor) -> torch.Tensor:
+    from fastinfo.classifier import predict
+
+    return predict(clf, images.float())
+
+
+def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200) -> dict:
+    """eval.json's content for a trained model; with a classifier, also the generated-class scores."""
     result = {"model": cfg.model, "preset": cfg.preset, "dataset": cfg.dataset}
     if model.use_q and model.spec.n_cat > 0:
         images, labels = data.load(cfg.dataset, train=False, data_root=cfg.data_root)
         result.update(c1_scores(model, images, labels))
     else:
         result["c1_accuracy"] = "n/a (no Q head trained)"
+    if clf is not None:
+        result.update(generated_class_scores(model, clf, samples_per_value))
     return result
 
 

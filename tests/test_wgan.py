@@ -94,8 +94,8 @@ def test_cli_writes_every_output(tmp_path, name):
 
 
 def test_resume_is_exact_and_keeps_the_generator_step_count(tmp_path):
-    from tests.test_train import weights
     from fastinfo.train import main
+    from tests.test_train import weights
 
     common = ("--model", "infowgan", "--n-critic", 2, "--no-eval-at-end")
     assert run(tmp_path / "a", *common, "--steps", 4) == 0

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from fastinfo.kernels import clip as kernel
 
 from fastinfo import losses
-from fastinfo.kernels import clip as kernel
 
 
 def tensors():

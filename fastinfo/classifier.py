@@ -1,0 +1,83 @@
+"""A small classifier the project trains itself (no downloaded weights exist offline): it judges
+which digit (or garment) a generated image shows, and its penultimate features serve a
+Fréchet distance. Trained once per data set and cached."""
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastinfo import checkpoint, data
+
+
+class Classifier(nn.Module):
+    """LeNet-sized: two 5x5 conv + pool blocks, FC 128 (the feature layer), FC 10."""
+
+    def __init__(self, n_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
+        )
+        self.head = nn.Linear(128, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, 28, 28] in [-1, 1] -> [B, 128]
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@torch.no_grad()
+def predict(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Class predictions [N] for images in [-1, 1], [N, 1, 28, 28]."""
+    model.eval()
+    return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+def fit(images: torch.Tensor, labels: torch.Tensor, device, epochs: int = 3, batch_size: int = 128,
+        seed: int = 0) -> Classifier:
+    """Train on uint8 images [N, 28, 28] with small random shifts (Adam, 3 epochs)."""
+    gen = torch.Generator(device).manual_seed(seed)
+    torch.manual_seed(seed)
+    model = Classifier().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = data.DeviceLoader(images, batch_size, device, gen)
+    labels = labels.to(device)
+    model.train()
+    for _ in range(epochs * loader.batches_per_epoch):
+        idx = loader.next_indices()
+        x, y = data.to_model_range(loader.images[idx]), labels[idx]
+        shift = torch.randint(-2, 3, (2,), generator=gen, device=device).tolist()
+        x = torch.roll(x, shifts=shift, dims=(2, 3))
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model
+
+
+def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    device = next(model.parameters()).device
+    pred = predict(model, data.to_model_range(images.to(device).unsqueeze(1)))
+    return (pred.cpu() == labels).float().mean().item()
+
+
+def load_or_train(dataset: str, device, data_root=None, cache: Path | None = None) -> tuple[Classifier, float]:
+    """(classifier, its test accuracy), from the cache or trained now (about a minute on a CPU)."""
+    path = (cache or data.cache_dir()) / f"classifier-{dataset}.pt"
+    model = Classifier().to(device)
+    if path.is_file():
+        state = checkpoint.load(path)
+        model.load_state_dict(state["models"]["classifier"])
+        return model.eval(), state["test_accuracy"]
+    images, labels = data.load(dataset, train=True, data_root=data_root)
+    model = fit(images, labels, device)
+    test_images, test_labels = data.load(dataset, train=False, data_root=data_root)
+    acc = accuracy(model, test_images, test_labels)
+    os.makedirs(path.parent, exist_ok=True)
+    checkpoint.save({"step": 0, "models": {"classifier": model.state_dict()}, "test_accuracy": acc}, path)
+    return model.eval(), acc

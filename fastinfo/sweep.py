@@ -1,0 +1,139 @@
+"""Train several models over several seeds, evaluate them alike, and tabulate stability.
+
+    python -m fastinfo.sweep --models infogan,infowgan --seeds 0,1,2 --steps 3000 --out runs/sweep
+    python -m fastinfo.sweep --models gan,infogan --seeds 0-4 --steps 3000 --out runs/sweep -- --batch-size 64
+
+Arguments after `--` go to every `fastinfo.train` run. Finished runs are skipped and interrupted
+ones resumed, so a sweep can be re-run until it completes. Writes OUT/summary.json and
+OUT/summary.md: per model, c1 accuracy (Q models) and c1 purity (all models) as mean ± std over
+seeds, how many runs collapsed (fewer than 8 classes covered by generated images, judged by
+the project's classifier) or diverged (a non-finite loss), and the variance of the D and G
+losses over the last quarter of training.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from fastinfo import classifier, train
+from fastinfo.evaluate import evaluate_model
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    return seeds
+
+
+def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    values = [json.loads(line)[key] for line in path.read_text().splitlines() if line]
+    tail = values[int(len(values) * (1 - fraction)) :]
+    return statistics.pvariance(tail) if len(tail) > 1 else None
+
+
+def run_one(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> int:
+    """Exit code of training (0 also when it had finished before)."""
+    if (run / "eval.json").is_file() or (run / "diverged").is_file():
+        return 3 if (run / "diverged").is_file() else 0
+    if (run / "checkpoint.pt").is_file():
+        code = train.main(["--resume", str(run), "--steps", str(steps), "--no-eval-at-end", "--no-progress"])
+    else:
+        code = train.main(["--model", model, "--seed", str(seed), "--steps", str(steps), "--out", str(run),
+                           "--no-eval-at-end", "--no-progress", *extra])
+    if code == train.EXIT_NON_FINITE:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "diverged").write_text("a loss became non-finite; see metrics.jsonl\n")
+    return code
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {std:.3f}"
+
+
+def summarise(rows: list[dict]) -> tuple[list[dict], str]:
+    table, lines = [], [
+        "| model | runs | c1 accuracy | c1 purity | classes covered | collapsed | diverged | var loss_d (last 25%) "
+        "| var loss_g (last 25%) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == model]
+        ok = [r for r in rs if not r["diverged"]]
+        acc = [r["c1_accuracy"] for r in ok if isinstance(r.get("c1_accuracy"), float)]
+        entry = {
+            "model": model, "runs": len(rs),
+            "c1_accuracy": mean_std(acc) if acc else "n/a",
+            "c1_purity": mean_std([r["c1_purity"] for r in ok]),
+            "classes_covered": mean_std([r["classes_covered"] for r in ok]),
+            "collapsed": f"{sum(r['collapsed'] for r in ok)}/{len(rs)}",
+            "diverged": f"{sum(r['diverged'] for r in rs)}/{len(rs)}",
+            "var_loss_d": mean_std([r["var_loss_d"] for r in ok if r["var_loss_d"] is not None]),
+            "var_loss_g": mean_std([r["var_loss_g"] for r in ok if r["var_loss_g"] is not None]),
+        }
+        table.append(entry)
+        lines.append("| " + " | ".join(str(v) for v in entry.values()) + " |")
+    return table, "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="gan,infogan", help="comma-separated models")
+    p.add_argument("--seeds", default="0-2", help="e.g. 0,1,2 or 0-4")
+    p.add_argument("--steps", type=int, required=True, help="generator steps per run")
+    p.add_argument("--out", required=True, help="sweep folder")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--samples-per-value", type=int, default=200, help="generated images per c1 value")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = ["--dataset", args.dataset, "--device", args.device, *extra]
+    try:
+        device = train.resolve_device(args.device)
+        clf, clf_acc = classifier.load_or_train(args.dataset, device)
+    except (train.RunError, train.data.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
+    rows = []
+    for model in args.models.split(","):
+        for seed in parse_seeds(args.seeds):
+            run = out / f"{model}-s{seed}"
+            code = run_one(run, model, seed, args.steps, extra)
+            if code not in (0, train.EXIT_NON_FINITE):
+                return code
+            row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
+            if not row["diverged"]:
+                _, m, state = train.load_run(run, device=args.device)
+                row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value), step=state["step"])
+                (run / "eval.json").write_text(json.dumps(row, indent=2) + "\n")
+            row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
+            rows.append(row)
+            print(json.dumps(row))
+    table, markdown = summarise(rows)
+    (out / "summary.json").write_text(json.dumps({"classifier_accuracy": clf_acc, "steps": args.steps,
+                                                  "runs": rows, "table": table}, indent=2) + "\n")
+    header = f"{args.steps} generator steps per run on {args.dataset}, device {device}\n\n"
+    (out / "summary.md").write_text(header + markdown)
+    print(header + markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    torch.backends.cudnn.benchmark = True
+    sys.exit(main())

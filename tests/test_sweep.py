@@ -1,0 +1,89 @@
+"""The classifier, the generated-class scores and the resumable multi-seed sweep."""
+
+import json
+
+import pytest
+import torch
+
+from fastinfo import classifier, data, evaluate, sweep, train
+from tests.test_train import synthetic_mnist  # noqa: F401  (fixture)
+
+
+def test_classifier_learns_synthetic_classes():
+    labels = torch.arange(256) % 10
+    images = torch.zeros(256, 28, 28, dtype=torch.uint8)
+    for i, k in enumerate(labels.tolist()):  # class k: a 4x4 square at one of 10 spots, 5+ px apart
+        r, c = 3 + 12 * (k // 5), 1 + 5 * (k % 5)
+        images[i, r : r + 4, c : c + 4] = 255
+    clf = classifier.fit(images, labels, "cpu", epochs=6, batch_size=32)
+    assert classifier.accuracy(clf, images, labels) > 0.9
+    assert clf.features(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
+
+
+def test_load_or_train_caches(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_fit = classifier.fit
+
+    def fit(images, labels, device, **kw):
+        calls["n"] += 1
+        return real_fit(images[:64], labels[:64], device, epochs=1, batch_size=32)
+
+    monkeypatch.setattr(classifier, "fit", fit)
+    _, acc = classifier.load_or_train("mnist", "cpu", cache=tmp_path)
+    _, acc2 = classifier.load_or_train("mnist", "cpu", cache=tmp_path)
+    assert calls["n"] == 1 and acc == acc2 and (tmp_path / "classifier-mnist.pt").is_file()
+
+
+def test_generated_class_scores_of_a_controlled_generator():
+    class Perfect:
+        """A 'model' whose c1 value k always yields class k's image."""
+
+        spec = train.latent_spec(train.make_config({}))
+        device = torch.device("cpu")
+
+        def generate(self, z, cat, cont):
+            return (cat[:, :1].float().view(-1, 1, 1, 1) * torch.ones(1, 1, 28, 28)) / 10
+
+    class ReadsPixel(torch.nn.Module):
+        head = torch.nn.Linear(1, 10)
+
+        def forward(self, x):
+            k = (x[:, 0, 0, 0] * 10).round().long()
+            return torch.nn.functional.one_hot(k, 10).float()
+
+    scores = evaluate.generated_class_scores(Perfect(), ReadsPixel(), n_per_value=20)
+    assert scores == {"c1_purity": 1.0, "c1_distinct": 10, "classes_covered": 10, "collapsed": False}
+
+
+def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
+    def small_classifier(dataset, device, data_root=None, cache=None):
+        images, labels = data.load(dataset)
+        return classifier.fit(images, labels, device, epochs=1, batch_size=32), 0.5
+
+    monkeypatch.setattr(classifier, "load_or_train", small_classifier)
+    args = ["--models", "gan,infowgan", "--seeds", "0-1", "--steps", "2", "--out", str(tmp_path),
+            "--samples-per-value", "10", "--", "--batch-size", "8", "--n-critic", "1"]
+    assert sweep.main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["model"] for r in summary["table"]] == ["gan", "infowgan"]
+    assert summary["table"][0]["c1_accuracy"] == "n/a" and "±" in summary["table"][1]["c1_accuracy"]
+    assert "| infowgan | 2 |" in (tmp_path / "summary.md").read_text()
+
+    def no_training(argv):
+        raise AssertionError("finished runs must not train again")
+
+    monkeypatch.setattr(train, "main", no_training)
+    assert sweep.main(args) == 0
+
+
+def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
+    monkeypatch.setattr(train, "main", lambda argv: train.EXIT_NON_FINITE)
+    assert sweep.main(["--models", "infogan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path)]) == 0
+    table = json.loads((tmp_path / "summary.json").read_text())["table"]
+    assert table[0]["diverged"] == "1/1" and (tmp_path / "infogan-s0" / "diverged").is_file()
+
+
+@pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8])])
+def test_parse_seeds(text, seeds):
+    assert sweep.parse_seeds(text) == seeds
