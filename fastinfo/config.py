@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-MODELS = ("gan", "infogan", "wgan", "infowgan", "wgan-gp", "infowgan-gp")
+MODELS = ("gan", "infogan", "wgan", "infowgan", "wgan-gp", "infowgan-gp", "minegan")
 AMP_MODES = ("none", "bf16", "fp16")
 LOSS_BACKENDS = ("fused", "torch")
 
@@ -50,13 +50,17 @@ class TrainConfig:
     batch_size: int = _opt(128, "batch size (the original code's 128; the paper does not say)")
     lr_d: float = _opt(2e-4, "learning rate of D (InfoGAN: Adam 2e-4; WGAN: RMSprop 5e-5; WGAN-GP: Adam 1e-4)")
     lr_g: float = _opt(1e-3, "learning rate of G (InfoGAN: 1e-3; WGAN: 5e-5; WGAN-GP: 1e-4)")
-    lr_q: float = _opt(2e-4, "Adam learning rate of the Q head in the WGAN models")
+    lr_q: float = _opt(2e-4, "Adam learning rate of the Q head (WGAN models) or of MINE's T (minegan)")
     beta1: float = _opt(0.5, "Adam beta1 (WGAN-GP: 0.5)")
     beta2: float = _opt(0.999, "Adam beta2 (WGAN-GP: 0.9)")
     n_critic: int = _opt(5, "critic steps per generator step (WGAN models)")
     wgan_schedule: bool = _opt(False, "WGAN's schedule: 100 critic steps for the first 25 and every 500th G step")
     clip: float = _opt(0.01, "critic weight clipping value (wgan, infowgan)")
     gp_weight: float = _opt(10.0, "gradient-penalty weight (wgan-gp, infowgan-gp)")
+    beta: float = _opt(1.0, "weight of the MINE estimate in G's loss (minegan)")
+    mine_codes: str = _opt("cont", "codes MINE-GAN's statistics network sees: cont or all (one-hot categorical too)")
+    mine_ema: float = _opt(0.01, "moving-average rate of MINE's bias correction (minegan)")
+    adaptive_clip: bool = _opt(True, "MINE's adaptive gradient clipping of the MI gradient on G (minegan)")
     critic_norm: str = _opt("auto", "critic normalisation: auto (batch; layer for -gp), batch, layer, none")
     lambda_cat: float = _opt(1.0, "weight of L_I for categorical codes")
     lambda_cont: float = _opt(0.1, "weight of L_I for continuous codes (preset-dependent)")
@@ -117,6 +121,11 @@ class TrainConfig:
         need(self.clip > 0 and math.isfinite(self.clip), f"--clip must be positive, got {self.clip}")
         need(self.gp_weight >= 0, f"--gp-weight must be >= 0, got {self.gp_weight}")
         need(self.lr_q > 0, "--lr-q must be positive")
+        need(self.beta >= 0, f"--beta must be >= 0, got {self.beta}")
+        need(self.mine_codes in ("cont", "all"), f"unknown --mine-codes {self.mine_codes!r}; accepted: cont, all")
+        need(0 < self.mine_ema <= 1, f"--mine-ema must be in (0, 1], got {self.mine_ema}")
+        need(self.model != "minegan" or self.n_cont > 0 or (self.mine_codes == "all" and self.cat_sizes),
+             "minegan needs continuous codes (--n-cont) or --mine-codes all with a categorical code")
         need(self.critic_norm in CRITIC_NORMS,
              f"unknown --critic-norm {self.critic_norm!r}; accepted: {', '.join(CRITIC_NORMS)}")
         need(not (self.model.endswith("-gp") and self.critic_norm == "batch"),

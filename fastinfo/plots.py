@@ -28,6 +28,15 @@ def loss_curves(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def metric_curve(rows: list[dict], key: str, path: Path, title: str, ylabel: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*_series(rows, key), linewidth=0.8)
+    ax.set(xlabel="iteration", ylabel=ylabel, title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], path: Path,
                title: str) -> None:
     """L_I of each code per iteration with its H(c) line (the poster's Figure 3 for c1)."""

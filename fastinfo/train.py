@@ -25,10 +25,11 @@ from fastinfo.codes import LatentSpec
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, make_config, parse_args
 from fastinfo.evaluate import evaluate_model
 from fastinfo.infogan import InfoGAN
+from fastinfo.minegan import MineGAN
 from fastinfo.wgan import InfoWGAN
 
 METHODS = {"gan": InfoGAN, "infogan": InfoGAN, "wgan": InfoWGAN, "infowgan": InfoWGAN,
-           "wgan-gp": InfoWGAN, "infowgan-gp": InfoWGAN}
+           "wgan-gp": InfoWGAN, "infowgan-gp": InfoWGAN, "minegan": MineGAN}
 EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 
@@ -186,6 +187,9 @@ class Trainer:
         plots.loss_curves(rows, self.run / "loss_curves.png", title)
         if self.model.use_q:
             plots.info_curve(rows, spec.code_names, spec.entropy().tolist(), self.run / "info_curve.png", title)
+        if rows and "mi_estimate" in rows[0]:
+            plots.metric_curve(rows, "mi_estimate", self.run / "mi_curve.png", title,
+                               "MINE estimate of I(c; G(z, c)) [nats]")
 
     # -- the loop ----------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:

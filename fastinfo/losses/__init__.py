@@ -1,263 +1,35 @@
 """Drop-in losses for information-regularised GANs.
 
-CUDA tensors run the fused Triton kernels; CPU tensors run the PyTorch reference
-(``fastinfo.losses.reference``), except under ``TRITON_INTERPRET=1``, where the kernels run on
-the CPU through Triton's interpreter. Every function works under autograd, torch.compile
-(fullgraph) and CUDA-graph capture.
+CUDA tensors run the fused Triton kernels (``fastinfo.kernels``); CPU tensors run the PyTorch
+reference (``fastinfo.losses.reference``), except under ``TRITON_INTERPRET=1``, where the kernels
+run on the CPU through Triton's interpreter. Every function works under autograd,
+torch.compile(fullgraph=True) and CUDA-graph capture.
 """
 
-import math
-import os
-
-import torch
-import torch.nn.functional as F
-
 from fastinfo.losses import reference
-
-try:
-    from fastinfo.kernels import clip as _clip_kernel
-    from fastinfo.kernels import info_nll as _info_nll_kernel
-except ImportError:  # a CPU-only torch build without Triton: the reference serves every call
-    _info_nll_kernel = _clip_kernel = None
-
-REDUCTIONS = ("mean", "sum", "none")
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-INDEX_DTYPES = (torch.int32, torch.int64)
+from fastinfo.losses._dispatch import use_triton
+from fastinfo.losses.clip import clip_weights_
+from fastinfo.losses.info import (
+    gan_d_loss,
+    gan_g_loss,
+    info_nll,
+    info_nll_and_per_code,
+    info_nll_per_code,
+    mutual_info_lower_bound,
+)
+from fastinfo.losses.mine import mine_dv_bound, mine_dv_bound_pairwise, mine_f_bound
 
 __all__ = [
     "clip_weights_",
     "gan_d_loss",
     "gan_g_loss",
     "info_nll",
-    "info_nll_per_code",
     "info_nll_and_per_code",
+    "info_nll_per_code",
+    "mine_dv_bound",
+    "mine_dv_bound_pairwise",
+    "mine_f_bound",
     "mutual_info_lower_bound",
     "reference",
+    "use_triton",
 ]
-
-
-def gan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss -E[log D(x)] - E[log(1 - D(G(z)))] on logits (sigmoid inside)."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def gan_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Non-saturating generator loss -E[log D(G(z))] on logits."""
-    return F.softplus(-fake_logits).mean()
-
-
-def use_triton(t: torch.Tensor) -> bool:
-    """Whether the fused kernels serve tensors on t's device."""
-    if _info_nll_kernel is None:
-        return False
-    return t.device.type == "cuda" or (
-        t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
-    )
-
-
-def _check_2d_float(name, t, batch, device):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [B, n], got shape {tuple(t.shape)}")
-    if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
-    if t.shape[0] != batch:
-        raise ValueError(f"{name} has batch size {t.shape[0]}, expected {batch} like the others")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device}, the other inputs on {device}")
-
-
-def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction):
-    """Check the arguments of info_nll; return cat_sizes as a list of ints."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if (cat_logits is None) != (cat_codes is None):
-        raise ValueError("cat_logits and cat_codes go together: give both or neither")
-    if (cont_mean is None) != (cont_codes is None):
-        raise ValueError("cont_mean and cont_codes go together: give both or neither")
-    if cont_log_std is not None and cont_mean is None:
-        raise ValueError("cont_log_std was given without cont_mean and cont_codes")
-    if cat_logits is None and cont_mean is None:
-        raise ValueError("give at least one of (cat_logits, cat_codes), (cont_mean, cont_codes)")
-    ref = cat_logits if cat_logits is not None else cont_mean
-    if not isinstance(ref, torch.Tensor):
-        raise TypeError(f"expected tensors, got {type(ref).__name__}")
-    batch, device = ref.shape[0], ref.device
-    if batch == 0:
-        raise ValueError("the batch is empty (B = 0): the NLL of no samples is undefined")
-    if cat_logits is None:
-        if cat_sizes:
-            raise ValueError("cat_sizes was given without cat_logits and cat_codes")
-        cat_sizes = []
-    else:
-        _check_2d_float("cat_logits", cat_logits, batch, device)
-        cat_sizes = [cat_logits.shape[1]] if cat_sizes is None else [int(k) for k in cat_sizes]
-        if not cat_sizes or min(cat_sizes) < 1 or sum(cat_sizes) != cat_logits.shape[1]:
-            raise ValueError(
-                f"cat_sizes {cat_sizes} must be positive and sum to cat_logits.shape[1] = "
-                f"{cat_logits.shape[1]}"
-            )
-        if cat_codes.dtype not in INDEX_DTYPES:
-            raise TypeError(f"cat_codes must be int64 (or int32) class indices, got {cat_codes.dtype}")
-        if tuple(cat_codes.shape) != (batch, len(cat_sizes)):
-            raise ValueError(
-                f"cat_codes must be [B, n_cat] = [{batch}, {len(cat_sizes)}], "
-                f"got {tuple(cat_codes.shape)}"
-            )
-        if cat_codes.device != device:
-            raise ValueError(f"cat_codes is on {cat_codes.device}, the other inputs on {device}")
-        # A value check on a GPU would sync with the host; there the kernel gives NaN instead.
-        if device.type == "cpu" and not torch.compiler.is_compiling():
-            sizes = torch.tensor(cat_sizes)
-            bad = (cat_codes < 0) | (cat_codes >= sizes)
-            if bad.any():
-                b, i = bad.nonzero()[0].tolist()
-                raise ValueError(
-                    f"cat_codes[{b}, {i}] = {int(cat_codes[b, i])} is out of range for a code "
-                    f"of {cat_sizes[i]} categories (accepted: 0..{cat_sizes[i] - 1})"
-                )
-    if cont_mean is not None:
-        _check_2d_float("cont_mean", cont_mean, batch, device)
-        for name, t in (("cont_codes", cont_codes), ("cont_log_std", cont_log_std)):
-            if t is None:
-                continue
-            _check_2d_float(name, t, batch, device)
-            if t.shape != cont_mean.shape:
-                raise ValueError(
-                    f"{name} must have cont_mean's shape {tuple(cont_mean.shape)}, got {tuple(t.shape)}"
-                )
-    return cat_sizes
-
-
-def info_nll_and_per_code(
-    cat_logits,
-    cat_codes,
-    cont_mean,
-    cont_codes,
-    cont_log_std=None,
-    *,
-    cat_sizes=None,
-    cat_weight=1.0,
-    cont_weight=1.0,
-    reduction="mean",
-):
-    """:func:`info_nll` and :func:`info_nll_per_code` from one pass (one launch on a GPU)."""
-    cat_sizes = _validate(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction
-    )
-    ref = cat_logits if cat_logits is not None else cont_mean
-    if use_triton(ref):
-        loss, per_code, _ = _info_nll_kernel.info_nll_fwd(
-            cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,
-            cat_sizes, float(cat_weight), float(cont_weight), reduction,
-        )
-        return loss, per_code
-    terms = reference.info_nll_terms(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes
-    )
-    n_cat = len(cat_sizes)
-    per_sample = cat_weight * terms[:, :n_cat].sum(1) + cont_weight * terms[:, n_cat:].sum(1)
-    return reference._reduce(per_sample, reduction), terms.mean(0)
-
-
-def info_nll(
-    cat_logits,
-    cat_codes,
-    cont_mean,
-    cont_codes,
-    cont_log_std=None,
-    *,
-    cat_sizes=None,
-    cat_weight=1.0,
-    cont_weight=1.0,
-    reduction="mean",
-):
-    """Negative log-likelihood of the latent codes under Q, InfoGAN's -L_I up to H(c).
-
-    Per sample: cat_weight * sum_i CE(logits slice i, code i)
-              + cont_weight * sum_j [log(2 pi)/2 + log sigma_j + (c_j - mu_j)^2 / (2 sigma_j^2)].
-
-    Args:
-        cat_logits: [B, sum(cat_sizes)] float, or None when there is no categorical code.
-        cat_codes: [B, len(cat_sizes)] int64, the sampled categories, or None.
-        cont_mean: [B, n_cont] float, or None when there is no continuous code.
-        cont_codes: [B, n_cont] float, the sampled continuous codes, or None.
-        cont_log_std: [B, n_cont] float log sigma; None means unit variance.
-        cat_sizes: categories per code; None means one code of size cat_logits.shape[1].
-        cat_weight, cont_weight: the lambdas of the two kinds of code.
-        reduction: "mean" over the batch, "sum", or "none" for [B].
-
-    Returns:
-        A 0-dim tensor, or [B] for reduction="none"; float32 (float64 for float64 inputs).
-
-    Raises:
-        ValueError / TypeError: shapes, dtypes or devices that do not fit, an empty batch, or
-        (CPU tensors) codes out of range. On a GPU an out-of-range code gives NaN for its row,
-        since checking it would stall on a device sync.
-    """
-    return info_nll_and_per_code(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,
-        cat_sizes=cat_sizes, cat_weight=cat_weight, cont_weight=cont_weight, reduction=reduction,
-    )[0]
-
-
-def info_nll_per_code(
-    cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, *, cat_sizes=None
-):
-    """Batch-mean NLL of each code, [len(cat_sizes) + n_cont], categorical codes first.
-
-    Same arguments as :func:`info_nll`, without weights. L_I of code i is H(c_i) - NLL_i."""
-    return info_nll_and_per_code(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes=cat_sizes
-    )[1]
-
-
-def mutual_info_lower_bound(per_code_nll: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
-    """L_I = H(c) - NLL per code: the variational lower bound on I(c; G(z, c))."""
-    return entropy.to(per_code_nll) - per_code_nll
-
-
-
-
-CLIP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def clip_weights_(params, clip_value: float) -> None:
-    """Clamp every tensor in params to [-clip_value, clip_value] in place (WGAN's weight clipping).
-
-    On a GPU this is one Triton launch for the whole list, whatever the number, shapes and dtypes
-    of the tensors, with no host sync: safe inside CUDA-graph capture. On the CPU it is
-    ``torch._foreach_clamp_min_`` / ``_max_``.
-
-    Args:
-        params: an iterable of float32 / bfloat16 / float16 tensors on one device, contiguous;
-            parameters (leaves) or tensors that do not require grad.
-        clip_value: c > 0.
-
-    Raises:
-        ValueError / TypeError: a bad clip value, dtype, device mix, non-contiguous tensor or a
-        non-leaf tensor that requires grad (clamping it in place would corrupt its graph).
-    """
-    params = list(params)
-    if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:
-        raise ValueError(f"clip_value must be a positive finite number, got {clip_value!r}")
-    for i, p in enumerate(params):
-        if not isinstance(p, torch.Tensor):
-            raise TypeError(f"params[{i}] is a {type(p).__name__}, not a tensor")
-        if p.dtype not in CLIP_DTYPES:
-            raise TypeError(f"params[{i}] is {p.dtype}; accepted: float32, bfloat16, float16")
-        if p.device != params[0].device:
-            raise ValueError(f"params[{i}] is on {p.device}, params[0] on {params[0].device}")
-        if not p.is_contiguous():
-            raise ValueError(f"params[{i}] (shape {tuple(p.shape)}) is not contiguous; clip its .contiguous() copy")
-        if p.requires_grad and not p.is_leaf:
-            raise ValueError(f"params[{i}] is a non-leaf tensor that requires grad; clip parameters (leaves)")
-    if not params:
-        return
-    with torch.no_grad():
-        if use_triton(params[0]):
-            _clip_kernel.clip_weights_(params, float(clip_value))
-        else:
-            torch._foreach_clamp_min_(params, -clip_value)
-            torch._foreach_clamp_max_(params, clip_value)

@@ -76,3 +76,35 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return per_sample.sum()
     return per_sample
+
+
+def _new_log_ema(lme: torch.Tensor, log_ema: torch.Tensor | None, ema_rate: float) -> torch.Tensor:
+    lme = lme.detach()
+    if log_ema is None:
+        return lme
+    mixed = torch.logaddexp(math.log1p(-ema_rate) + log_ema.to(lme), math.log(ema_rate) + lme)
+    return torch.where(torch.isnan(log_ema.to(lme)), lme, mixed)
+
+
+def mine_dv_bound(t_joint, t_marginal, log_ema=None, ema_rate=0.01):
+    """Reference for :func:`fastinfo.losses.mine_dv_bound`: (plain DV bound whose gradient uses
+    the moving average, new_log_ema)."""
+    tj, tm = _acc(t_joint.reshape(-1)), _acc(t_marginal.reshape(-1))
+    lme = torch.logsumexp(tm, 0) - math.log(tm.numel())
+    new = _new_log_ema(lme, log_ema, ema_rate)
+    # zero in value; its gradient is -exp(tm - new) / B, the bias-corrected one
+    weights = torch.exp(tm - new).mean()
+    return tj.mean() - lme.detach() - (weights - weights.detach()), new
+
+
+def mine_f_bound(t_joint, t_marginal):
+    """Reference for :func:`fastinfo.losses.mine_f_bound`: mean(T_joint) - mean(exp(T_marginal - 1))."""
+    return _acc(t_joint.reshape(-1)).mean() - torch.exp(_acc(t_marginal.reshape(-1)) - 1).mean()
+
+
+def mine_dv_bound_pairwise(f_x, g_y):
+    """Reference for :func:`fastinfo.losses.mine_dv_bound_pairwise`; materialises all B x B scores."""
+    scores = _acc(f_x) @ _acc(g_y).T  # [B, B]
+    B = scores.shape[0]
+    off = scores.masked_fill(torch.eye(B, dtype=torch.bool, device=scores.device), float("-inf"))
+    return scores.diagonal().mean() - (torch.logsumexp(off.flatten(), 0) - math.log(B * (B - 1)))

@@ -1,0 +1,113 @@
+"""MINE-GAN: a GAN whose generator also maximises beta * I(c; G(z, c)), with I estimated by MINE
+(Belghazi et al. 2018, section 5.1) instead of InfoGAN's Q head.
+
+    D:  min  -E[log D(x)] - E[log(1 - D(G(z, c)))]
+    T:  max  I_T(c; G(z, c))                   (the DV bound with the bias-corrected gradient)
+    G:  min  -E[log D(G(z, c))] - beta * I_T(c; G(z, c))
+
+The statistics network T(x, c) encodes x with a small conv net and c (the continuous codes, and
+the one-hot categorical ones with --mine-codes all) with a linear layer, then an MLP on both.
+Adaptive gradient clipping (MINE's paper): the MI gradient on G's parameters is rescaled to
+min(||g_gan||, ||g_mi||) * g_mi / ||g_mi|| — norms over all of G's parameters, both taken after
+both backward passes, all on the device (no sync).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastinfo import losses
+from fastinfo.base import InfoModel
+from fastinfo.mine import MINE
+
+
+def adaptive_clip(g_gan: list[torch.Tensor], g_mi: list[torch.Tensor]) -> list[torch.Tensor]:
+    """g_mi rescaled to min(||g_gan||, ||g_mi||) * g_mi / ||g_mi||, global norms over the lists."""
+    norm_gan = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g_gan)))
+    norm_mi = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g_mi)))
+    scale = torch.minimum(norm_gan, norm_mi) / norm_mi.clamp_min(1e-12)
+    return torch._foreach_mul(g_mi, scale)
+
+
+class StatisticsNetwork(nn.Module):
+    def __init__(self, code_dim: int, slope: float = 0.1):
+        super().__init__()
+        self.x_enc = nn.Sequential(
+            nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(slope),  # 14x14
+            nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(slope),  # 7x7
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 256),
+        )
+        self.c_enc = nn.Linear(code_dim, 256)
+        self.head = nn.Sequential(nn.LeakyReLU(slope), nn.Linear(256, 256), nn.LeakyReLU(slope), nn.Linear(256, 1))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:  # -> [B]
+        return self.head(self.x_enc(x) + self.c_enc(c)).squeeze(1)
+
+
+class MineGAN(InfoModel):
+    def __init__(self, cfg, spec, device):
+        super().__init__(cfg, spec, device, norm="batch")
+        self.use_cat = cfg.mine_codes == "all" and spec.n_cat > 0
+        code_dim = spec.n_cont + (sum(spec.cat_sizes) if self.use_cat else 0)
+        if code_dim == 0:
+            raise ValueError("minegan needs continuous codes (or --mine-codes all with a categorical one)")
+        self.mine = MINE(StatisticsNetwork(code_dim, cfg.slope), "dv", ema_rate=cfg.mine_ema).to(device)
+        betas = (cfg.beta1, cfg.beta2)
+        # D's Q head is unused here: only the body and the D head train
+        d_params = [*self.D.body.parameters(), *self.D.d_head.parameters()]
+        self.optimizers = {
+            "D": torch.optim.Adam(d_params, lr=cfg.lr_d, betas=betas),
+            "G": torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas),
+            "T": torch.optim.Adam(self.mine.parameters(), lr=cfg.lr_q, betas=betas),
+        }
+
+    def codes(self, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """The codes T sees: continuous ones, plus one-hot categorical ones with --mine-codes all."""
+        parts = [cont]
+        if self.use_cat:
+            parts += [F.one_hot(cat[:, i], k).to(cont) for i, k in enumerate(self.spec.cat_sizes)]
+        return torch.cat(parts, dim=1)
+
+    def step(self, next_batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        real = next_batch()
+        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+        c = self.codes(cat, cont)
+        g_params = list(self.G.parameters())
+
+        with self.autocast():
+            fake = self.g_fwd(g_in)
+            d_real, _ = self.d_fwd(real, with_q=False)
+            d_fake, _ = self.d_fwd(fake.detach(), with_q=False)
+            loss_d = losses.gan_d_loss(d_real.float(), d_fake.float())
+        self.backward_step(loss_d, ("D",))
+
+        with self.autocast():
+            mi_t = self.mine(fake.detach().float(), c, generator=gen)
+        self.backward_step(-mi_t, ("T",))
+
+        with self.autocast():
+            d_fake, _ = self.d_fwd(fake, with_q=False)
+            loss_gan = losses.gan_g_loss(d_fake.float())
+            mi_g = self.mine(fake.float(), c, generator=gen, update_ema=False)
+        g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, retain_graph=True)
+        g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params)
+        if self.cfg.adaptive_clip:
+            g_mi = adaptive_clip(g_gan, g_mi)
+        opt_g = self.optimizers["G"]
+        opt_g.zero_grad(set_to_none=True)
+        for p, a, b in zip(g_params, g_gan, g_mi):
+            p.grad = a + b
+        self.scaler.step(opt_g)
+        self.scaler.update()
+
+        return {"loss_d": loss_d.detach(), "loss_g": (loss_gan - self.cfg.beta * mi_g).detach(),
+                "mi_estimate": mi_t.detach()}
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["models"]["T"] = self.mine.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.mine.load_state_dict(state["models"]["T"])

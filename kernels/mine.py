@@ -1,0 +1,301 @@
+"""Fused MINE bounds (Belghazi et al. 2018) over a batch of critic outputs.
+
+mine_dv_bound:  bound = mean(t_joint) - log mean exp(t_marginal)   (Donsker-Varadhan)
+    The moving average of E[exp T] lives in the log domain: lme = log mean exp(t_marginal);
+    new_log_ema = lme when there is none yet (None or NaN), else
+    logaddexp(log(1 - rate) + log_ema, log(rate) + lme). The backward uses it in place of the
+    batch's own denominator: d/dt_marginal_i = -exp(t_marginal_i - new_log_ema) / B, the MINE bias
+    correction; d/dt_joint_i = 1/B. The value returned is the plain DV bound.
+mine_f_bound:   bound = mean(t_joint) - mean(exp(t_marginal - 1))   (MINE-f, unbiased)
+mine_dv_bound_pairwise: a separable critic T(x, y) = <f(x), g(y)>; joint pairs on the diagonal,
+    marginals ALL B(B-1) off-diagonal pairs; an online log-sum-exp over tiles, as in flash
+    attention, so the B x B matrix never exists (O(B d) memory, forward and backward).
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+NEG_BIG = -1.0e30  # finite stand-in for -inf (see info_nll.py)
+REDUCE_BLOCK = 1024  # elements per loop step of the one-program reductions
+MAX_PAIRWISE_DIM = 512
+
+
+def _acc(*ts):
+    return torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
+
+
+def _tl(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# DV and f bounds: one program walks the batch (B is a MINE batch: thousands at most), so the
+# bound and the moving average come out of a single launch with no second reduction.
+
+
+@triton.jit
+def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, out_ptr, B, log_b, log_keep, log_rate,
+                     F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    offs0 = tl.arange(0, BLOCK)
+    sum_j = tl.zeros([BLOCK], ACC)
+    m = tl.full([BLOCK], NEG_BIG, ACC)
+    s = tl.zeros([BLOCK], ACC)
+    for k0 in range(0, B, BLOCK):
+        offs = k0 + offs0
+        mask = offs < B
+        sum_j += tl.load(tj_ptr + offs, mask=mask, other=0.0).to(ACC)
+        x = tl.where(mask, tl.load(tm_ptr + offs, mask=mask, other=0.0).to(ACC), NEG_BIG)
+        if F_DIV:
+            s += tl.where(mask, tl.exp(x - 1.0), 0.0)
+        else:
+            m_new = tl.maximum(m, x)
+            s = s * tl.exp(m - m_new) + tl.exp(x - m_new)
+            m = m_new
+    mean_j = tl.sum(sum_j, axis=0) / B
+    if F_DIV:
+        tl.store(out_ptr, mean_j - tl.sum(s, axis=0) / B)
+    else:
+        m_all = tl.max(m, axis=0)
+        lme = m_all + tl.log(tl.sum(s * tl.exp(m - m_all), axis=0)) - log_b
+        new_ema = lme
+        if HAS_EMA:
+            old = tl.load(ema_ptr).to(ACC)
+            a = log_keep + old
+            b = log_rate + lme
+            hi = tl.maximum(a, b)
+            mixed = hi + tl.log(tl.exp(a - hi) + tl.exp(b - hi))
+            new_ema = tl.where(old == old, mixed, lme)  # NaN: no average yet
+        tl.store(out_ptr, mean_j - lme)
+        tl.store(out_ptr + 1, new_ema)
+
+
+@triton.jit
+def _mine_bwd_kernel(tm_ptr, ema_ptr, g_ptr, dtj_ptr, dtm_ptr, B,
+                     F_DIV: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < B
+    g = tl.load(g_ptr).to(ACC) / B
+    x = tl.load(tm_ptr + offs, mask=mask, other=0.0).to(ACC)
+    shift = 1.0 if F_DIV else tl.load(ema_ptr).to(ACC)
+    tl.store(dtj_ptr + offs, tl.zeros([BLOCK], ACC) + g, mask=mask)
+    tl.store(dtm_ptr + offs, -g * tl.exp(tl.where(mask, x - shift, NEG_BIG)), mask=mask)
+
+
+def _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div):
+    acc = _acc(t_joint, t_marginal)
+    out = torch.empty(2, device=t_joint.device, dtype=acc)
+    B = t_joint.numel()
+    keep = math.log1p(-ema_rate) if ema_rate < 1 else -math.inf
+    _mine_fwd_kernel[(1,)](
+        t_joint, t_marginal, out if log_ema is None else log_ema, out, B, math.log(B),
+        keep if keep > -math.inf else NEG_BIG, math.log(ema_rate) if ema_rate > 0 else NEG_BIG,
+        F_DIV=f_div, HAS_EMA=log_ema is not None, ACC=_tl(acc), BLOCK=REDUCE_BLOCK, num_warps=4,
+    )
+    return out
+
+
+def _launch_bound_bwd(t_marginal, shift, grad, f_div, dtypes):
+    B = t_marginal.numel()
+    d_joint = torch.empty(B, device=t_marginal.device, dtype=dtypes[0])
+    d_marg = torch.empty(B, device=t_marginal.device, dtype=dtypes[1])
+    _mine_bwd_kernel[(triton.cdiv(B, REDUCE_BLOCK),)](
+        t_marginal, shift, grad.contiguous(), d_joint, d_marg, B,
+        F_DIV=f_div, ACC=_tl(_acc(t_marginal, grad)), BLOCK=REDUCE_BLOCK, num_warps=4,
+    )
+    return d_joint, d_marg
+
+
+@torch.library.custom_op("fastinfo::mine_dv_bound", mutates_args=())
+def mine_dv_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor, log_ema: torch.Tensor | None,
+                  ema_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """t_joint, t_marginal: contiguous [B]. Returns (bound [], new_log_ema [])."""
+    out = _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div=False)
+    return out[0].clone(), out[1].clone()
+
+
+@mine_dv_bound.register_fake
+def _(t_joint, t_marginal, log_ema, ema_rate):
+    acc = _acc(t_joint, t_marginal)
+    return t_joint.new_empty((), dtype=acc), t_joint.new_empty((), dtype=acc)
+
+
+@torch.library.custom_op("fastinfo::mine_bound_bwd", mutates_args=())
+def mine_bound_bwd(t_marginal: torch.Tensor, shift: torch.Tensor, grad: torch.Tensor, f_div: bool,
+                   joint_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    return _launch_bound_bwd(t_marginal, shift, grad, f_div, (joint_dtype, t_marginal.dtype))
+
+
+@mine_bound_bwd.register_fake
+def _(t_marginal, shift, grad, f_div, joint_dtype):
+    return t_marginal.new_empty(t_marginal.shape, dtype=joint_dtype), torch.empty_like(t_marginal)
+
+
+def _dv_setup(ctx, inputs, output):
+    t_joint, t_marginal = inputs[0], inputs[1]
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(t_marginal, output[1])
+    ctx.joint_dtype = t_joint.dtype
+
+
+def _dv_backward(ctx, grad_bound, _grad_ema):
+    t_marginal, new_log_ema = ctx.saved_tensors
+    d_joint, d_marg = mine_bound_bwd(t_marginal, new_log_ema, grad_bound, False, ctx.joint_dtype)
+    return d_joint, d_marg, None, None
+
+
+mine_dv_bound.register_autograd(_dv_backward, setup_context=_dv_setup)
+
+
+@torch.library.custom_op("fastinfo::mine_f_bound", mutates_args=())
+def mine_f_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
+    """t_joint, t_marginal: contiguous [B]. Returns the MINE-f bound []."""
+    return _launch_bound(t_joint, t_marginal, None, 0.0, f_div=True)[0].clone()
+
+
+@mine_f_bound.register_fake
+def _(t_joint, t_marginal):
+    return t_joint.new_empty((), dtype=_acc(t_joint, t_marginal))
+
+
+def _f_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+    ctx.joint_dtype = inputs[0].dtype
+
+
+def _f_backward(ctx, grad_bound):
+    (t_marginal,) = ctx.saved_tensors
+    d_joint, d_marg = mine_bound_bwd(t_marginal, t_marginal, grad_bound, True, ctx.joint_dtype)
+    return d_joint, d_marg
+
+
+mine_f_bound.register_autograd(_f_backward, setup_context=_f_setup)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairwise DV bound over all off-diagonal pairs of a separable critic.
+
+
+@triton.jit
+def _pair_tile(a, b_ptr, stride_b, j0, rows, B, D, L, ACC: tl.constexpr, DOT_DTYPE: tl.constexpr,
+               PRECISION: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Scores S = a . b_j^T for one tile of columns, off-diagonal and in-range only
+    (others NEG_BIG), minus L; with the tile of b."""
+    cols = j0 + tl.arange(0, BLOCK_J)
+    dims = tl.arange(0, BLOCK_D)
+    b = tl.load(b_ptr + cols[:, None] * stride_b + dims[None, :],
+                mask=(cols < B)[:, None] & (dims < D)[None, :], other=0.0)
+    s = tl.dot(a.to(DOT_DTYPE), tl.trans(b.to(DOT_DTYPE)), out_dtype=ACC, input_precision=PRECISION)
+    valid = (cols[None, :] < B) & (cols[None, :] != rows[:, None])
+    return tl.where(valid, s - L, NEG_BIG), b
+
+
+@triton.jit
+def _pairwise_lse_kernel(a_ptr, b_ptr, stride_a, stride_b, row_lse_ptr, diag_ptr, B, D,
+                         ACC: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                         BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Per row i: log sum_{j != i} exp <a_i, b_j>, and the joint score <a_i, b_i>."""
+    rows = tl.program_id(0) * BLOCK_I + tl.arange(0, BLOCK_I)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (rows < B)[:, None] & (dims < D)[None, :]
+    a = tl.load(a_ptr + rows[:, None] * stride_a + dims[None, :], mask=mask, other=0.0)
+    b_diag = tl.load(b_ptr + rows[:, None] * stride_b + dims[None, :], mask=mask, other=0.0)
+    tl.store(diag_ptr + rows, tl.sum(a.to(ACC) * b_diag.to(ACC), axis=1), mask=rows < B)
+    m = tl.full([BLOCK_I], NEG_BIG, ACC)
+    s = tl.zeros([BLOCK_I], ACC)
+    for j0 in range(0, B, BLOCK_J):
+        scores, _ = _pair_tile(a, b_ptr, stride_b, j0, rows, B, D, 0.0, ACC, DOT_DTYPE, PRECISION, BLOCK_J, BLOCK_D)
+        m_new = tl.maximum(m, tl.max(scores, axis=1))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(scores - m_new[:, None]), axis=1)
+        m = m_new
+    tl.store(row_lse_ptr + rows, m + tl.log(tl.maximum(s, 1e-30)), mask=rows < B)
+
+
+@triton.jit
+def _pairwise_grad_kernel(a_ptr, b_ptr, stride_a, stride_b, lse_ptr, g_ptr, da_ptr, B, D,
+                          ACC: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                          BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
+    """d bound / d a_i = g * (b_i / B - sum_{j != i} exp(<a_i, b_j> - L) b_j), L the total LSE.
+    With a and b swapped the same kernel gives d bound / d b."""
+    rows = tl.program_id(0) * BLOCK_I + tl.arange(0, BLOCK_I)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (rows < B)[:, None] & (dims < D)[None, :]
+    a = tl.load(a_ptr + rows[:, None] * stride_a + dims[None, :], mask=mask, other=0.0)
+    L = tl.load(lse_ptr).to(ACC)
+    acc = tl.zeros([BLOCK_I, BLOCK_D], ACC)
+    for j0 in range(0, B, BLOCK_J):
+        scores, b = _pair_tile(a, b_ptr, stride_b, j0, rows, B, D, L, ACC, DOT_DTYPE, PRECISION, BLOCK_J, BLOCK_D)
+        p = tl.exp(scores)
+        acc += tl.dot(p.to(DOT_DTYPE), b.to(DOT_DTYPE), out_dtype=ACC, input_precision=PRECISION)
+    b_diag = tl.load(b_ptr + rows[:, None] * stride_b + dims[None, :], mask=mask, other=0.0).to(ACC)
+    g = tl.load(g_ptr).to(ACC)
+    tl.store(da_ptr + rows[:, None] * D + dims[None, :], g * (b_diag / B - acc), mask=mask)
+
+
+def _pair_config(a: torch.Tensor):
+    D = a.shape[1]
+    block_d = max(16, triton.next_power_of_2(D))
+    # tiles of 64 rows x 64 columns while the [rows, D] accumulators stay small; 32 for wide D
+    block = 64 if block_d <= 64 else 32
+    acc = _acc(a)
+    # halves multiply on tensor cores on a GPU; the CPU interpreter's half-precision dot is
+    # unreliable, so there they are upcast first
+    half = a.dtype in (torch.float16, torch.bfloat16) and a.is_cuda
+    dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[a.dtype] if half else _tl(acc)
+    # fp32 products in full precision (tf32 would cost ~1e-3 relative error); halves use tensor cores
+    precision = "tf32" if half else "ieee"
+    return dict(ACC=_tl(acc), DOT_DTYPE=dot, PRECISION=precision, BLOCK_I=block, BLOCK_J=block,
+                BLOCK_D=block_d), acc
+
+
+@torch.library.custom_op("fastinfo::mine_dv_bound_pairwise", mutates_args=())
+def mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """f_x, g_y: [B, d] with unit stride along d. Returns (bound [], total log-sum-exp [])."""
+    B, D = f_x.shape
+    meta, acc = _pair_config(f_x)
+    row_lse = torch.empty(B, device=f_x.device, dtype=acc)
+    diag = torch.empty(B, device=f_x.device, dtype=acc)
+    _pairwise_lse_kernel[(triton.cdiv(B, meta["BLOCK_I"]),)](
+        f_x, g_y, f_x.stride(0), g_y.stride(0), row_lse, diag, B, D, **meta, num_warps=4)
+    total = torch.logsumexp(row_lse, 0)
+    return diag.mean() - (total - math.log(B * (B - 1))), total
+
+
+@mine_dv_bound_pairwise.register_fake
+def _(f_x, g_y):
+    acc = _acc(f_x)
+    return f_x.new_empty((), dtype=acc), f_x.new_empty((), dtype=acc)
+
+
+@torch.library.custom_op("fastinfo::mine_dv_bound_pairwise_bwd", mutates_args=())
+def mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torch.Tensor,
+                               grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    B, D = f_x.shape
+    meta, _ = _pair_config(f_x)
+    grads = []
+    for a, b in ((f_x, g_y), (g_y, f_x)):
+        da = torch.empty(B, D, device=a.device, dtype=a.dtype)
+        _pairwise_grad_kernel[(triton.cdiv(B, meta["BLOCK_I"]),)](
+            a, b, a.stride(0), b.stride(0), total, grad.contiguous(), da, B, D, **meta, num_warps=4)
+        grads.append(da)
+    return grads[0], grads[1]
+
+
+@mine_dv_bound_pairwise_bwd.register_fake
+def _(f_x, g_y, total, grad):
+    return torch.empty_like(f_x), torch.empty_like(g_y)
+
+
+def _pair_setup(ctx, inputs, output):
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(inputs[0], inputs[1], output[1])
+
+
+def _pair_backward(ctx, grad_bound, _grad_total):
+    f_x, g_y, total = ctx.saved_tensors
+    return mine_dv_bound_pairwise_bwd(f_x, g_y, total, grad_bound)
+
+
+mine_dv_bound_pairwise.register_autograd(_pair_backward, setup_context=_pair_setup)

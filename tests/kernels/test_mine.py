@@ -1,0 +1,217 @@
+"""The fused MINE bounds against the float64 reference, forward and backward."""
+
+import math
+
+import pytest
+import torch
+from fastinfo.kernels import mine as kernel
+
+from fastinfo import losses
+from fastinfo.losses import reference
+
+
+def scores(B, dtype=torch.float32, shape1=False, device="cpu", scale=3.0):
+    shape = (B, 1) if shape1 else (B,)
+    tj = (torch.randn(shape, dtype=torch.float64, device=device)).to(dtype).requires_grad_()
+    tm = (torch.randn(shape, dtype=torch.float64, device=device) * scale).to(dtype).requires_grad_()
+    return tj, tm
+
+
+def f64(*ts):
+    return [t.detach().double().requires_grad_() for t in ts]
+
+
+def assert_grads_match(out, ref, inputs, ref_inputs, atol, rtol):
+    g = torch.randn((), dtype=torch.float64)
+    got = torch.autograd.grad(out * g.to(out.dtype), inputs)
+    want = torch.autograd.grad(ref * g, ref_inputs)
+    for a, b in zip(got, want):
+        assert a.dtype == inputs[0].dtype
+        torch.testing.assert_close(a.double(), b, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("B", [1, 37, 1500])
+@pytest.mark.parametrize("ema", ["none", "value", "nan"])
+@pytest.mark.parametrize("shape1", [False, True])
+def test_dv_bound_matches_reference(B, ema, shape1):
+    tj, tm = scores(B, shape1=shape1)
+    log_ema = {"none": None, "value": torch.tensor(0.7), "nan": torch.tensor(float("nan"))}[ema]
+    bound, new = losses.mine_dv_bound(tj, tm, log_ema, 0.05)
+    rtj, rtm = f64(tj, tm)
+    ref, ref_new = reference.mine_dv_bound(rtj, rtm, None if log_ema is None else log_ema.double(), 0.05)
+    torch.testing.assert_close(bound.double(), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(new.double(), ref_new, atol=1e-5, rtol=1e-5)
+    assert not new.requires_grad
+    assert_grads_match(bound, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-5)
+
+
+def test_dv_bound_hand_computed_and_ema_semantics():
+    tj, tm = torch.tensor([1.0, 3.0]), torch.tensor([0.0, math.log(3.0)]).requires_grad_()
+    lme = math.log(2.0)  # log mean(1, 3)
+    bound, new = losses.mine_dv_bound(tj, tm)
+    assert bound.item() == pytest.approx(2.0 - lme) and new.item() == pytest.approx(lme)
+    # with an average: logaddexp(log(0.9) + 0, log(0.1) + ln 2) = ln(0.9 + 0.2)
+    bound, new = losses.mine_dv_bound(tj, tm, torch.tensor(0.0), 0.1)
+    assert new.item() == pytest.approx(math.log(1.1)) and bound.item() == pytest.approx(2.0 - lme)
+    (g,) = torch.autograd.grad(bound, tm)
+    torch.testing.assert_close(g, -torch.tensor([1.0, 3.0]) / 1.1 / 2)  # -exp(t - new) / B
+
+
+def test_f_bound_matches_reference_and_hand_value():
+    tj, tm = torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0])
+    assert losses.mine_f_bound(tj, tm).item() == pytest.approx(2.0 - 1.0)
+    for B in (1, 53, 2100):
+        tj, tm = scores(B)
+        out = losses.mine_f_bound(tj, tm)
+        rtj, rtm = f64(tj, tm)
+        ref = reference.mine_f_bound(rtj, rtm)
+        torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+        assert_grads_match(out, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_scores(dtype):
+    tj, tm = scores(301, dtype=dtype, scale=1.0)
+    bound, _ = losses.mine_dv_bound(tj, tm)
+    assert bound.dtype == torch.float32
+    rtj, rtm = f64(tj, tm)
+    ref, _ = reference.mine_dv_bound(rtj, rtm)
+    torch.testing.assert_close(bound.double(), ref, atol=1e-4, rtol=1e-4)
+    assert_grads_match(bound, ref, [tj, tm], [rtj, rtm], atol=1e-4, rtol=1e-2)
+
+
+def test_large_scores_stay_finite():
+    tj, tm = torch.full((64,), 500.0), torch.linspace(-800.0, 900.0, 64)
+    bound, new = losses.mine_dv_bound(tj, tm)
+    ref, ref_new = reference.mine_dv_bound(tj.double(), tm.double())
+    assert torch.isfinite(bound) and torch.isfinite(new)
+    torch.testing.assert_close(bound.double(), ref, rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("B, d", [(2, 1), (37, 5), (70, 64), (33, 200)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pairwise_matches_reference(B, d, dtype):
+    f = torch.randn(B, d, dtype=dtype).div(math.sqrt(d)).requires_grad_()
+    g = torch.randn(B, d, dtype=dtype).requires_grad_()
+    out = losses.mine_dv_bound_pairwise(f, g)
+    rf, rg = f64(f, g)
+    ref = reference.mine_dv_bound_pairwise(rf, rg)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
+    assert_grads_match(out, ref, [f, g], [rf, rg], atol=tol, rtol=tol)
+
+
+def test_pairwise_bf16_and_non_contiguous():
+    base = torch.randn(40, 2 * 24)
+    f, g = base[:, ::2].requires_grad_(), base[:, 1::2].bfloat16().float()
+    g = g.t().contiguous().t().requires_grad_()  # column-major
+    out = losses.mine_dv_bound_pairwise(f, g)
+    rf, rg = f64(f, g)
+    ref = reference.mine_dv_bound_pairwise(rf, rg)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    fb, gb = torch.randn(37, 16).bfloat16().requires_grad_(), torch.randn(37, 16).bfloat16().requires_grad_()
+    out = losses.mine_dv_bound_pairwise(fb, gb)
+    ref = reference.mine_dv_bound_pairwise(*f64(fb, gb))
+    torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+
+
+def test_gradcheck_float64():
+    tj, tm = (torch.randn(9, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    ema = torch.tensor(0.2, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: losses.mine_f_bound(a, b), (tj, tm))
+    # the DV gradient is the bias-corrected one; with an EMA equal to the batch's own value
+    # (rate 1) it is the true gradient of the bound
+    assert torch.autograd.gradcheck(lambda a, b: losses.mine_dv_bound(a, b, ema, 1.0)[0], (tj, tm))
+    f, g = (torch.randn(7, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(losses.mine_dv_bound_pairwise, (f, g))
+
+
+def test_opcheck_and_compile_fullgraph():
+    tj, tm = scores(17)
+    torch.library.opcheck(kernel.mine_dv_bound, (tj, tm, torch.tensor(0.1), 0.01),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    torch.library.opcheck(kernel.mine_f_bound, (tj, tm),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    f, g = torch.randn(9, 4, requires_grad=True), torch.randn(9, 4, requires_grad=True)
+    torch.library.opcheck(kernel.mine_dv_bound_pairwise, (f, g),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+    def fn(tj, tm, f, g):
+        b, new = losses.mine_dv_bound(tj * 2, tm, None, 0.01)
+        return b + losses.mine_f_bound(tj, tm) + losses.mine_dv_bound_pairwise(f, g), new
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    out, new = compiled(tj, tm, f, g)
+    want, want_new = fn(tj, tm, f, g)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(new, want_new)
+    torch.testing.assert_close(torch.autograd.grad(out, [tj, f]), torch.autograd.grad(want, [tj, f]))
+
+
+@pytest.mark.parametrize(
+    "call, error, msg",
+    [
+        (lambda: losses.mine_dv_bound(torch.randn(4), torch.randn(5)), ValueError, "4 samples"),
+        (lambda: losses.mine_dv_bound(torch.randn(4, 2), torch.randn(4, 2)), ValueError, r"\[B\] or \[B, 1\]"),
+        (lambda: losses.mine_dv_bound(torch.randn(0), torch.randn(0)), ValueError, "empty"),
+        (lambda: losses.mine_dv_bound(torch.randn(4), torch.randn(4), ema_rate=1.5), ValueError, "ema_rate"),
+        (lambda: losses.mine_dv_bound(torch.randn(4), torch.randn(4), torch.zeros(2)), ValueError, "one-element"),
+        (lambda: losses.mine_f_bound(torch.arange(4), torch.randn(4)), TypeError, "float16"),
+        (lambda: losses.mine_f_bound(torch.randn(4), torch.randn(4, device="meta")), ValueError, "on meta"),
+        (lambda: losses.mine_dv_bound_pairwise(torch.randn(1, 3), torch.randn(1, 3)), ValueError, "B >= 2"),
+        (lambda: losses.mine_dv_bound_pairwise(torch.randn(4, 3), torch.randn(4, 2)), ValueError, "same shape"),
+        (lambda: losses.mine_dv_bound_pairwise(torch.randn(4, 600), torch.randn(4, 600)), ValueError, "512"),
+    ],
+)
+def test_bad_inputs(call, error, msg):
+    with pytest.raises(error, match=msg):
+        call()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_matches_reference(dtype):
+    tj, tm = scores(4099, dtype=dtype, device="cuda", scale=1.0)
+    bound, new = losses.mine_dv_bound(tj, tm, torch.tensor(0.3, device="cuda"), 0.01)
+    rtj, rtm = f64(tj, tm)
+    ref, ref_new = reference.mine_dv_bound(rtj, rtm, torch.tensor(0.3, device="cuda", dtype=torch.float64), 0.01)
+    torch.testing.assert_close(bound.double(), ref, atol=1e-4, rtol=1e-4)
+    f, g = (torch.randn(1000, 64, device="cuda").div(8).to(dtype).requires_grad_() for _ in range(2))
+    out = losses.mine_dv_bound_pairwise(f, g)
+    rf, rg = f64(f, g)
+    ref = reference.mine_dv_bound_pairwise(rf, rg)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
+    assert_grads_match(out, ref, [f, g], [rf, rg], atol=tol, rtol=tol)
+
+
+@pytest.mark.cuda
+def test_cuda_graph_capture_of_the_bounds():
+    tj, tm = scores(512, device="cuda")
+    f, g = (torch.randn(256, 32, device="cuda", requires_grad=True) for _ in range(2))
+    log_ema = torch.tensor(float("nan"), device="cuda")
+
+    def run():
+        b, new = losses.mine_dv_bound(tj, tm, log_ema, 0.01)
+        log_ema.copy_(new)
+        total = b + losses.mine_f_bound(tj, tm) + losses.mine_dv_bound_pairwise(f, g)
+        return total, torch.autograd.grad(total, [tj, tm, f, g])
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        run()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    saved = log_ema.clone()
+    with torch.cuda.graph(graph):
+        total, grads = run()
+    log_ema.copy_(saved)
+    graph.replay()
+    torch.cuda.synchronize()
+    log_ema.copy_(saved)
+    want, want_grads = run()
+    torch.testing.assert_close(total, want)
+    for a, b in zip(grads, want_grads):
+        torch.testing.assert_close(a, b)
