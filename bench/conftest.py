@@ -76,13 +76,15 @@ def median_us(fn, graph: bool = False) -> float:
 def record(benchmark):
     """record(case: dict, fn, bytes_moved=None): time fn, store the numbers, run pytest-benchmark."""
 
-    def _record(case: dict, fn, bytes_moved: int | None = None, graph: bool = True):
+    def _record(case: dict, fn, bytes_moved: int | None = None, graph: bool = True, flops: int | None = None):
         row = {**case, "us_call": median_us(fn)}
         if ON_GPU and graph:
             row["us_graph"] = median_us(fn, graph=True)
+        best = min(row["us_call"], row.get("us_graph", float("inf")))
         if bytes_moved:
-            best = min(row["us_call"], row.get("us_graph", float("inf")))
             row["gb_s"] = bytes_moved / best / 1e3
+        if flops:
+            row["tflop_s"] = flops / best / 1e6
         benchmark.extra_info.update({**DEVICE, **row})
         RESULTS.append(row)
         benchmark.pedantic(fn, rounds=20, iterations=5, warmup_rounds=2)
@@ -97,14 +99,16 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section(f"fastinfo bench on {DEVICE['device']} (torch {DEVICE['torch']}, triton {DEVICE['triton']})")
-    keys = [k for k in RESULTS[0] if k not in ("us_call", "us_graph", "gb_s")]
+    numbers = ("us_call", "us_graph", "gb_s", "tflop_s")
     for row in RESULTS:
-        cols = "  ".join(f"{k}={row[k]}" for k in keys if k in row)
+        cols = "  ".join(f"{k}={v}" for k, v in row.items() if k not in numbers)
         nums = f"call {row['us_call']:9.1f} us"
         if "us_graph" in row:
             nums += f"  graph {row['us_graph']:9.1f} us"
         if "gb_s" in row:
             nums += f"  {row['gb_s']:7.1f} GB/s"
+        if "tflop_s" in row:
+            nums += f"  {row['tflop_s']:6.1f} TFLOP/s"
         tr.write_line(f"{cols:70s} {nums}")
     if os.environ.get("BENCH_SUMMARY"):
         with open(os.environ["BENCH_SUMMARY"], "w") as f:

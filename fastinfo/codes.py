@@ -61,10 +61,8 @@ class LatentSpec:
             z = torch.randn(batch_size, self.noise_dim, **kw)
         else:
             z = torch.rand(batch_size, self.noise_dim, **kw) * 2 - 1
-        # one uniform draw serves every categorical code: floor(u * K) is uniform on 0..K-1
-        sizes = torch.tensor(self.cat_sizes, device=device, dtype=torch.float32)
-        u = torch.rand(batch_size, self.n_cat, **kw)
-        cat = (u * sizes).long().clamp_max_(sizes.long() - 1)
+        cat = torch.stack([torch.randint(0, k, (batch_size,), **kw) for k in self.cat_sizes], 1) \
+            if self.n_cat else torch.zeros(batch_size, 0, dtype=torch.long, device=device)
         cont = torch.rand(batch_size, self.n_cont, **kw) * 2 - 1
         return z, cat, cont
 
