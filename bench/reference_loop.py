@@ -16,7 +16,8 @@ class ReferenceInfoGAN:
         self.spec, self.device, self.B = LatentSpec(), device, batch_size
         self.G = Generator(self.spec.input_dim).to(device)
         self.D = Discriminator(self.spec).to(device)
-        self.opt_d = torch.optim.Adam([*self.D.body.parameters(), *self.D.d_head.parameters()], 2e-4, betas=(0.5, 0.999))
+        critic = [*self.D.body.parameters(), *self.D.d_head.parameters()]
+        self.opt_d = torch.optim.Adam(critic, 2e-4, betas=(0.5, 0.999))
         self.opt_q = torch.optim.Adam(self.D.q_head.parameters(), 2e-4, betas=(0.5, 0.999))
         self.opt_g = torch.optim.Adam(self.G.parameters(), 1e-3, betas=(0.5, 0.999))
         self.log = []
