@@ -17,9 +17,10 @@ import torch
 import triton
 import triton.language as tl
 
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
-NEG_BIG = -1.0e30
+NEG_BIG = tl.constexpr(-1.0e30)
+NAN = tl.constexpr(float("nan"))
 # A tile holds at most this many logits per program (32 fp32 registers a thread at 4 warps).
 TILE_ELEMS = 4096
 # Widest categorical chunk read at once; wider codes loop over chunks with an online log-sum-exp.
@@ -49,7 +50,7 @@ def _cat_code_nll(
     # s >= 1 in every real row (its maximum adds exp(0)); the clamp only keeps masked rows finite
     lse = m + tl.log(tl.maximum(s, 1.0))
     valid = (code >= 0) & (code < size)
-    return tl.where(valid, lse - target, float("nan")), lse
+    return tl.where(valid, lse - target, NAN), lse
 
 
 @triton.jit

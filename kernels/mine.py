@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-NEG_BIG = -1.0e30  # finite stand-in for -inf (see info_nll.py)
+NEG_BIG = tl.constexpr(-1.0e30)  # finite stand-in for -inf (see info_nll.py)
 REDUCE_BLOCK = 1024  # elements per loop step of the one-program reductions
 MAX_PAIRWISE_DIM = 512
 
@@ -79,7 +79,10 @@ def _mine_bwd_kernel(tm_ptr, ema_ptr, g_ptr, dtj_ptr, dtm_ptr, B,
     mask = offs < B
     g = tl.load(g_ptr).to(ACC) / B
     x = tl.load(tm_ptr + offs, mask=mask, other=0.0).to(ACC)
-    shift = 1.0 if F_DIV else tl.load(ema_ptr).to(ACC)
+    if F_DIV:
+        shift = 1.0
+    else:
+        shift = tl.load(ema_ptr).to(ACC)
     tl.store(dtj_ptr + offs, tl.zeros([BLOCK], ACC) + g, mask=mask)
     tl.store(dtm_ptr + offs, -g * tl.exp(tl.where(mask, x - shift, NEG_BIG)), mask=mask)
 
@@ -91,7 +94,7 @@ def _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div):
     keep = math.log1p(-ema_rate) if ema_rate < 1 else -math.inf
     _mine_fwd_kernel[(1,)](
         t_joint, t_marginal, out if log_ema is None else log_ema, out, B, math.log(B),
-        keep if keep > -math.inf else NEG_BIG, math.log(ema_rate) if ema_rate > 0 else NEG_BIG,
+        keep if keep > -math.inf else NEG_BIG.value, math.log(ema_rate) if ema_rate > 0 else NEG_BIG.value,
         F_DIV=f_div, HAS_EMA=log_ema is not None, ACC=_tl(acc), BLOCK=REDUCE_BLOCK, num_warps=4,
     )
     return out
