@@ -11,10 +11,9 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+from fastinfo.kernels import clip, info_nll, mine  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
-
-from fastinfo.kernels import clip, info_nll, mine  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 I32, F32, P32 = "i32", "fp32", "*fp32"
