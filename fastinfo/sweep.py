@@ -7,8 +7,9 @@ Arguments after `--` go to every `fastinfo.train` run. Finished runs are skipped
 ones resumed, so a sweep can be re-run until it completes. Writes OUT/summary.json and
 OUT/summary.md: per model, c1 accuracy (Q models) and c1 purity (all models) as mean ± std over
 seeds, how many runs collapsed (fewer than 8 classes covered by generated images, judged by
-the project's classifier) or diverged (a non-finite loss), and the variance of the D and G
-losses over the last quarter of training.
+the project's classifier) or diverged (a non-finite loss), the variance of the D and G losses over
+the last quarter of training, continuous-code disentanglement and Fréchet distance; and an HTML
+report of all runs in OUT/report/.
 """
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fastinfo import classifier, train
+from fastinfo import classifier, report, train
 from fastinfo.evaluate import evaluate_model
 
 
@@ -65,8 +66,8 @@ def mean_std(values: list[float]) -> str:
 def summarise(rows: list[dict]) -> tuple[list[dict], str]:
     table, lines = [], [
         "| model | runs | c1 accuracy | c1 purity | classes covered | collapsed | diverged | var loss_d (last 25%) "
-        "| var loss_g (last 25%) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| var loss_g (last 25%) | disentanglement | Fréchet distance |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == model]
@@ -81,6 +82,8 @@ def summarise(rows: list[dict]) -> tuple[list[dict], str]:
             "diverged": f"{sum(r['diverged'] for r in rs)}/{len(rs)}",
             "var_loss_d": mean_std([r["var_loss_d"] for r in ok if r["var_loss_d"] is not None]),
             "var_loss_g": mean_std([r["var_loss_g"] for r in ok if r["var_loss_g"] is not None]),
+            "disentanglement": mean_std([r["disentanglement"] for r in ok if "disentanglement" in r]),
+            "fid": mean_std([r["fid"] for r in ok if "fid" in r]),
         }
         table.append(entry)
         lines.append("| " + " | ".join(str(v) for v in entry.values()) + " |")
@@ -99,6 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--device", default="auto")
     p.add_argument("--samples-per-value", type=int, default=200, help="generated images per c1 value")
+    p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +124,8 @@ def main(argv=None) -> int:
             row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
             if not row["diverged"]:
                 _, m, state = train.load_run(run, device=args.device)
-                row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value), step=state["step"])
+                row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
+                                          fid_samples=args.fid_samples), step=state["step"])
                 (run / "eval.json").write_text(json.dumps(row, indent=2) + "\n")
             row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
             rows.append(row)
@@ -131,6 +136,9 @@ def main(argv=None) -> int:
     header = f"{args.steps} generator steps per run on {args.dataset}, device {device}\n\n"
     (out / "summary.md").write_text(header + markdown)
     print(header + markdown)
+    finished = [out / f"{r['model']}-s{r['seed']}" for r in rows if not r["diverged"]]
+    if finished:
+        print(f"report: {report.write_report(finished, out / 'report')}")
     return 0
 
 

@@ -1,10 +1,11 @@
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from fastinfo import data, evaluate
+from fastinfo import classifier, data, evaluate
 from fastinfo.evaluate import cluster_accuracy, clustering_scores
 
 
@@ -37,8 +38,51 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "load", lambda *a, **k: (
         torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8, generator=g), torch.arange(32) % 10))
     assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
-    assert evaluate.main([str(tmp_path)]) == 0
+    assert evaluate.main([str(tmp_path), "--quick"]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert result["step"] == 2 and 0 <= result["c1_accuracy"] <= 1
+    assert result["step"] == 2 and 0 <= result["c1_accuracy"] <= 1 and "fid" not in result
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.5))
+    assert evaluate.main([str(tmp_path), "--fid-samples", "200"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["fid"] >= 0 and 0 <= result["disentanglement"] <= 1
+    assert set(result["code_measure_spearman"]) == {"c2", "c3"}
+    assert set(result["information"]) == {"c1", "c2", "c3"} and result["information"]["c1"]["H"] == pytest.approx(
+        math.log(10))
     assert evaluate.main([str(tmp_path / "missing")]) == 2
     assert "holds no run" in capsys.readouterr().err
+
+
+def test_frechet_distance_known_values():
+    rng = np.random.default_rng()
+    a = rng.normal(size=(4000, 3))
+    assert evaluate.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # same covariance, means 2 apart along one axis: distance = 2^2
+    assert evaluate.frechet_distance(a, a + np.array([2.0, 0, 0])) == pytest.approx(4.0, rel=1e-6)
+    # N(0, I) vs N(0, 4I) in 3-D: 3 * (1 + 4 - 2 * 2) = 3
+    b = rng.normal(size=(200000, 3))
+    assert evaluate.frechet_distance(b, 2 * rng.normal(size=(200000, 3))) == pytest.approx(3.0, rel=0.03)
+
+
+def test_continuous_scores_of_a_generator_with_known_factors():
+    """c2 sets stroke thickness, c3 sets slant: the matrix and the score must say so."""
+    import torch
+
+    from fastinfo.codes import LatentSpec
+
+    class Factored:
+        spec, device = LatentSpec(noise_dim=2), torch.device("cpu")
+
+        def generate(self, z, cat, cont):
+            images = -torch.ones(len(z), 1, 28, 28)
+            for i, (thick, shear) in enumerate(cont.tolist()):
+                half = int(round(2 + thick))  # thickness 2 * (2 + c2) +- 1 pixels
+                for r in range(4, 24):
+                    c = 14 + int(round(shear * 0.2 * (14 - r)))
+                    images[i, 0, r, max(c - half, 0) : c + half] = 1
+            return images
+
+    scores = evaluate.continuous_code_scores(Factored(), n_rows=4, n_values=9)
+    rho = scores["code_measure_spearman"]
+    assert rho["c2"]["thickness"] > 0.9 and abs(rho["c2"]["slant"]) < 0.3
+    assert rho["c3"]["slant"] > 0.9 and abs(rho["c3"]["thickness"]) < 0.3
+    assert scores["disentanglement"] > 0.6

@@ -62,12 +62,14 @@ def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(classifier, "load_or_train", small_classifier)
     args = ["--models", "gan,infowgan", "--seeds", "0-1", "--steps", "2", "--out", str(tmp_path),
-            "--samples-per-value", "10", "--", "--batch-size", "8", "--n-critic", "1"]
+            "--samples-per-value", "10", "--fid-samples", "100", "--", "--batch-size", "8", "--n-critic", "1"]
     assert sweep.main(args) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [r["model"] for r in summary["table"]] == ["gan", "infowgan"]
     assert summary["table"][0]["c1_accuracy"] == "n/a" and "±" in summary["table"][1]["c1_accuracy"]
     assert "| infowgan | 2 |" in (tmp_path / "summary.md").read_text()
+    assert "infowgan · seed 1" in (tmp_path / "report" / "index.html").read_text()
+    assert "±" in summary["table"][0]["fid"]
 
     def no_training(argv):
         raise AssertionError("finished runs must not train again")

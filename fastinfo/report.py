@@ -1,0 +1,117 @@
+"""One self-contained HTML page that puts runs side by side.
+
+    python -m fastinfo.report RUN [RUN ...] --out report/
+
+For every run: its traversal grids (the poster's layout), loss curves and L_I curve; a table of
+the metrics in RUN/eval.json (run `python -m fastinfo.evaluate` first for the full set), and, where
+several seeds of one model are given, mean ± std over them with the per-seed values. The page and
+the PNGs it shows are written to --out; it opens from disk in a browser, no server needed.
+"""
+
+import argparse
+import html
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+FIGURES = ("traverse_c1.png", "traverse_c2.png", "traverse_c3.png", "loss_curves.png", "info_curve.png",
+           "mi_curve.png")
+SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "classes_covered", "disentanglement",
+           "fid")
+STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}
+.runs{display:flex;flex-wrap:wrap;gap:2em}.run{border:1px solid #ddd;padding:1em}img{max-width:420px;display:block}
+figcaption{font-size:80%;color:#555}"""
+
+
+def load_run_summary(run: Path) -> dict:
+    cfg = json.loads((run / "config.json").read_text())
+    result = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else {}
+    return {"run": run, "model": cfg["model"], "seed": cfg["seed"], "preset": cfg["preset"],
+            "dataset": cfg["dataset"], "eval": result}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return html.escape(str(v)) if v is not None else "–"
+
+
+def metric_table(summaries: list[dict]) -> str:
+    rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS) + "</tr>"]
+    for model in dict.fromkeys(s["model"] for s in summaries):
+        runs = [s for s in summaries if s["model"] == model]
+        cells = []
+        for k in SCALARS:
+            vals = [s["eval"].get(k) for s in runs]
+            nums = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(nums) > 1:
+                spread = ", ".join(f"{v:.3f}" for v in nums)
+                cells.append(f"{statistics.mean(nums):.3f} ± {statistics.stdev(nums):.3f}"
+                             f"<br><small>{spread}</small>")
+            else:
+                cells.append(_fmt(vals[0]) if vals else "–")
+        rows.append(f"<tr><td>{html.escape(model)}</td><td>{len(runs)}</td>"
+                    + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def correlation_table(s: dict) -> str:
+    rho = s["eval"].get("code_measure_spearman")
+    if not rho:
+        return ""
+    measures = list(next(iter(rho.values())))
+    head = "<tr><th>code</th>" + "".join(f"<th>ρ({m})</th>" for m in measures) + "</tr>"
+    body = "".join(f"<tr><td>{c}</td>" + "".join(f"<td>{rho[c][m]:+.2f}</td>" for m in measures) + "</tr>"
+                   for c in rho)
+    return f"<table>{head}{body}</table>"
+
+
+def write_report(runs: list[Path], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = [load_run_summary(r) for r in runs]
+    blocks = []
+    for i, s in enumerate(summaries):
+        figs = []
+        for name in FIGURES:
+            src = s["run"] / name
+            if src.is_file():
+                dest = f"run{i}_{name}"
+                shutil.copyfile(src, out / dest)
+                figs.append(f'<figure><img src="{dest}" alt="{name}"><figcaption>{name}</figcaption></figure>')
+        title = f"{s['model']} · seed {s['seed']} · {s['preset']} · {s['dataset']}"
+        blocks.append(f'<div class="run"><h3>{html.escape(title)}</h3>'
+                      f"<p><small>{html.escape(str(s['run']))}</small></p>{correlation_table(s)}{''.join(figs)}</div>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>fastinfo report</title>"
+            f"<style>{STYLE}</style></head><body><h1>fastinfo report</h1>"
+            f"<h2>Metrics</h2>{metric_table(summaries)}"
+            "<p>c1_accuracy: Q's category vs the test labels (Hungarian); c1_purity: share of the majority class "
+            "among images generated with one c1 value (the project's classifier); disentanglement: gap between "
+            "the two codes most correlated with slant and with thickness; fid: Fréchet distance in the "
+            "classifier's features.</p>"
+            f"<h2>Runs</h2><div class='runs'>{''.join(blocks)}</div></body></html>")
+    path = out / "index.html"
+    path.write_text(page)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fastinfo.report", description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", default="report")
+    args = p.parse_args(argv)
+    missing = [r for r in args.runs if not (Path(r) / "config.json").is_file()]
+    if missing:
+        print(f"error: not a run folder (no config.json): {', '.join(missing)}", file=sys.stderr)
+        return 2
+    path = write_report([Path(r) for r in args.runs], Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The HTML report: content, mean ± std over seeds, and a real browser rendering it."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastinfo import report
+
+
+def fake_run(path, model, seed, acc):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model": model, "seed": seed, "preset": "paper",
+                                                  "dataset": "mnist"}))
+    (path / "eval.json").write_text(json.dumps({"c1_accuracy": acc, "fid": 10.0 + seed,
+                                                "code_measure_spearman": {"c2": {"slant": 0.1, "thickness": 0.9}}}))
+    Image.fromarray((np.random.default_rng(seed).random((60, 60)) * 255).astype(np.uint8)).save(
+        path / "traverse_c1.png")
+    return path
+
+
+def test_report_tabulates_seeds_and_copies_figures(tmp_path):
+    runs = [fake_run(tmp_path / f"infogan-s{s}", "infogan", s, a) for s, a in ((0, 0.9), (1, 0.7))]
+    runs.append(fake_run(tmp_path / "gan-s0", "gan", 0, "n/a (no Q head trained)"))
+    path = report.write_report(runs, tmp_path / "out")
+    page = path.read_text()
+    assert "0.800 ± 0.141" in page and "0.900, 0.700" in page and "n/a (no Q head trained)" in page
+    assert (tmp_path / "out" / "run0_traverse_c1.png").is_file() and 'src="run2_traverse_c1.png"' in page
+    assert "ρ(thickness)" in page
+    assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package chromium)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    runs = [fake_run(tmp_path / "infogan-s0", "infogan", 0, 0.9)]
+    path = report.write_report(runs, tmp_path / "out")
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1000,800",
+                    path.as_uri()], check=True, timeout=120, capture_output=True)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10  # text, tables and the grid image: not a blank page
+    assert (pixels < 128).mean() > 0.005
