@@ -15,7 +15,9 @@ report of all runs in OUT/report/.
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -41,19 +43,41 @@ def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
     return statistics.pvariance(tail) if len(tail) > 1 else None
 
 
-def run_one(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> int:
-    """Exit code of training (0 also when it had finished before)."""
+def train_args(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> list[str] | None:
+    """fastinfo.train's arguments for this run: resume it if it has a checkpoint; None if it is done."""
     if (run / "eval.json").is_file() or (run / "diverged").is_file():
-        return 3 if (run / "diverged").is_file() else 0
+        return None
+    common = ["--steps", str(steps), "--no-eval-at-end", "--no-progress"]
     if (run / "checkpoint.pt").is_file():
-        code = train.main(["--resume", str(run), "--steps", str(steps), "--no-eval-at-end", "--no-progress"])
-    else:
-        code = train.main(["--model", model, "--seed", str(seed), "--steps", str(steps), "--out", str(run),
-                           "--no-eval-at-end", "--no-progress", *extra])
+        return ["--resume", str(run), *common]
+    return ["--model", model, "--seed", str(seed), "--out", str(run), *common, *extra]
+
+
+def record_exit(run: Path, code: int) -> int:
     if code == train.EXIT_NON_FINITE:
         run.mkdir(parents=True, exist_ok=True)
         (run / "diverged").write_text("a loss became non-finite; see metrics.jsonl\n")
     return code
+
+
+def run_one(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> int:
+    """Train in this process; the exit code of training (0 also when it had finished before)."""
+    argv = train_args(run, model, seed, steps, extra)
+    if argv is None:
+        return train.EXIT_NON_FINITE if (run / "diverged").is_file() else 0
+    return record_exit(run, train.main(argv))
+
+
+def run_parallel(jobs: list[tuple], n_procs: int) -> None:
+    """Train the runs in n_procs processes at once (several seeds on one big card, or CPU cores)."""
+
+    def launch(job):
+        argv = train_args(*job)
+        if argv is not None:
+            record_exit(job[0], subprocess.run([sys.executable, "-m", "fastinfo.train", *argv]).returncode)
+
+    with ThreadPoolExecutor(n_procs) as pool:
+        list(pool.map(launch, jobs))
 
 
 def mean_std(values: list[float]) -> str:
@@ -103,6 +127,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--samples-per-value", type=int, default=200, help="generated images per c1 value")
     p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
+    p.add_argument("--procs", type=int, default=1, help="train this many runs at once, each in its own process")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,22 +139,24 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
+    jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
+            for model in args.models.split(",") for seed in parse_seeds(args.seeds)]
+    if args.procs > 1:
+        run_parallel(jobs, args.procs)
     rows = []
-    for model in args.models.split(","):
-        for seed in parse_seeds(args.seeds):
-            run = out / f"{model}-s{seed}"
-            code = run_one(run, model, seed, args.steps, extra)
-            if code not in (0, train.EXIT_NON_FINITE):
-                return code
-            row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
-            if not row["diverged"]:
-                _, m, state = train.load_run(run, device=args.device)
-                row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
-                                          fid_samples=args.fid_samples), step=state["step"])
-                (run / "eval.json").write_text(json.dumps(row, indent=2) + "\n")
-            row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
-            rows.append(row)
-            print(json.dumps(row))
+    for run, model, seed, _, _ in jobs:
+        code = run_one(run, model, seed, args.steps, extra)
+        if code not in (0, train.EXIT_NON_FINITE):
+            return code
+        row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
+        if not row["diverged"]:
+            _, m, state = train.load_run(run, device=args.device)
+            row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
+                                      fid_samples=args.fid_samples), step=state["step"])
+            (run / "eval.json").write_text(json.dumps(row, indent=2) + "\n")
+        row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
+        rows.append(row)
+        print(json.dumps(row))
     table, markdown = summarise(rows)
     (out / "summary.json").write_text(json.dumps({"classifier_accuracy": clf_acc, "steps": args.steps,
                                                   "runs": rows, "table": table}, indent=2) + "\n")

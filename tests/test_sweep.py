@@ -8,6 +8,8 @@ import torch
 from fastinfo import classifier, data, evaluate, sweep, train
 from tests.test_train import synthetic_mnist  # noqa: F401  (fixture)
 
+REAL_LOAD = data.load  # bound before any test replaces it
+
 
 def test_classifier_learns_synthetic_classes():
     labels = torch.arange(256) % 10
@@ -89,3 +91,15 @@ def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8])])
 def test_parse_seeds(text, seeds):
     assert sweep.parse_seeds(text) == seeds
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_sweep_trains_in_parallel_processes_on_real_mnist(real_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "load", REAL_LOAD)  # the subprocesses read the real files: so does this one
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
+    args = ["--models", "gan,infogan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path), "--procs", "2",
+            "--samples-per-value", "5", "--fid-samples", "50", "--", "--batch-size", "8", "--device", "cpu"]
+    assert sweep.main(args) == 0
+    for run in ("gan-s0", "infogan-s0"):
+        assert json.loads((tmp_path / run / "eval.json").read_text())["step"] == 2
