@@ -181,3 +181,18 @@ def test_help_documents_every_option(capsys):
                  "--lr-g", "--lambda-cat", "--lambda-cont", "--seed", "--device", "--out", "--resume",
                  "--amp", "--compile", "--log-every", "--ckpt-every", "--config", "--preset"):
         assert flag in out
+
+
+def test_deferred_metrics_give_the_same_run_as_reading_every_step(tmp_path):
+    """The loop reads device metrics every --log-every steps (one sync); reading them every step,
+    as a simple loop does, must not change the run or its log."""
+    assert run(tmp_path / "every", "--steps", 6, "--log-every", 1, "--no-eval-at-end") == 0
+    assert run(tmp_path / "deferred", "--steps", 6, "--log-every", 6, "--no-eval-at-end") == 0
+    a, b = weights(tmp_path / "every" / "checkpoint.pt"), weights(tmp_path / "deferred" / "checkpoint.pt")
+    assert all(torch.equal(a[n][k], b[n][k]) for n in ("G", "D") for k in a[n])
+
+    def logged(name):
+        rows = [json.loads(r) for r in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
+
+    assert logged("every") == logged("deferred")
