@@ -47,12 +47,8 @@ class InfoModel:
             mean if has_cont else None, cont if has_cont else None,
             log_std if has_cont else None,
         )
-        if self.cfg.loss_backend == "torch":
-            terms = reference.info_nll_terms(*args, self.spec.cat_sizes)
-            n = self.spec.n_cat
-            loss = self.cfg.lambda_cat * terms[:, :n].sum(1) + self.cfg.lambda_cont * terms[:, n:].sum(1)
-            return loss.mean(), terms.mean(0)
-        return losses.info_nll_and_per_code(
+        fn = reference.info_nll_and_per_code if self.cfg.loss_backend == "torch" else losses.info_nll_and_per_code
+        return fn(
             *args, cat_sizes=self.spec.cat_sizes or None,
             cat_weight=self.cfg.lambda_cat, cont_weight=self.cfg.lambda_cont,
         )

@@ -121,12 +121,10 @@ def info_nll_and_per_code(
             cat_sizes, float(cat_weight), float(cont_weight), reduction,
         )
         return loss, per_code
-    terms = reference.info_nll_terms(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes
+    return reference.info_nll_and_per_code(
+        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,
+        cat_sizes=cat_sizes, cat_weight=cat_weight, cont_weight=cont_weight, reduction=reduction,
     )
-    n_cat = len(cat_sizes)
-    per_sample = cat_weight * terms[:, :n_cat].sum(1) + cont_weight * terms[:, n_cat:].sum(1)
-    return reference._reduce(per_sample, reduction), terms.mean(0)
 
 
 def info_nll(

@@ -40,7 +40,7 @@ def info_nll_terms(
     return torch.stack(cols, dim=1)
 
 
-def info_nll(
+def info_nll_and_per_code(
     cat_logits,
     cat_codes,
     cont_mean,
@@ -52,22 +52,25 @@ def info_nll(
     cont_weight=1.0,
     reduction="mean",
 ):
-    """Reference for :func:`fastinfo.losses.info_nll` (same arguments, same result)."""
-    cat_sizes = [cat_logits.shape[1]] if cat_sizes is None and cat_logits is not None else cat_sizes
-    terms = info_nll_terms(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes or [])
-    n_cat = len(cat_sizes or [])
+    """Reference for :func:`fastinfo.losses.info_nll_and_per_code`: (weighted NLL, per-code NLL)."""
+    if cat_logits is None:
+        cat_sizes = []
+    elif cat_sizes is None:
+        cat_sizes = [cat_logits.shape[1]]
+    terms = info_nll_terms(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes)
+    n_cat = len(cat_sizes)
     per_sample = cat_weight * terms[:, :n_cat].sum(1) + cont_weight * terms[:, n_cat:].sum(1)
-    return _reduce(per_sample, reduction)
+    return _reduce(per_sample, reduction), terms.mean(0)
 
 
-def info_nll_per_code(
-    cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, *, cat_sizes=None
-):
+def info_nll(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, **kw):
+    """Reference for :func:`fastinfo.losses.info_nll` (same arguments, same result)."""
+    return info_nll_and_per_code(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, **kw)[0]
+
+
+def info_nll_per_code(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, *, cat_sizes=None):
     """Reference for :func:`fastinfo.losses.info_nll_per_code`: batch-mean NLL of each code."""
-    cat_sizes = [cat_logits.shape[1]] if cat_sizes is None and cat_logits is not None else cat_sizes
-    return info_nll_terms(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes or []
-    ).mean(0)
+    return info_nll_and_per_code(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes=cat_sizes)[1]
 
 
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
