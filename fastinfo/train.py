@@ -58,8 +58,8 @@ def build_model(cfg: TrainConfig, device: torch.device):
     return METHODS[cfg.model](cfg, latent_spec(cfg), device)
 
 
-def load_run(run: Path, device: str = "auto", overrides: dict | None = None):
-    """(config, model with the checkpoint's weights, checkpoint state) of a saved run."""
+def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
+    """The configuration of a saved run, with the overrides a resumed run may apply."""
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
         raise RunError(f"{run} holds no run (no config.json)")
@@ -76,19 +76,31 @@ def load_run(run: Path, device: str = "auto", overrides: dict | None = None):
             f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change"
         )
     try:
-        cfg = make_config({**saved, **overrides})
+        return make_config({**saved, **overrides})
     except (ConfigError, TypeError) as e:
         raise RunError(f"{cfg_path} does not hold a valid configuration: {e}") from None
-    model = build_model(cfg, resolve_device(device if device != "auto" else cfg.device))
+
+
+def load_checkpoint_into(model, run: Path, extra=None) -> dict:
+    """Load run/checkpoint.pt into model (and through extra(state), anything else); return it."""
     try:
         state = checkpoint.load(run / "checkpoint.pt")
         model.load_state_dict(state)
+        if extra is not None:
+            extra(state)
     except checkpoint.CheckpointError as e:
         raise RunError(str(e)) from None
     except (RuntimeError, KeyError, ValueError) as e:
         raise RunError(f"checkpoint in {run} does not match its configuration: "
                        f"{str(e).splitlines()[0]}") from None
-    return cfg, model, state
+    return state
+
+
+def load_run(run: Path, device: str = "auto"):
+    """(config, model with the checkpoint's weights, checkpoint state) of a saved run."""
+    cfg = load_run_config(run)
+    model = build_model(cfg, resolve_device(device if device != "auto" else cfg.device))
+    return cfg, model, load_checkpoint_into(model, run)
 
 
 class Trainer:
@@ -115,17 +127,12 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------
     def _restore(self) -> None:
-        try:
-            state = checkpoint.load(self.run / "checkpoint.pt")
-            self.model.load_state_dict(state)
+        def loader_and_rng(state):
             self.loader.load_state_dict(state["loader"])
             self.sample_gen.set_state(state["rng"]["sample"])
             self.loader.generator.set_state(state["rng"]["loader"])
-        except checkpoint.CheckpointError as e:
-            raise RunError(str(e)) from None
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise RunError(f"checkpoint in {self.run} does not match this configuration: "
-                           f"{str(e).splitlines()[0]}") from None
+
+        state = load_checkpoint_into(self.model, self.run, loader_and_rng)
         torch.set_rng_state(state["rng"]["torch"])
         self.step = state["step"]
         # metrics logged after the checkpoint belong to steps that will be trained again
@@ -248,8 +255,7 @@ class Trainer:
 def prepare_run(values: dict, resume: str | None) -> Trainer:
     if resume is not None:
         run = Path(resume)
-        cfg, _, _ = load_run(run, overrides=values)
-        return Trainer(cfg, resume=run)
+        return Trainer(load_run_config(run, overrides=values), resume=run)
     cfg = make_config(values)
     run = cfg.run_dir()
     if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
