@@ -62,15 +62,15 @@ def weights(path):
 
 def test_resume_is_exact(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert run(straight, "--steps", 8, "--no-eval-at-end") == 0
-    assert run(split, "--steps", 4, "--no-eval-at-end") == 0
-    assert main(["--resume", str(split), "--steps", "8", "--no-progress"]) == 0
+    assert run(straight, "--steps", 20, "--no-eval-at-end") == 0
+    assert run(split, "--steps", 10, "--no-eval-at-end") == 0
+    assert main(["--resume", str(split), "--steps", "20", "--no-progress"]) == 0
     a, b = weights(straight / "checkpoint.pt"), weights(split / "checkpoint.pt")
     for net in ("G", "D"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
     rows = (split / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["step"] for r in rows] == list(range(1, 9))
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, 21))
 
 
 def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
