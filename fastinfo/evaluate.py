@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from fastinfo import data
+from fastinfo import classifier, data
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -69,7 +69,7 @@ def generated_class_scores(model, clf, n_per_value: int = 200, seed: int = 0) ->
         z, cat, cont = spec.sample(n_per_value, device, gen)
         if spec.n_cat:
             cat[:, 0] = value
-        pred = clf_predict(clf, model.generate(z, cat, cont))
+        pred = classifier.predict(clf, model.generate(z, cat, cont).float())
         hist = torch.bincount(pred.cpu(), minlength=n_classes).float()
         counts += hist
         purities.append((hist.max() / n_per_value).item())
@@ -97,6 +97,7 @@ def continuous_code_scores(model, n_rows: int = 64, n_values: int = 9, span: flo
     disentanglement: for slant and thickness, the gap between the largest and the second-largest
     |rho| over the codes (MIG-style, with rank correlation for mutual information), averaged over
     the two; 1 when each factor is moved by exactly one code and untouched by the others."""
+    # imported here: scipy.stats and scikit-image are slow to import, and training imports this module
     from scipy.stats import spearmanr
 
     from fastinfo import morpho
@@ -169,12 +170,6 @@ def final_information(run: Path, spec, fraction: float = 0.05) -> dict:
     return out
 
 
-def clf_predict(clf, images: torch.Tensor) -> torch.Tensor:
-    from fastinfo.classifier import predict
-
-    return predict(clf, images.float())
-
-
 def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: bool = False,
                    run: Path | None = None, fid_samples: int = 10000) -> dict:
     """eval.json's content for a trained model. With a classifier, also the generated-class
@@ -197,7 +192,7 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
 
 
 def main(argv=None) -> int:
-    from fastinfo.train import RunError, load_run
+    from fastinfo.train import RunError, load_run  # train imports this module
 
     p = argparse.ArgumentParser(prog="python -m fastinfo.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
@@ -206,8 +201,6 @@ def main(argv=None) -> int:
                    help="c1 accuracy only: no classifier, no continuous-code measures, no Fréchet distance")
     p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
     args = p.parse_args(argv)
-    from fastinfo import classifier
-
     clfs = {}
     for run in args.runs:
         try:

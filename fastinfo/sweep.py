@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from fastinfo import classifier, report, train
+from fastinfo import classifier, data, report, train
 from fastinfo.evaluate import evaluate_model
 
 
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     try:
         device = train.resolve_device(args.device)
         clf, clf_acc = classifier.load_or_train(args.dataset, device)
-    except (train.RunError, train.data.DataError) as e:
+    except (train.RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
