@@ -13,6 +13,8 @@ import time
 import pytest
 import torch
 
+from fastinfo import data, graphs
+
 RESULTS: list[dict] = []
 
 
@@ -60,16 +62,28 @@ def median_us(fn, graph: bool = False) -> float:
     if not graph:
         return triton.testing.do_bench(fn, warmup=50, rep=200, return_mode="median") * 1e3
     n = 20  # calls per graph, so that one replay's own launch is amortised
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
+    graph, _ = graphs.capture(lambda: [fn() for _ in range(n)])
+    return triton.testing.do_bench(graph.replay, warmup=50, rep=200, return_mode="median") * 1e3 / n
+
+
+def device_ops_per_call(fn) -> int:
+    """GPU operations (kernels, copies, memsets) one call of fn runs, from the profiler; the
+    kernels inside a replayed CUDA graph count one by one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(n):
-            fn()
-    return triton.testing.do_bench(g.replay, warmup=50, rep=200, return_mode="median") * 1e3 / n
+        torch.cuda.synchronize()
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+
+@pytest.fixture
+def real_mnist() -> torch.Tensor:
+    """The 60,000 MNIST training images (uint8), or a skip when they cannot be found offline."""
+    try:
+        return data.load("mnist", train=True, download=False)[0]
+    except data.DataError as e:
+        pytest.skip(f"real MNIST not available: {e}")
 
 
 @pytest.fixture

@@ -1,70 +1,107 @@
-"""Training throughput: images/s and µs/step per model and mode at batch 64, 128 and 256.
+"""Training throughput: images/s and µs/step per model and mode at batch 64, 128 and 256, kernels
+per step and peak memory; and one MNIST epoch end to end.
 
 Modes: the reference loop (bench/reference_loop.py, InfoGAN only), fastinfo eager, --amp (bf16),
---amp --compile. Each case also records peak memory. The ratio to the reference loop is taken
-within one run (see the summary table)."""
+--amp --compile, --amp --cuda-graphs and all three. The ratio to the reference loop is taken within
+one run (see the summary table)."""
 
 import time
 
 import pytest
 import torch
 
-from bench.conftest import DEVICE, ON_GPU, RESULTS
+from bench.conftest import DEVICE, ON_GPU, RESULTS, device_ops_per_call
 from bench.reference_loop import ReferenceInfoGAN
-from fastinfo import data
+from fastinfo import data, runner
 from fastinfo.config import make_config
 from fastinfo.train import build_model
 
-MODES = {"reference": {}, "eager": {}, "amp": {"amp": "bf16"}, "amp_compile": {"amp": "bf16", "compile": True}}
+MODES = {
+    "reference": {}, "eager": {}, "amp": {"amp": "bf16"}, "amp_compile": {"amp": "bf16", "compile": True},
+    "amp_graphs": {"amp": "bf16", "cuda_graphs": True},
+    "amp_compile_graphs": {"amp": "bf16", "compile": True, "cuda_graphs": True},
+}
+COMPILED = ("amp_compile", "amp_compile_graphs")
 
 
-def throughput(step, B, n_warm, n_steps):
-    for _ in range(n_warm):
-        step()
+def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device):
+    """step(index) for the model in this mode (the reference loop for "reference"), on a loader over images."""
+    loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(0))
+    if mode == "reference":
+        ref = ReferenceInfoGAN(device, B)
+        return lambda _index: ref.step(loader.next())
+    cfg = make_config(dict(model=model, batch_size=B, log_every=1000, **MODES[mode]))
+    return runner.for_config(cfg, build_model(cfg, device), loader, torch.Generator(device).manual_seed(0))
+
+
+def sync():
     if ON_GPU:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+
+
+def seconds_per_step(step, first: int, n_steps: int) -> float:
+    sync()
     t = time.perf_counter()
-    for _ in range(n_steps):
-        step()
-    if ON_GPU:
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / n_steps
-    peak = torch.cuda.max_memory_allocated() / 2**20 if ON_GPU else None
-    return dt, peak
+    for i in range(first, first + n_steps):
+        step(i)
+    sync()
+    return (time.perf_counter() - t) / n_steps
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", ["infogan", "gan", "infowgan", "infowgan-gp", "minegan"])
 @pytest.mark.parametrize("B", [64, 128, 256])
 def test_train_step(benchmark, B, model, mode):
-    if not ON_GPU and (B != 64 or mode in ("amp", "amp_compile")):
-        pytest.skip("CPU: batch 64 in fp32 only (bf16 autocast and compile time say nothing here)")
+    if not ON_GPU and (B != 64 or mode not in ("reference", "eager")):
+        pytest.skip("CPU: batch 64 in fp32 eager only (bf16, compile and CUDA graphs say nothing here)")
     if mode == "reference" and model != "infogan":
         pytest.skip("the reference loop is written for InfoGAN")
     if B != 128 and model != "infogan":
         pytest.skip("other models are measured at batch 128, to keep the GPU check short")
-    if mode == "amp_compile" and (B != 128 or model not in ("infogan", "infowgan")):
+    if mode in COMPILED and (B != 128 or model not in ("infogan", "infowgan")):
         pytest.skip("compiled steps: infogan and infowgan at batch 128, to keep compile time bounded")
     device = torch.device("cuda" if ON_GPU else "cpu")
-    images = torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8)
-    loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(0))
-    gen = torch.Generator(device).manual_seed(0)
-    if mode == "reference":
-        ref = ReferenceInfoGAN(device, B)
+    step = make_step(model, B, mode, torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8), device)
 
-        def step():
-            ref.step(loader.next())
-    else:
-        m = build_model(make_config(dict(model=model, batch_size=B, **MODES[mode])), device)
-
-        def step():
-            m.step(loader.next, gen)
-
-    n_steps = 50 if ON_GPU else 3
-    dt, peak = throughput(step, B, n_warm=10 if ON_GPU else 1, n_steps=n_steps)
+    n_warm = 10 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
+    for i in range(n_warm):
+        step(i)
+    if ON_GPU:
+        torch.cuda.reset_peak_memory_stats()
+    dt = seconds_per_step(step, n_warm, 50 if ON_GPU else 3)
     row = {"op": "train_step", "model": model, "B": B, "mode": mode, "us_call": dt * 1e6,
-           "images_s": round(B / dt), "peak_mib": None if peak is None else round(peak, 1)}
+           "images_s": round(B / dt)}
+    if ON_GPU:
+        row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        row["gpu_ops_per_step"] = device_ops_per_call(lambda: step(n_warm))
     RESULTS.append(row)
     benchmark.extra_info.update({**DEVICE, **row})
-    benchmark.pedantic(step, rounds=3, iterations=1)
+    calls = iter(range(n_warm + 100, 10**9))
+    benchmark.pedantic(lambda: step(next(calls)), rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("mode", ["reference", "eager", "amp_compile_graphs"])
+def test_mnist_epoch(benchmark, mode, real_mnist):
+    """Two epochs of InfoGAN at batch 128, data included: the data set moved to the device, every
+    step, and a final sync. The first epoch also pays for compilation and capture."""
+    if not ON_GPU:
+        pytest.skip("an epoch takes minutes on a CPU")
+    device, B = torch.device("cuda"), 128
+    t = time.perf_counter()
+    step = make_step("infogan", B, mode, real_mnist, device)
+    per_epoch = len(real_mnist) // B
+
+    def epoch(e):
+        for i in range(e * per_epoch, (e + 1) * per_epoch):
+            step(i)
+        sync()
+
+    epoch(0)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    benchmark.pedantic(epoch, args=(1,), rounds=1, iterations=1)
+    second = time.perf_counter() - t
+    row = {"op": "mnist_epoch", "model": "infogan", "B": B, "mode": mode, "us_call": second * 1e6,
+           "first_epoch_s": round(first, 2), "epoch_s": round(second, 2)}
+    RESULTS.append(row)
+    benchmark.extra_info.update({**DEVICE, **row})

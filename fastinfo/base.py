@@ -12,7 +12,8 @@ from fastinfo.nets import Discriminator, Generator
 
 
 class InfoModel:
-    """Subclasses build self.optimizers and define step(next_batch, gen) -> device metrics."""
+    """Subclasses build self.optimizers and define step(reals, gen) -> device metrics: one training
+    step on batches_per_step(index) real batches, with no host sync, safe to capture in a CUDA graph."""
 
     def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
         self.cfg, self.spec, self.device = cfg, spec, device
@@ -27,6 +28,33 @@ class InfoModel:
         if cfg.compile:
             self.g_fwd, self.d_fwd = torch.compile(self.G), torch.compile(self.D)
         self.entropy = spec.entropy().to(device)
+
+    def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
+        """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs."""
+        cuda = self.device.type == "cuda"
+        return torch.optim.Adam(params, lr=lr, betas=betas or (self.cfg.beta1, self.cfg.beta2),
+                                fused=cuda or None, capturable=self.cfg.cuda_graphs)
+
+    def rmsprop(self, params, lr: float) -> torch.optim.RMSprop:
+        """RMSprop (PyTorch has no fused one; foreach is its multi-tensor path), capturable for --cuda-graphs."""
+        return torch.optim.RMSprop(params, lr=lr, foreach=self.device.type == "cuda" or None,
+                                   capturable=self.cfg.cuda_graphs)
+
+    def batches_per_step(self, step: int) -> int:
+        """Real batches the training step with this 0-based index consumes."""
+        return 1
+
+    def d_real_fake(self, real: torch.Tensor, fake: torch.Tensor, with_q: bool):
+        """(D logits of real, of fake, Q's outputs on fake). With --joint-d one D forward takes both
+        halves: fewer kernels, and exactly the same result unless D has batch norm, whose batch
+        statistics then mix real and fake samples."""
+        if self.cfg.joint_d:
+            n = real.shape[0]
+            d, q = self.d_fwd(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, q_from=n)
+            return d[:n], d[n:], q
+        d_real, _ = self.d_fwd(real, with_q=False)
+        d_fake, q = self.d_fwd(fake, with_q=with_q)
+        return d_real, d_fake, q
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -86,18 +114,11 @@ class InfoModel:
         finally:
             self.D.train(was_training)
 
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
     def state_dict(self) -> dict:
         return {
             "models": {"G": self.G.state_dict(), "D": self.D.state_dict()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
-            "extra": self.extra_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -107,4 +128,3 @@ class InfoModel:
             o.load_state_dict(state["optimizers"][n])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.load_extra_state(state.get("extra", {}))

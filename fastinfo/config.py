@@ -27,7 +27,7 @@ CRITIC_NORMS = ("auto", "batch", "layer", "none")
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
-    "tensorboard", "progress", "eval_at_end",
+    "cuda_graphs", "tensorboard", "progress", "eval_at_end",
 }
 
 
@@ -76,6 +76,8 @@ class TrainConfig:
     out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-s<seed>)")
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
     compile: bool = _opt(False, "torch.compile the networks")
+    cuda_graphs: bool = _opt(False, "capture the whole training step in a CUDA graph and replay it (GPU only)")
+    joint_d: bool = _opt(False, "one D forward over real and fake together (batch norm then mixes their statistics)")
     log_every: int = _opt(50, "read metrics from the device and log every N steps")
     ckpt_every: int = _opt(500, "write a checkpoint every N steps")
     sample_every: int = _opt(1000, "write traversal grids every N steps (0: only at the end)")
@@ -130,6 +132,10 @@ class TrainConfig:
              f"unknown --critic-norm {self.critic_norm!r}; accepted: {', '.join(CRITIC_NORMS)}")
         need(not (self.model.endswith("-gp") and self.critic_norm == "batch"),
              "the gradient penalty is per sample: use --critic-norm layer or none with -gp models")
+        need(not (self.cuda_graphs and self.amp == "fp16"),
+             "--cuda-graphs works with --amp bf16 or none, not fp16: fp16's loss scaler must check for "
+             "overflow between the D and G updates, outside any graph")
+        need(not (self.cuda_graphs and self.device == "cpu"), "--cuda-graphs needs a CUDA device, not --device cpu")
         for name in ("log_every", "ckpt_every"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
         need(self.sample_every >= 0, "--sample-every must be >= 0")

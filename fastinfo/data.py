@@ -224,9 +224,13 @@ class DeviceLoader:
         self.pos += self.batch_size
         return idx
 
+    def next_uint8(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The next batch [B, 1, 28, 28] as stored (uint8), gathered into out when given."""
+        return torch.index_select(self.images, 0, self.next_indices(), out=out)
+
     def next(self) -> torch.Tensor:
         """The next batch [B, 1, 28, 28] in [-1, 1]."""
-        return to_model_range(self.images[self.next_indices()])
+        return to_model_range(self.next_uint8())
 
     def state_dict(self) -> dict:
         return {"perm": self.perm.cpu(), "pos": self.pos}

@@ -17,21 +17,16 @@ from fastinfo.base import InfoModel
 class InfoGAN(InfoModel):
     def __init__(self, cfg, spec, device):
         super().__init__(cfg, spec, device, norm="batch")
-        betas = (cfg.beta1, cfg.beta2)
-        self.optimizers = {
-            "D": torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas),
-            "G": torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas),
-        }
+        self.optimizers = {"D": self.adam(self.D.parameters(), cfg.lr_d), "G": self.adam(self.G.parameters(), cfg.lr_g)}
 
-    def step(self, next_batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         """One iteration on one real batch; returns detached metrics that stay on the device."""
-        real = next_batch()
+        (real,) = reals
         g_in, cat, cont = self.sample_input(real.shape[0], gen)
 
         with self.autocast():
             fake = self.g_fwd(g_in)
-            d_real, _ = self.d_fwd(real, with_q=False)
-            d_fake, q = self.d_fwd(fake.detach(), with_q=self.use_q)
+            d_real, d_fake, q = self.d_real_fake(real, fake.detach(), with_q=self.use_q)
             loss_d = losses.gan_d_loss(d_real.float(), d_fake.float())
             if self.use_q:
                 loss_d = loss_d + self.info_nll(q, cat, cont)[0]

@@ -52,13 +52,12 @@ class MineGAN(InfoModel):
         if code_dim == 0:
             raise ValueError("minegan needs continuous codes (or --mine-codes all with a categorical one)")
         self.mine = MINE(StatisticsNetwork(code_dim, cfg.slope), "dv", ema_rate=cfg.mine_ema).to(device)
-        betas = (cfg.beta1, cfg.beta2)
         # D's Q head is unused here: only the body and the D head train
         d_params = [*self.D.body.parameters(), *self.D.d_head.parameters()]
         self.optimizers = {
-            "D": torch.optim.Adam(d_params, lr=cfg.lr_d, betas=betas),
-            "G": torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas),
-            "T": torch.optim.Adam(self.mine.parameters(), lr=cfg.lr_q, betas=betas),
+            "D": self.adam(d_params, cfg.lr_d),
+            "G": self.adam(self.G.parameters(), cfg.lr_g),
+            "T": self.adam(self.mine.parameters(), cfg.lr_q),
         }
 
     def codes(self, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
@@ -68,16 +67,15 @@ class MineGAN(InfoModel):
             parts += [F.one_hot(cat[:, i], k).to(cont) for i, k in enumerate(self.spec.cat_sizes)]
         return torch.cat(parts, dim=1)
 
-    def step(self, next_batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        real = next_batch()
+    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        (real,) = reals
         g_in, cat, cont = self.sample_input(real.shape[0], gen)
         c = self.codes(cat, cont)
         g_params = list(self.G.parameters())
 
         with self.autocast():
             fake = self.g_fwd(g_in)
-            d_real, _ = self.d_fwd(real, with_q=False)
-            d_fake, _ = self.d_fwd(fake.detach(), with_q=False)
+            d_real, d_fake, _ = self.d_real_fake(real, fake.detach(), with_q=False)
             loss_d = losses.gan_d_loss(d_real.float(), d_fake.float())
         self.backward_step(loss_d, ("D",))
 

@@ -96,7 +96,7 @@ class Discriminator(nn.Module):
         self.d_head = nn.Linear(1024, 1)
         self.q_head = QHead(spec, slope, learn_std, norm)
 
-    def forward(self, x: torch.Tensor, with_q: bool = True):
-        """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) or None)."""
+    def forward(self, x: torch.Tensor, with_q: bool = True, q_from: int = 0):
+        """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) of rows q_from: or None)."""
         h = self.body(x)
-        return self.d_head(h).squeeze(1), (self.q_head(h) if with_q else None)
+        return self.d_head(h).squeeze(1), (self.q_head(h[q_from:]) if with_q else None)

@@ -35,21 +35,17 @@ class InfoWGAN(InfoModel):
         super().__init__(cfg, spec, device, norm=norm)
         self.critic_params = [*self.D.body.parameters(), *self.D.d_head.parameters()]
         if self.gp:
-            betas = (cfg.beta1, cfg.beta2)
-            opt_d = torch.optim.Adam(self.critic_params, lr=cfg.lr_d, betas=betas)
-            opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+            opt_d, opt_g = self.adam(self.critic_params, cfg.lr_d), self.adam(self.G.parameters(), cfg.lr_g)
         else:
-            opt_d = torch.optim.RMSprop(self.critic_params, lr=cfg.lr_d)
-            opt_g = torch.optim.RMSprop(self.G.parameters(), lr=cfg.lr_g)
+            opt_d, opt_g = self.rmsprop(self.critic_params, cfg.lr_d), self.rmsprop(self.G.parameters(), cfg.lr_g)
         self.optimizers = {"D": opt_d, "G": opt_g}
         if self.use_q:
-            self.optimizers["Q"] = torch.optim.Adam(self.D.q_head.parameters(), lr=cfg.lr_q, betas=(0.5, 0.999))
-        self.g_iters = 0
+            self.optimizers["Q"] = self.adam(self.D.q_head.parameters(), cfg.lr_q, betas=(0.5, 0.999))
 
-    def critic_iters(self) -> int:
+    def batches_per_step(self, step: int) -> int:
         """n_critic, or WGAN's schedule: 100 critic steps for the first 25 generator steps and
         every 500th."""
-        if self.cfg.wgan_schedule and (self.g_iters < 25 or self.g_iters % 500 == 0):
+        if self.cfg.wgan_schedule and (step < 25 or step % 500 == 0):
             return 100
         return self.cfg.n_critic
 
@@ -58,8 +54,7 @@ class InfoWGAN(InfoModel):
         with self.autocast():
             with torch.no_grad():
                 fake = self.g_fwd(g_in)
-            d_real, _ = self.d_fwd(real, with_q=False)
-            d_fake, q = self.d_fwd(fake, with_q=self.use_q)
+            d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
             distance = d_real.float().mean() - d_fake.float().mean()
             loss = -distance
             if self.gp:
@@ -71,10 +66,10 @@ class InfoWGAN(InfoModel):
             losses.clip_weights_(self.critic_params, self.cfg.clip)
         return loss.detach(), distance.detach()
 
-    def step(self, next_batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """critic_iters() critic steps, each on a fresh real batch, then one generator step."""
-        for _ in range(self.critic_iters()):
-            loss_d, distance = self.critic_step(next_batch(), gen)
+    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One critic step on each real batch (batches_per_step of them), then one generator step."""
+        for real in reals:
+            loss_d, distance = self.critic_step(real, gen)
 
         g_in, cat, cont = self.sample_input(self.cfg.batch_size, gen)
         with self.autocast():
@@ -85,15 +80,8 @@ class InfoWGAN(InfoModel):
                 loss_g = loss_g + info
         self.backward_step(loss_g, ("G",), inputs=list(self.G.parameters()))
         self.scaler.update()
-        self.g_iters += 1
 
         metrics = {"loss_d": loss_d, "loss_g": loss_g.detach(), "wasserstein": distance}
         if self.use_q:
             metrics.update(self.info_metrics(per_code))
         return metrics
-
-    def extra_state(self) -> dict:
-        return {"g_iters": self.g_iters}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.g_iters = int(state.get("g_iters", 0))

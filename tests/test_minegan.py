@@ -32,7 +32,7 @@ def test_step_trains_g_d_and_t(codes):
     assert m.mine.critic.c_enc.in_features == (2 if codes == "cont" else 12)
     before = {n: [p.detach().clone() for p in net.parameters()] for n, net in
               (("G", m.G), ("T", m.mine), ("D", m.D.body))}
-    metrics = m.step(lambda: torch.rand(8, 1, 28, 28) * 2 - 1, torch.Generator().manual_seed(0))
+    metrics = m.step([torch.rand(8, 1, 28, 28) * 2 - 1], torch.Generator().manual_seed(0))
     assert {"loss_d", "loss_g", "mi_estimate"} <= set(metrics)
     for name, net in (("G", m.G), ("T", m.mine), ("D", m.D.body)):
         assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), before[name])), name

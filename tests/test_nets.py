@@ -63,7 +63,7 @@ def test_training_step_updates_q_and_body_from_info_term_only_for_infogan():
         cfg = make_config(dict(model=model_name))
         model = InfoGAN(cfg, LatentSpec(), torch.device("cpu"))
         before = [p.detach().clone() for p in model.D.q_head.parameters()]
-        model.step(lambda: torch.rand(8, 1, 28, 28) * 2 - 1, torch.Generator().manual_seed(1))
+        model.step([torch.rand(8, 1, 28, 28) * 2 - 1], torch.Generator().manual_seed(1))
         return sum((p - b).abs().sum().item() for p, b in zip(model.D.q_head.parameters(), before))
 
     assert q_head_change("infogan") > 0

@@ -77,11 +77,11 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
     real_step = InfoGAN.step
     calls = {"n": 0}
 
-    def step(self, next_batch, gen):
+    def step(self, reals, gen):
         calls["n"] += 1
         if calls["n"] == 3:
             os.kill(os.getpid(), signal.SIGINT)
-        return real_step(self, next_batch, gen)
+        return real_step(self, reals, gen)
 
     monkeypatch.setattr(InfoGAN, "step", step)
     assert run(tmp_path, "--steps", 10, "--ckpt-every", 100) == train_mod.EXIT_INTERRUPTED
@@ -94,9 +94,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     real_step = InfoGAN.step
     calls = {"n": 0}
 
-    def step(self, next_batch, gen):
+    def step(self, reals, gen):
         calls["n"] += 1
-        metrics = real_step(self, next_batch, gen)
+        metrics = real_step(self, reals, gen)
         if calls["n"] >= 5:
             metrics["loss_d"] = torch.tensor(float("nan"))
         return metrics

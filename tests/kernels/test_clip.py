@@ -4,7 +4,7 @@ import pytest
 import torch
 from fastinfo.kernels import clip as kernel
 
-from fastinfo import losses
+from fastinfo import graphs, losses
 
 
 def tensors():
@@ -74,10 +74,8 @@ def test_empty_list_is_a_no_op():
 def test_cuda_graph_capture_and_replay():
     ps = [torch.randn(n, device="cuda").to(d) for n, d in
           [(1000, torch.float32), (4097, torch.bfloat16), (33, torch.float16), (6_000_000, torch.float32)]]
-    losses.clip_weights_(ps, 0.01)  # warm-up: compiles and builds the table
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        losses.clip_weights_(ps, 0.01)
+    # the warm-up call compiles the kernel and builds the table
+    g, _ = graphs.capture(lambda: losses.clip_weights_(ps, 0.01))
     for _ in range(2):
         fresh = [torch.randn(p.shape, device="cuda").to(p.dtype) for p in ps]
         for p, f in zip(ps, fresh):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fastinfo.kernels import info_nll as kernel
 
-from fastinfo import losses
+from fastinfo import graphs, losses
 from fastinfo.losses import reference
 
 # (B, cat_sizes, n_cont): the MNIST layout, an odd one, a code wider than one chunk, cont-only
@@ -169,14 +169,8 @@ def test_cuda_graph_capture_and_replay(B):
         grads = torch.autograd.grad(loss, [static[0], static[2], static[4]])
         return loss, grads
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        run()  # warm-up compiles the kernels and fills the offset cache
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        loss, grads = run()
+    # the warm-up call compiles the kernels and fills the offset cache
+    graph, (loss, grads) = graphs.capture(run)
     for _ in range(2):  # fresh inputs copied into the static buffers, then replay
         new, _ = make_inputs(B, (10,), 2, True, device="cuda")
         for s, n in zip(static, new):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fastinfo.kernels import mine as kernel
 
-from fastinfo import losses
+from fastinfo import graphs, losses
 from fastinfo.losses import reference
 
 
@@ -198,16 +198,8 @@ def test_cuda_graph_capture_of_the_bounds():
         total = b + losses.mine_f_bound(tj, tm) + losses.mine_dv_bound_pairwise(f, g)
         return total, torch.autograd.grad(total, [tj, tm, f, g])
 
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        run()
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    saved = log_ema.clone()
-    with torch.cuda.graph(graph):
-        total, grads = run()
-    log_ema.copy_(saved)
+    graph, (total, grads) = graphs.capture(run)
+    saved = log_ema.clone()  # after the warm-up call; the capture itself runs nothing
     graph.replay()
     torch.cuda.synchronize()
     log_ema.copy_(saved)

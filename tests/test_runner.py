@@ -1,0 +1,140 @@
+"""The training step's runners: eager, and the whole step in a CUDA graph. Both must train the
+same model the same way; on the CPU the graphed runner's warm-up path (static buffers, metric
+table) is checked against the eager one, on a GPU the captured graph itself."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from fastinfo import data, runner
+from fastinfo.config import ConfigError, make_config
+from fastinfo.train import build_model
+from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
+
+MODELS = {
+    "infogan": {}, "gan": {}, "infowgan": {"n_critic": 2}, "infowgan-gp": {"n_critic": 2},
+    "minegan": {}, "wgan": {"n_critic": 2, "wgan_schedule": True},
+}
+
+
+def build(model, device, steps_runner, B=8, **kw):
+    """(model, runner) with fixed seeds: two calls give identical starting points."""
+    cfg = make_config(dict(model=model, batch_size=B, **MODELS[model], **kw))
+    torch.manual_seed(0)
+    m = build_model(cfg, device)
+    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(2))
+    return m, steps_runner(m, loader, torch.Generator(device).manual_seed(3))
+
+
+def assert_same_state(a, b):
+    """Bit-identical networks and optimiser states."""
+    for net in ("G", "D"):
+        for (name, x), y in zip(getattr(a, net).state_dict().items(), getattr(b, net).state_dict().values()):
+            assert torch.equal(x, y), f"{net}.{name} differs"
+    for name, opt in a.optimizers.items():
+        for x, y in zip(opt.state_dict()["state"].values(), b.optimizers[name].state_dict()["state"].values()):
+            assert all(torch.equal(x[k], y[k]) for k in x), f"optimiser {name} state differs"
+
+
+def assert_same_functions(a, b, **tol):
+    """G and D with Q give the same outputs on fixed inputs, in training mode (batch statistics).
+    Parameters are not compared one by one: a bias right before a batch norm has a gradient that
+    is zero up to rounding, which Adam turns into steps of about +-lr that change no output; for
+    the same reason any rounding difference in a near-zero gradient shows at the lr scale."""
+    device = next(a.G.parameters()).device
+    gen = torch.Generator(device).manual_seed(5)
+    g_in = torch.randn(16, a.spec.input_dim, device=device, generator=gen)
+    x = torch.rand(16, 1, 28, 28, device=device, generator=gen) * 2 - 1
+    outputs = []
+    for m in (a, b):
+        with torch.no_grad():  # copies, so that the batch statistics of these calls stay out of the models
+            G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
+            d, q = D(x, with_q=True)
+            outputs.append([G(g_in), d, *(t for t in q if t is not None)])
+    for want, got in zip(*outputs):
+        torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize("model", ["infogan", "infowgan", "minegan"])
+def test_graphed_runner_warm_up_path_trains_like_the_eager_runner(model):
+    eager_model, eager = build(model, torch.device("cpu"), runner.EagerStep)
+    graphed_model, graphed = build(
+        model, torch.device("cpu"), lambda m, ld, g: runner.GraphedStep(m, ld, g, metric_rows=3, warmup=10**6)
+    )
+    for i in range(4):
+        want, got = eager(i), graphed(i)
+        assert list(got) == list(want)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k].float(), msg=k)
+    assert_same_state(eager_model, graphed_model)
+    assert graphed.host_row == graphed.row.item() == 4 % 3
+
+
+def test_joint_d_forward_is_exact_without_batch_norm():
+    """One D forward over real and fake (--joint-d) equals two when D has no batch norm."""
+    separate, run_separate = build("infowgan-gp", torch.device("cpu"), runner.EagerStep)
+    joint, run_joint = build("infowgan-gp", torch.device("cpu"), runner.EagerStep, joint_d=True)
+    for i in range(4):  # each step's losses come from the networks the steps before trained
+        want, got = run_separate(i), run_joint(i)
+        for k in want:  # rounding (batch 16 against 8) grows through Adam to ~1e-6 by step 4
+            torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-4, msg=f"step {i}: {k}")
+
+
+def test_joint_d_forward_gives_q_only_the_fake_rows():
+    m, _ = build("infogan", torch.device("cpu"), runner.EagerStep, joint_d=True)
+    real, fake = torch.rand(8, 1, 28, 28), torch.rand(8, 1, 28, 28)
+    d_real, d_fake, (logits, mean, log_std) = m.d_real_fake(real, fake, with_q=True)
+    assert d_real.shape == d_fake.shape == (8,) and logits.shape == (8, 10) and mean.shape == (8, 2)
+
+
+def test_cuda_graphs_option_errors():
+    with pytest.raises(ConfigError, match="not fp16"):
+        make_config(dict(cuda_graphs=True, amp="fp16"))
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        make_config(dict(cuda_graphs=True, device="cpu"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_cuda_graphs_without_a_gpu_exits_2(tmp_path, capsys):
+    assert run(tmp_path, "--steps", 2, "--cuda-graphs") == 2
+    assert "--cuda-graphs needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("model", list(MODELS))
+def test_graphed_step_trains_like_the_eager_step(model, monkeypatch):
+    """fp32, same seeds: 3 warm-up steps, a capture, then replays (with --wgan-schedule, two
+    graphs: 100 critic steps and n_critic) give the parameters and metrics of eager steps."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    cuda = torch.device("cuda")
+    # both models use capturable optimisers, so that only the graph differs
+    eager_model, eager = build(model, cuda, runner.EagerStep, cuda_graphs=True)
+    graphed_model, graphed = build(model, cuda, lambda m, ld, g: runner.GraphedStep(m, ld, g, metric_rows=8),
+                                   cuda_graphs=True)
+    for i in range(7):
+        want, got = eager(i), graphed(i)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k].float(), rtol=1e-3, atol=1e-4, msg=f"step {i}: {k}")
+    assert set(graphed.graphs) == ({100} if MODELS[model].get("wgan_schedule") else {graphed_model.batches_per_step(0)})
+    assert_same_functions(eager_model, graphed_model, rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.cuda
+def test_cuda_graphs_run_logs_like_an_eager_run(tmp_path):
+    common = ("--steps", 9, "--log-every", 4, "--ckpt-every", 5, "--no-eval-at-end", "--device", "cuda")
+    assert run(tmp_path / "eager", *common) == 0
+    assert run(tmp_path / "graphed", *common, "--cuda-graphs") == 0
+
+    def logged(name):
+        rows = [json.loads(r) for r in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
+
+    eager, graphed = logged("eager"), logged("graphed")
+    assert [r["step"] for r in graphed] == list(range(1, 10))
+    for a, b in zip(eager, graphed):
+        assert a.keys() == b.keys()
+        assert all(abs(a[k] - b[k]) <= 1e-3 * (1 + abs(a[k])) for k in a), (a, b)
