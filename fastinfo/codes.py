@@ -60,10 +60,11 @@ class LatentSpec:
         if self.noise_prior == "normal":
             z = torch.randn(batch_size, self.noise_dim, **kw)
         else:
-            z = torch.rand(batch_size, self.noise_dim, **kw) * 2 - 1
+            z = torch.empty(batch_size, self.noise_dim, device=device).uniform_(-1, 1, generator=generator)
         cat = torch.stack([torch.randint(0, k, (batch_size,), **kw) for k in self.cat_sizes], 1) \
             if self.n_cat else torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-        cont = torch.rand(batch_size, self.n_cont, **kw) * 2 - 1
+        # one kernel each, and the same numbers as rand() * 2 - 1
+        cont = torch.empty(batch_size, self.n_cont, device=device).uniform_(-1, 1, generator=generator)
         return z, cat, cont
 
     def g_input(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:

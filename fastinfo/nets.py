@@ -61,11 +61,11 @@ class QHead(nn.Module):
 
     def forward(self, h: torch.Tensor):
         """h [B, 1024] -> (cat_logits [B, sum K], mean [B, n_cont], log_std [B, n_cont] or None)."""
-        out = self.net(h)
         k, n = sum(self.spec.cat_sizes), self.spec.n_cont
-        cat_logits, mean = out[:, :k], out[:, k : k + n]
-        log_std = out[:, k + n :] if self.learn_std else None
-        return cat_logits, mean, log_std
+        # split, not three slices: its backward is one concatenation instead of a zero-filled
+        # tensor per slice and their sum
+        parts = self.net(h).split([k, n, n] if self.learn_std else [k, n], dim=1)
+        return parts[0], parts[1], parts[2] if self.learn_std else None
 
 
 class Discriminator(nn.Module):
@@ -99,4 +99,6 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, with_q: bool = True, q_from: int = 0):
         """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) of rows q_from: or None)."""
         h = self.body(x)
-        return self.d_head(h).squeeze(1), (self.q_head(h[q_from:]) if with_q else None)
+        if not with_q:
+            return self.d_head(h).squeeze(1), None
+        return self.d_head(h).squeeze(1), self.q_head(h[q_from:] if q_from else h)  # h[0:] costs a backward copy

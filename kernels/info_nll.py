@@ -186,12 +186,13 @@ def _tl_dtype(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _blocks(cat_sizes, n_cont):
+def _blocks(cat_sizes, n_cont, B):
     """Block sizes: the categorical chunk covers the widest code (up to MAX_BLOCK_K) and the
-    row block fills a TILE_ELEMS tile."""
+    row block fills a TILE_ELEMS tile, but is no taller than the batch: at InfoGAN's batch sizes
+    a taller block would only compute masked rows."""
     block_k = min(MAX_BLOCK_K, triton.next_power_of_2(max(cat_sizes, default=1)))
     block_c = triton.next_power_of_2(max(n_cont, 1))
-    block_b = max(1, min(256, TILE_ELEMS // max(block_k, block_c)))
+    block_b = max(1, min(256, TILE_ELEMS // max(block_k, block_c), triton.next_power_of_2(max(B, 1))))
     return block_b, block_k, block_c
 
 
@@ -255,7 +256,7 @@ def info_nll_fwd(
     """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [B, n_cat])."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    block_b, block_k, block_c = _blocks(cat_sizes, n_cont)
+    block_b, block_k, block_c = _blocks(cat_sizes, n_cont, B)
     n_prog = _n_programs(ref.device, triton.cdiv(B, block_b))
     per_row = reduction == "none"
     loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
@@ -302,7 +303,7 @@ def info_nll_bwd(
     """Gradients, in order, of those of cat_logits, cont_mean, cont_log_std that were given."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    block_b, block_k, block_c = _blocks(cat_sizes, n_cont)
+    block_b, block_k, block_c = _blocks(cat_sizes, n_cont, B)
     grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
              for t in (cat_logits, cont_mean, cont_log_std)]
     # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel
