@@ -334,9 +334,14 @@ def _setup_context(ctx, inputs, output):
     cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, *rest = inputs
     ctx.save_for_backward(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, output[2])
     ctx.rest = rest
+    # an output the loss does not use (per_code when logged only, always lse) gets None, not a
+    # zero-filled tensor: no extra kernels, and the backward kernel skips its term
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_loss, grad_per_code, _grad_lse):
+    if grad_loss is None and grad_per_code is None:
+        return (None,) * 9
     cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse = ctx.saved_tensors
     grads = iter(info_nll_bwd(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse,
                               grad_loss, grad_per_code, *ctx.rest))

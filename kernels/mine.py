@@ -139,11 +139,14 @@ def _(t_marginal, shift, grad, f_div, joint_dtype):
 def _dv_setup(ctx, inputs, output):
     t_joint, t_marginal = inputs[0], inputs[1]
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the average: one kernel less
     ctx.save_for_backward(t_marginal, output[1])
     ctx.joint_dtype = t_joint.dtype
 
 
 def _dv_backward(ctx, grad_bound, _grad_ema):
+    if grad_bound is None:
+        return None, None, None, None
     t_marginal, new_log_ema = ctx.saved_tensors
     d_joint, d_marg = mine_bound_bwd(t_marginal, new_log_ema, grad_bound, False, ctx.joint_dtype)
     return d_joint, d_marg, None, None
@@ -293,10 +296,13 @@ def _(f_x, g_y, total, grad):
 
 def _pair_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the total: one kernel less
     ctx.save_for_backward(inputs[0], inputs[1], output[1])
 
 
 def _pair_backward(ctx, grad_bound, _grad_total):
+    if grad_bound is None:
+        return None, None
     f_x, g_y, total = ctx.saved_tensors
     return mine_dv_bound_pairwise_bwd(f_x, g_y, total, grad_bound)
 

@@ -62,6 +62,21 @@ def test_matches_float64_reference(layout, learn_std, reduction):
     check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("used", ["loss", "per_code"])
+def test_gradient_of_one_output_alone(used):
+    """The output a loss leaves out gets no gradient (None, not zeros) and adds nothing."""
+    args, kw = make_inputs(19, (10, 3), 2, True)
+    out, per_code = losses.info_nll_and_per_code(*args, **kw, cont_weight=0.1)
+    ref_args = as_f64(args)
+    ref = (reference.info_nll(*ref_args, **kw, cont_weight=0.1) if used == "loss"
+           else reference.info_nll_per_code(*ref_args, **kw))
+    inputs = [t for t in args if t is not None and t.requires_grad]
+    got = torch.autograd.grad((out if used == "loss" else per_code).sum(), inputs)
+    want = torch.autograd.grad(ref.sum(), [t for t in ref_args if t is not None and t.requires_grad])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+
+
 def test_large_magnitude_logits_stay_finite_and_right():
     args, kw = make_inputs(33, (10, 6), 2, True, scale=1e4)
     out = losses.info_nll(*args, **kw)
