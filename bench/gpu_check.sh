@@ -33,7 +33,8 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log its tail and exit code
     pack
 }
 
-step cuda_tests 120 python3 -m pytest tests -m cuda -q -p no:cacheprovider
+# deterministic cuBLAS: the graphed-vs-eager tests compare runs whose only difference is the graph
+CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 120 python3 -m pytest tests -m cuda -q -p no:cacheprovider
 BENCH_SUMMARY=$work/bench_train.json step bench_train 270 python3 -m pytest bench/test_train_step.py \
     --benchmark-only -q -p no:cacheprovider
 BENCH_SUMMARY=$work/bench_kernels.json step bench_kernels 120 python3 -m pytest bench --benchmark-only -q \

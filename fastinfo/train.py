@@ -109,6 +109,10 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: Path | None = None):
         self.cfg, self.run = cfg, cfg.run_dir() if resume is None else resume
         self.device = resolve_device(cfg.device)
+        if cfg.cuda_graphs and self.device.type != "cuda":
+            raise RunError("--cuda-graphs needs a CUDA GPU and none is available; leave the option out")
+        if cfg.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
         torch.manual_seed(cfg.seed)
         images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
         self.total = cfg.total_steps(len(images))
@@ -117,8 +121,6 @@ class Trainer:
         self.loader = data.DeviceLoader(
             images, cfg.batch_size, self.device, torch.Generator(self.device).manual_seed(cfg.seed + 1)
         )
-        if cfg.cuda_graphs and self.device.type != "cuda":
-            raise RunError("--cuda-graphs needs a CUDA GPU and none is available; leave the option out")
         self.runner = runner.for_config(cfg, self.model, self.loader, self.sample_gen)
         self.step = 0
         self.pending: list[dict[str, torch.Tensor]] = []
