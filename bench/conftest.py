@@ -18,6 +18,15 @@ from fastinfo import data, graphs
 RESULTS: list[dict] = []
 
 
+def add_result(row: dict) -> None:
+    """Keep a case's numbers for the summary, and write the JSON file at once: a run cut short by
+    a time limit keeps the cases it finished."""
+    RESULTS.append(row)
+    if os.environ.get("BENCH_SUMMARY"):
+        with open(os.environ["BENCH_SUMMARY"], "w") as f:
+            json.dump({"device": DEVICE, "results": RESULTS}, f, indent=1)
+
+
 def device_info() -> dict:
     info = {"torch": torch.__version__}
     try:
@@ -77,6 +86,31 @@ def device_ops_per_call(fn) -> int:
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
+# ATen calls that only make views or allocate: they launch no kernel
+_NO_KERNEL = {"view", "_unsafe_view", "t", "detach", "expand", "slice", "unsqueeze", "squeeze", "permute",
+              "transpose", "as_strided", "select", "alias", "unbind", "split", "split_with_sizes", "reshape",
+              "lift_fresh", "empty", "empty_strided", "new_empty", "new_empty_strided", "empty_like",
+              "_local_scalar_dense", "_record_function_enter_new", "_record_function_exit"}
+
+
+def aten_ops_per_call(fn) -> int:
+    """ATen operations that compute (one kernel or more each on a GPU) in one eager call of fn;
+    a device-free stand-in for the profiler's kernel count."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ not in _NO_KERNEL:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
 @pytest.fixture
 def real_mnist() -> torch.Tensor:
     """The 60,000 MNIST training images (uint8), or a skip when they cannot be found offline."""
@@ -100,7 +134,7 @@ def record(benchmark):
         if flops:
             row["tflop_s"] = flops / best / 1e6
         benchmark.extra_info.update({**DEVICE, **row})
-        RESULTS.append(row)
+        add_result(row)
         benchmark.pedantic(fn, rounds=20, iterations=5, warmup_rounds=2)
         if ON_GPU:
             torch.cuda.synchronize()
@@ -124,6 +158,3 @@ def pytest_terminal_summary(terminalreporter):
         if "tflop_s" in row:
             nums += f"  {row['tflop_s']:6.1f} TFLOP/s"
         tr.write_line(f"{cols:70s} {nums}")
-    if os.environ.get("BENCH_SUMMARY"):
-        with open(os.environ["BENCH_SUMMARY"], "w") as f:
-            json.dump({"device": DEVICE, "results": RESULTS}, f, indent=1)
