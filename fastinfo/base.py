@@ -26,7 +26,9 @@ class InfoModel:
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         self.g_fwd, self.d_fwd = self.G, self.D
         if cfg.compile:
-            self.g_fwd, self.d_fwd = torch.compile(self.G), torch.compile(self.D)
+            # static shapes: a training step has a few fixed ones (B, and 2B with --joint-d), and
+            # shape-specialised kernels are the faster ones
+            self.g_fwd, self.d_fwd = torch.compile(self.G, dynamic=False), torch.compile(self.D, dynamic=False)
         self.entropy = spec.entropy().to(device)
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:

@@ -4,6 +4,8 @@ table) is checked against the eager one, on a GPU the captured graph itself."""
 
 import copy
 import json
+import traceback
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,6 +73,41 @@ def test_graphed_runner_warm_up_path_trains_like_the_eager_runner(model):
             torch.testing.assert_close(got[k], want[k].float(), msg=k)
     assert_same_state(eager_model, graphed_model)
     assert graphed.host_row == graphed.row.item() == 4 % 3
+
+
+# ATen calls that make the host wait for the device on a GPU
+SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "equal"}
+# Reads that happen on CPU tensors only: one_hot's and info_nll's range checks, and the step
+# count of a CPU optimiser (on a GPU they are fused or capturable and count on the device).
+CPU_ONLY_CHECKS = {"g_input", "_validate"}
+
+
+def cpu_only(frames) -> bool:
+    return any(f.name in CPU_ONLY_CHECKS or "/torch/optim/" in f.filename for f in frames)
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if not MODELS[m].get("wgan_schedule")])
+def test_step_never_waits_for_the_device(model):
+    """No .item(), bool(), nonzero() and the like in a training step: each would be a host sync on
+    a GPU, and a CUDA graph could not capture the step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Syncs(TorchDispatchMode):
+        found = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in SYNCING:
+                frames = traceback.extract_stack()
+                if not cpu_only(frames):
+                    Syncs.found.append(f"{func} from " + " < ".join(
+                        f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames[-8:-1])))
+            return func(*args, **(kwargs or {}))
+
+    _, step = build(model, torch.device("cpu"), runner.EagerStep)
+    step(0)
+    with Syncs():
+        step(1)
+    assert not Syncs.found, Syncs.found
 
 
 def test_joint_d_forward_is_exact_without_batch_norm():
