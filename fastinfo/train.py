@@ -164,7 +164,7 @@ class Trainer:
         if not self.pending:
             return
         keys = list(self.pending[0])
-        values = torch.stack([torch.stack([m[k].float() for k in keys]) for m in self.pending]).tolist()
+        values = torch.stack([m[k].float() for m in self.pending for k in keys]).view(-1, len(keys)).tolist()
         elapsed = (time.perf_counter() - self.interval_start) / len(values)
         first = self.step - len(values) + 1
         rows = [{"step": first + i, **dict(zip(keys, v)), "step_time": elapsed} for i, v in enumerate(values)]
@@ -181,7 +181,10 @@ class Trainer:
             f.writelines(json.dumps(r) + "\n" for r in rows)
         last = rows[-1]
         if bar is not None:
-            bar.set_postfix({k: f"{last[k]:.3f}" for k in keys if k in ("loss_d", "loss_g", "info_c1")})
+            # the bar moves with the metrics: one host update per --log-every steps
+            bar.set_postfix({k: f"{last[k]:.3f}" for k in keys if k in ("loss_d", "loss_g", "info_c1")},
+                            refresh=False)
+            bar.update(len(rows))
         if self.tb is not None:
             for r in rows:
                 for k in keys:
@@ -225,7 +228,6 @@ class Trainer:
             while self.step < self.total:
                 self.pending.append(self.runner(self.step))
                 self.step += 1
-                bar.update(1)
                 ckpt_due = self.step % cfg.ckpt_every == 0 or self.stop_signal is not None
                 if self.step % cfg.log_every == 0 or ckpt_due:
                     self.flush_metrics(bar)
