@@ -1,7 +1,7 @@
 """Training throughput: images/s and µs/step per model and mode at batch 64, 128 and 256, kernels
 per step and peak memory; and one MNIST epoch end to end.
 
-Modes: the reference loop (bench/reference_loop.py, InfoGAN only), fastinfo eager, --amp (bf16),
+Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --amp (bf16),
 --amp --compile, --amp --cuda-graphs, all three, and all three with --joint-d. The ratio to the
 reference loop is taken within one run (see the summary table)."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.conftest import DEVICE, ON_GPU, add_result, aten_ops_per_call, device_ops_per_call
-from bench.reference_loop import ReferenceInfoGAN
+from bench.reference_loop import REFERENCES
 from fastinfo import data, runner
 from fastinfo.config import make_config
 from fastinfo.train import build_model
@@ -30,8 +30,8 @@ def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch
     """step(index) for the model in this mode (the reference loop for "reference"), on a loader over images."""
     loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(0))
     if mode == "reference":
-        ref = ReferenceInfoGAN(device, B)
-        return lambda _index: ref.step(loader.next())
+        ref = REFERENCES[model](device, B)
+        return lambda _index: ref.step([loader.next() for _ in range(ref.batches_per_step)])
     cfg = make_config(dict(model=model, batch_size=B, log_every=1000, **MODES[mode]))
     return runner.for_config(cfg, build_model(cfg, device), loader, torch.Generator(device).manual_seed(0))
 
@@ -56,9 +56,7 @@ def seconds_per_step(step, first: int, n_steps: int) -> float:
 def test_train_step(benchmark, B, model, mode):
     if not ON_GPU and (B != 64 or mode not in ("reference", "eager")):
         pytest.skip("CPU: batch 64 in fp32 eager only (bf16, compile and CUDA graphs say nothing here)")
-    if mode == "reference" and model != "infogan":
-        pytest.skip("the reference loop is written for InfoGAN")
-    if B != 128 and model != "infogan":
+    if ON_GPU and B != 128 and model != "infogan":
         pytest.skip("other models are measured at batch 128, to keep the GPU check short")
     if mode in COMPILED and (B != 128 or model not in ("infogan", "infowgan")):
         pytest.skip("compiled steps: infogan and infowgan at batch 128, to keep compile time bounded")
