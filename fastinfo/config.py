@@ -77,7 +77,8 @@ class TrainConfig:
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
     compile: bool = _opt(False, "torch.compile the networks")
     cuda_graphs: bool = _opt(False, "capture the whole training step in a CUDA graph and replay it (GPU only)")
-    joint_d: bool = _opt(False, "one D forward over real and fake together (batch norm then mixes their statistics)")
+    joint_d: bool = _opt(False, "one D forward over real and fake (exact for layer/no norm; with batch norm it mixes "
+                                "their statistics and InfoGAN collapsed)")
     log_every: int = _opt(50, "read metrics from the device and log every N steps")
     ckpt_every: int = _opt(500, "write a checkpoint every N steps")
     sample_every: int = _opt(1000, "write traversal grids every N steps (0: only at the end)")
