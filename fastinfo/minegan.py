@@ -68,6 +68,14 @@ class MineGAN(InfoModel):
         return torch.cat(parts, dim=1)
 
     def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        if not self.cfg.compile:
+            return self._step(reals, gen)
+        # G's graph is walked back twice (the GAN and the MI gradients, kept apart for adaptive
+        # clipping): its compiled backward must keep its buffers, not donate them
+        with torch._functorch.config.patch(donated_buffer=False):
+            return self._step(reals, gen)
+
+    def _step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         (real,) = reals
         g_in, cat, cont = self.sample_input(real.shape[0], gen)
         c = self.codes(cat, cont)

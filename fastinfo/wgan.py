@@ -58,7 +58,8 @@ class InfoWGAN(InfoModel):
             distance = d_real.float().mean() - d_fake.float().mean()
             loss = -distance
             if self.gp:
-                loss = loss + self.cfg.gp_weight * gradient_penalty(self.d_fwd, real, fake, gen)
+                # the plain critic: the penalty's double backward cannot run through a compiled one
+                loss = loss + self.cfg.gp_weight * gradient_penalty(self.D, real, fake, gen)
             if self.use_q:
                 loss = loss + self.info_nll(q, cat, cont)[0]
         self.backward_step(loss, ("D", "Q") if self.use_q else ("D",))
