@@ -34,13 +34,13 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log its tail and exit code
 }
 
 # deterministic cuBLAS: the graphed-vs-eager tests compare runs whose only difference is the graph
-CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 120 python3 -m pytest tests -m cuda -q -p no:cacheprovider
-BENCH_SUMMARY=$work/bench_train.json step bench_train 270 python3 -m pytest bench/test_train_step.py \
+CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 110 python3 -m pytest tests -m cuda -q -p no:cacheprovider
+BENCH_SUMMARY=$work/bench_train.json step bench_train 300 python3 -m pytest bench/test_train_step.py \
     --benchmark-only -q -p no:cacheprovider
-BENCH_SUMMARY=$work/bench_kernels.json step bench_kernels 120 python3 -m pytest bench --benchmark-only -q \
+BENCH_SUMMARY=$work/bench_kernels.json step bench_kernels 100 python3 -m pytest bench --benchmark-only -q \
     -p no:cacheprovider --benchmark-json="$work/bench_kernels_full.json" --ignore=bench/test_train_step.py
 sed -n '/fastinfo bench on/,/^-----/p' "$work/bench_train.log" "$work/bench_kernels.log" > "$OUT/bench_table.txt"
-step graphs_smoke 60 python3 -m fastinfo.train --model infogan --steps 600 --amp --cuda-graphs --no-progress \
+step graphs_smoke 50 python3 -m fastinfo.train --model infogan --steps 600 --amp --cuda-graphs --no-progress \
     --out "$work/smoke-graphs" --log-every 200 --sample-every 0 --no-eval-at-end
 tail -n 1 "$work/smoke-graphs/metrics.jsonl" >> "$log" 2>/dev/null
 cat "$log"

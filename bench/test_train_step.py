@@ -65,17 +65,18 @@ def test_train_step(benchmark, B, model, mode):
     device = torch.device("cuda" if ON_GPU else "cpu")
     step = make_step(model, B, mode, torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8), device)
 
-    n_warm = 10 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
+    n_warm = 8 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
     for i in range(n_warm):
         step(i)
     if ON_GPU:
         torch.cuda.reset_peak_memory_stats()
-    dt = seconds_per_step(step, n_warm, 50 if ON_GPU else 3)
+    dt = seconds_per_step(step, n_warm, 30 if ON_GPU else 3)
     row = {"op": "train_step", "model": model, "B": B, "mode": mode, "us_call": dt * 1e6,
            "images_s": round(B / dt)}
     if ON_GPU:
         row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        row["gpu_ops_per_step"] = device_ops_per_call(lambda: step(n_warm))
+        if B == 128:  # the profiler takes seconds to start: once per model and mode
+            row["gpu_ops_per_step"] = device_ops_per_call(lambda: step(n_warm))
     if "graphs" not in mode:  # a replay runs below the dispatcher
         row["aten_ops_per_step"] = aten_ops_per_call(lambda: step(n_warm))
     add_result(row)
