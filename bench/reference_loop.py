@@ -46,12 +46,8 @@ class ReferenceGAN:
         gauss = (0.5 * math.log(2 * math.pi) + log_std + 0.5 * ((cont - mean) / log_std.exp()) ** 2).sum(1).mean()
         return ce + 0.1 * gauss
 
-    def step(self, reals):
-        (real,) = reals
-        g_in, cat, cont = self.sample()
-        fake = self.G(g_in)
+    def d_step(self, real, fake, cat, cont):
         ones, zeros = torch.ones(self.B, device=self.device), torch.zeros(self.B, device=self.device)
-
         self.opt_d.zero_grad()
         self.opt_q.zero_grad()
         d_real, _ = self.D(real, with_q=False)
@@ -61,10 +57,18 @@ class ReferenceGAN:
         loss_d.backward()
         self.opt_d.step()
         self.opt_q.step()
+        return loss_d
+
+    def step(self, reals):
+        (real,) = reals
+        g_in, cat, cont = self.sample()
+        fake = self.G(g_in)
+        loss_d = self.d_step(real, fake, cat, cont)
 
         self.opt_g.zero_grad()
         d_fake, q = self.D(fake, with_q=self.use_q)
-        loss_g = F.binary_cross_entropy_with_logits(d_fake, ones) + self.nll(q, cat, cont)
+        loss_g = F.binary_cross_entropy_with_logits(d_fake, torch.ones(self.B, device=self.device)) \
+            + self.nll(q, cat, cont)
         loss_g.backward()
         self.opt_g.step()
         self.log.append({"loss_d": loss_d.item(), "loss_g": loss_g.item()})
@@ -137,16 +141,9 @@ class ReferenceMineGAN(ReferenceGAN):
 
     def step(self, reals):
         (real,) = reals
-        g_in, _, cont = self.sample()
+        g_in, cat, cont = self.sample()
         fake = self.G(g_in)
-        ones, zeros = torch.ones(self.B, device=self.device), torch.zeros(self.B, device=self.device)
-
-        self.opt_d.zero_grad()
-        d_real, _ = self.D(real, with_q=False)
-        d_fake, _ = self.D(fake.detach(), with_q=False)
-        loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
-        loss_d.backward()
-        self.opt_d.step()
+        loss_d = self.d_step(real, fake, cat, cont)
 
         t, et = self.mi(fake.detach(), cont)
         self.ma_et = 0.99 * self.ma_et + 0.01 * et.mean().detach()
@@ -158,7 +155,7 @@ class ReferenceMineGAN(ReferenceGAN):
 
         params = list(self.G.parameters())
         d_fake, _ = self.D(fake, with_q=False)
-        loss_gan = F.binary_cross_entropy_with_logits(d_fake, ones)
+        loss_gan = F.binary_cross_entropy_with_logits(d_fake, torch.ones(self.B, device=self.device))
         t, et = self.mi(fake, cont)
         mi_g = t - torch.log(et.mean())
         g_gan = torch.autograd.grad(loss_gan, params, retain_graph=True)
