@@ -179,7 +179,8 @@ def test_help_documents_every_option(capsys):
     out = capsys.readouterr().out
     for flag in ("--model", "--dataset", "--data-root", "--steps", "--epochs", "--batch-size", "--lr-d",
                  "--lr-g", "--lambda-cat", "--lambda-cont", "--seed", "--device", "--out", "--resume",
-                 "--amp", "--compile", "--log-every", "--ckpt-every", "--config", "--preset"):
+                 "--amp", "--compile", "--cuda-graphs", "--joint-d", "--log-every", "--ckpt-every", "--config",
+                 "--preset"):
         assert flag in out
 
 
