@@ -27,8 +27,9 @@ class GraphedStep:
     Outside the graph only the real batches are gathered, from the device-resident data set into
     static uint8 buffers. The first `warmup` steps of each graph run eagerly on a side stream: they
     are real training steps that also build the optimiser state, compile kernels and cache their
-    tables. Each step's metrics are written by the graph into row (index mod metric_rows) of a
-    device table; the returned views stay valid for metric_rows steps, so read them within that.
+    tables. Each step's metrics are written by the graph into the next row of a device table used
+    as a ring of metric_rows rows; the returned views stay valid for metric_rows steps, so read
+    them within that.
     """
 
     def __init__(self, model, loader: data.DeviceLoader, gen: torch.Generator, metric_rows: int, warmup: int = 3):
