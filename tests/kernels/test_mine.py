@@ -88,17 +88,21 @@ def test_large_scores_stay_finite():
     torch.testing.assert_close(bound.double(), ref, rtol=1e-6, atol=1e-3)
 
 
+def check_pairwise(f, g, tol):
+    """The pairwise bound and its gradients equal the float64 reference's."""
+    out = losses.mine_dv_bound_pairwise(f, g)
+    rf, rg = f64(f, g)
+    ref = reference.mine_dv_bound_pairwise(rf, rg)
+    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
+    assert_grads_match(out, ref, [f, g], [rf, rg], atol=tol, rtol=tol)
+
+
 @pytest.mark.parametrize("B, d", [(2, 1), (37, 5), (70, 64), (33, 200)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_pairwise_matches_reference(B, d, dtype):
     f = torch.randn(B, d, dtype=dtype).div(math.sqrt(d)).requires_grad_()
     g = torch.randn(B, d, dtype=dtype).requires_grad_()
-    out = losses.mine_dv_bound_pairwise(f, g)
-    rf, rg = f64(f, g)
-    ref = reference.mine_dv_bound_pairwise(rf, rg)
-    tol = 1e-5 if dtype == torch.float32 else 1e-10
-    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
-    assert_grads_match(out, ref, [f, g], [rf, rg], atol=tol, rtol=tol)
+    check_pairwise(f, g, 1e-5 if dtype == torch.float32 else 1e-10)
 
 
 def test_pairwise_bf16_and_non_contiguous():
@@ -178,12 +182,7 @@ def test_cuda_matches_reference(dtype):
     ref, ref_new = reference.mine_dv_bound(rtj, rtm, torch.tensor(0.3, device="cuda", dtype=torch.float64), 0.01)
     torch.testing.assert_close(bound.double(), ref, atol=1e-4, rtol=1e-4)
     f, g = (torch.randn(1000, 64, device="cuda").div(8).to(dtype).requires_grad_() for _ in range(2))
-    out = losses.mine_dv_bound_pairwise(f, g)
-    rf, rg = f64(f, g)
-    ref = reference.mine_dv_bound_pairwise(rf, rg)
-    tol = 1e-4 if dtype == torch.float32 else 3e-2
-    torch.testing.assert_close(out.double(), ref, atol=tol, rtol=tol)
-    assert_grads_match(out, ref, [f, g], [rf, rg], atol=tol, rtol=tol)
+    check_pairwise(f, g, 1e-4 if dtype == torch.float32 else 3e-2)
 
 
 @pytest.mark.cuda
