@@ -12,6 +12,7 @@ An out-of-range code yields NaN for its row (a host-side check would need a devi
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import triton
@@ -21,23 +22,35 @@ HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
 NEG_BIG = tl.constexpr(-1.0e30)
 NAN = tl.constexpr(float("nan"))
-# A tile holds at most this many logits per program (32 fp32 registers a thread at 4 warps).
-TILE_ELEMS = 4096
+# Tiles are sized to about 8 fp32 values a thread: the sm_90 build of a 4096-logit tile at 4 warps
+# (32 a thread) spills registers, which alone costs microseconds at InfoGAN's batch sizes.
+VALUES_PER_THREAD = 8
+MAX_WARPS = 16
 # Widest categorical chunk read at once; wider codes loop over chunks with an online log-sum-exp.
 MAX_BLOCK_K = 1024
+
+
+@triton.jit
+def _chunk_end(size, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr):
+    """Loop bound over a code's chunks: a constant when every code fits in one chunk, so that the
+    loop folds away and the logits load can be issued together with the row's other loads."""
+    if ONE_CHUNK:
+        return BLOCK_K
+    return size
 
 
 @triton.jit
 def _cat_code_nll(
     logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows, row_mask,
     i, start, size, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,
 ):
     """NLL [BLOCK_B] and log-sum-exp [BLOCK_B] of categorical code i for a block of rows."""
     code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
     m = tl.full([BLOCK_B], NEG_BIG, ACC)
     s = tl.zeros([BLOCK_B], ACC)
     target = tl.zeros([BLOCK_B], ACC)
-    for k0 in range(0, size, BLOCK_K):
+    for k0 in range(0, _chunk_end(size, BLOCK_K, ONE_CHUNK), BLOCK_K):
         cols = k0 + tl.arange(0, BLOCK_K)
         mask = row_mask[:, None] & (cols < size)[None, :]
         ptrs = logits_ptr + rows[:, None] * stride_lb + (start + cols)[None, :] * stride_lk
@@ -60,57 +73,54 @@ def _info_nll_fwd_kernel(
     loss_ptr, code_sum_ptr, lse_ptr,
     B, cat_weight, cont_weight, scale,
     N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr, PER_ROW: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
     BLOCK_NC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
+    # Every row's NLLs live in one [BLOCK_B, BLOCK_NC] tile, a column per code (categorical codes
+    # first), summed over the rows once at the end: the batch-mean loss is the weighted sum of the
+    # per-code sums, so a whole launch has one cross-warp reduction, not one per code and block.
     code_idx = tl.arange(0, BLOCK_NC)
-    code_sums = tl.zeros([BLOCK_NC], ACC)
-    total = tl.zeros([BLOCK_B], ACC)
+    cont_col = tl.where(code_idx >= N_CAT, code_idx - N_CAT, 0)
+    is_cont = (code_idx >= N_CAT) & (code_idx < N_CAT + N_CONT)
+    weight = tl.where(code_idx < N_CAT, cat_weight, cont_weight)
+    acc = tl.zeros([BLOCK_B, BLOCK_NC], ACC)
     # Persistent loop: few programs each walk many row blocks, so small batches take one program
     # and the reduction over the batch needs no second launch.
     for blk in range(pid, tl.cdiv(B, BLOCK_B), n_prog):
         rows = blk * BLOCK_B + tl.arange(0, BLOCK_B)
         row_mask = rows < B
-        loss = tl.zeros([BLOCK_B], ACC)
+        nll = tl.zeros([BLOCK_B, BLOCK_NC], ACC)
         for i in tl.static_range(N_CAT):
             start = tl.load(offsets_ptr + i)
             size = tl.load(offsets_ptr + i + 1) - start
-            nll, lse = _cat_code_nll(
+            nll_i, lse = _cat_code_nll(
                 logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows,
-                row_mask, i, start, size, ACC, BLOCK_B, BLOCK_K,
+                row_mask, i, start, size, ACC, BLOCK_B, BLOCK_K, ONE_CHUNK,
             )
             tl.store(lse_ptr + rows * N_CAT + i, lse, mask=row_mask)
-            nll = tl.where(row_mask, nll, 0.0)
-            loss += cat_weight * nll
-            code_sums += tl.where(code_idx == i, tl.sum(nll, axis=0), 0.0)
+            nll += tl.where(code_idx[None, :] == i, nll_i[:, None], 0.0)
         if N_CONT > 0:
-            cols = tl.arange(0, BLOCK_C)
-            mask = row_mask[:, None] & (cols < N_CONT)[None, :]
-            mu = tl.load(mean_ptr + rows[:, None] * stride_mb + cols[None, :] * stride_mn,
+            mask = row_mask[:, None] & is_cont[None, :]
+            mu = tl.load(mean_ptr + rows[:, None] * stride_mb + cont_col[None, :] * stride_mn,
                          mask=mask, other=0.0).to(ACC)
-            c = tl.load(cc_ptr + rows[:, None] * stride_ccb + cols[None, :] * stride_ccn,
+            c = tl.load(cc_ptr + rows[:, None] * stride_ccb + cont_col[None, :] * stride_ccn,
                         mask=mask, other=0.0).to(ACC)
             if HAS_LOG_STD:
-                ls = tl.load(ls_ptr + rows[:, None] * stride_sb + cols[None, :] * stride_sn,
+                ls = tl.load(ls_ptr + rows[:, None] * stride_sb + cont_col[None, :] * stride_sn,
                              mask=mask, other=0.0).to(ACC)
                 z = (c - mu) * tl.exp(-ls)
-                nll = HALF_LOG_2PI + ls + 0.5 * z * z
+                nll += tl.where(mask, HALF_LOG_2PI + ls + 0.5 * z * z, 0.0)
             else:
-                nll = HALF_LOG_2PI + 0.5 * (c - mu) * (c - mu)
-            nll = tl.where(mask, nll, 0.0)
-            loss += cont_weight * tl.sum(nll, axis=1)
-            col_sums = tl.sum(nll, axis=0)  # [BLOCK_C]
-            for j in tl.static_range(N_CONT):
-                code_sums += tl.where(code_idx == N_CAT + j,
-                                      tl.sum(tl.where(cols == j, col_sums, 0.0), axis=0), 0.0)
+                nll += tl.where(mask, HALF_LOG_2PI + 0.5 * (c - mu) * (c - mu), 0.0)
+        nll = tl.where(row_mask[:, None], nll, 0.0)
         if PER_ROW:
-            tl.store(loss_ptr + rows, loss, mask=row_mask)
-        else:
-            total += loss
+            tl.store(loss_ptr + rows, tl.sum(nll * weight[None, :], axis=1), mask=row_mask)
+        acc += nll
+    code_sums = tl.sum(acc, axis=0)
     if not PER_ROW:
-        tl.store(loss_ptr + pid, tl.sum(total, axis=0) * scale)
+        tl.store(loss_ptr + pid, tl.sum(code_sums * weight, axis=0) * scale)
     tl.store(code_sum_ptr + pid * (N_CAT + N_CONT) + code_idx, code_sums / B,
              mask=code_idx < N_CAT + N_CONT)
 
@@ -123,7 +133,8 @@ def _info_nll_bwd_kernel(
     B, cat_weight, cont_weight, scale,
     N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr, PER_ROW: tl.constexpr,
     HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -144,7 +155,7 @@ def _info_nll_bwd_kernel(
             size = tl.load(offsets_ptr + i + 1) - start
             code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
             lse = tl.load(lse_ptr + rows * N_CAT + i, mask=row_mask, other=0.0)
-            for k0 in range(0, size, BLOCK_K):
+            for k0 in range(0, _chunk_end(size, BLOCK_K, ONE_CHUNK), BLOCK_K):
                 cols = k0 + tl.arange(0, BLOCK_K)
                 mask = row_mask[:, None] & (cols < size)[None, :]
                 x = tl.load(logits_ptr + rows[:, None] * stride_lb
@@ -186,14 +197,27 @@ def _tl_dtype(dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _blocks(cat_sizes, n_cont, B):
-    """Block sizes: the categorical chunk covers the widest code (up to MAX_BLOCK_K) and the
-    row block fills a TILE_ELEMS tile, but is no taller than the batch: at InfoGAN's batch sizes
-    a taller block would only compute masked rows."""
+class Tiling(NamedTuple):
+    block_b: int  # rows a program takes at once
+    block_k: int  # logits of one categorical code read at once
+    block_c: int  # continuous codes, padded to a power of two
+    block_nc: int  # all codes, padded to a power of two
+    one_chunk: bool  # every categorical code fits in one block_k chunk
+    num_warps: int
+
+
+def _tiling(cat_sizes, n_cont, B) -> Tiling:
+    """The categorical chunk covers the widest code (up to MAX_BLOCK_K); the row block is no taller
+    than the batch (at InfoGAN's batch sizes a taller one only computes masked rows) and no larger
+    than MAX_WARPS warps hold at VALUES_PER_THREAD; the warps are as many as the tile needs."""
     block_k = min(MAX_BLOCK_K, triton.next_power_of_2(max(cat_sizes, default=1)))
     block_c = triton.next_power_of_2(max(n_cont, 1))
-    block_b = max(1, min(256, TILE_ELEMS // max(block_k, block_c), triton.next_power_of_2(max(B, 1))))
-    return block_b, block_k, block_c
+    block_nc = triton.next_power_of_2(max(2, len(cat_sizes) + n_cont))
+    width = max(block_k, block_c, block_nc)
+    max_tile = MAX_WARPS * 32 * VALUES_PER_THREAD
+    block_b = max(1, min(max_tile // width, triton.next_power_of_2(max(B, 1))))
+    num_warps = min(MAX_WARPS, max(1, block_b * width // (32 * VALUES_PER_THREAD)))
+    return Tiling(block_b, block_k, block_c, block_nc, max(cat_sizes, default=0) <= block_k, num_warps)
 
 
 def _n_programs(device, n_blocks):
@@ -256,8 +280,8 @@ def info_nll_fwd(
     """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [B, n_cat])."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    block_b, block_k, block_c = _blocks(cat_sizes, n_cont, B)
-    n_prog = _n_programs(ref.device, triton.cdiv(B, block_b))
+    tiling = _tiling(cat_sizes, n_cont, B)
+    n_prog = _n_programs(ref.device, triton.cdiv(B, tiling.block_b))
     per_row = reduction == "none"
     loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
     code_sums = torch.empty(n_prog, n_cat + n_cont, device=ref.device, dtype=acc)
@@ -267,8 +291,8 @@ def info_nll_fwd(
                cont_log_std, ref),
         loss, code_sums, lse, B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
         N_CAT=n_cat, N_CONT=n_cont, HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row,
-        ACC=_tl_dtype(acc), BLOCK_B=block_b, BLOCK_K=block_k, BLOCK_C=block_c,
-        BLOCK_NC=triton.next_power_of_2(max(2, n_cat + n_cont)), num_warps=4,
+        ACC=_tl_dtype(acc), BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k,
+        ONE_CHUNK=tiling.one_chunk, BLOCK_NC=tiling.block_nc, num_warps=tiling.num_warps,
     )
     if not per_row:
         loss = loss.view(()) if n_prog == 1 else loss.sum()
@@ -303,13 +327,13 @@ def info_nll_bwd(
     """Gradients, in order, of those of cat_logits, cont_mean, cont_log_std that were given."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    block_b, block_k, block_c = _blocks(cat_sizes, n_cont, B)
+    tiling = _tiling(cat_sizes, n_cont, B)
     grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
              for t in (cat_logits, cont_mean, cont_log_std)]
     # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel
     grad_loss = None if grad_loss is None else grad_loss.contiguous()
     grad_per_code = None if grad_per_code is None else grad_per_code.contiguous()
-    _info_nll_bwd_kernel[(_n_programs(ref.device, triton.cdiv(B, block_b)),)](
+    _info_nll_bwd_kernel[(_n_programs(ref.device, triton.cdiv(B, tiling.block_b)),)](
         *_args(cat_logits, cat_codes, _offsets(cat_sizes, ref.device), cont_mean, cont_codes,
                cont_log_std, ref),
         lse, ref if grad_loss is None else grad_loss,
@@ -319,7 +343,8 @@ def info_nll_bwd(
         N_CAT=n_cat, N_CONT=n_cont, HAS_LOG_STD=cont_log_std is not None,
         PER_ROW=reduction == "none", HAS_GLOSS=grad_loss is not None,
         HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
-        BLOCK_B=block_b, BLOCK_K=block_k, BLOCK_C=block_c, num_warps=4,
+        BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, ONE_CHUNK=tiling.one_chunk,
+        BLOCK_C=tiling.block_c, num_warps=tiling.num_warps,
     )
     return [g for g in grads if g is not None]
 

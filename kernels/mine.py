@@ -240,31 +240,34 @@ def _pairwise_grad_kernel(a_ptr, b_ptr, stride_a, stride_b, lse_ptr, g_ptr, da_p
     tl.store(da_ptr + rows[:, None] * D + dims[None, :], g * (b_diag / B - acc), mask=mask)
 
 
-def _pair_config(a: torch.Tensor):
-    D = a.shape[1]
+def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool):
+    """(launch parameters, accumulator dtype) for [B, D] embeddings of this dtype."""
     block_d = max(16, triton.next_power_of_2(D))
     # tiles of 64 rows x 64 columns while the [rows, D] accumulators stay small; 32 for wide D
     block = 64 if block_d <= 64 else 32
-    acc = _acc(a)
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
     # halves multiply on tensor cores on a GPU; the CPU interpreter's half-precision dot is
     # unreliable, so there they are upcast first
-    half = a.dtype in (torch.float16, torch.bfloat16) and a.is_cuda
-    dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[a.dtype] if half else _tl(acc)
+    half = dtype in (torch.float16, torch.bfloat16) and on_gpu
+    dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype] if half else _tl(acc)
     # fp32 products in full precision (tf32 would cost ~1e-3 relative error); halves use tensor cores
     precision = "tf32" if half else "ieee"
+    # full-precision products run on FMA units with both tiles in registers: at 4 warps their sm_90
+    # build spills 0.5-6 KB a thread (tests/kernels/gpu_compile.py prints it), at 8 none
+    num_warps = 4 if half else 8
     return dict(ACC=_tl(acc), DOT_DTYPE=dot, PRECISION=precision, BLOCK_I=block, BLOCK_J=block,
-                BLOCK_D=block_d), acc
+                BLOCK_D=block_d, num_warps=num_warps), acc
 
 
 @torch.library.custom_op("fastinfo::mine_dv_bound_pairwise", mutates_args=())
 def mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """f_x, g_y: [B, d] with unit stride along d. Returns (bound [], total log-sum-exp [])."""
     B, D = f_x.shape
-    meta, acc = _pair_config(f_x)
+    meta, acc = _pair_config(D, f_x.dtype, f_x.is_cuda)
     row_lse = torch.empty(B, device=f_x.device, dtype=acc)
     diag = torch.empty(B, device=f_x.device, dtype=acc)
     _pairwise_lse_kernel[(triton.cdiv(B, meta["BLOCK_I"]),)](
-        f_x, g_y, f_x.stride(0), g_y.stride(0), row_lse, diag, B, D, **meta, num_warps=4)
+        f_x, g_y, f_x.stride(0), g_y.stride(0), row_lse, diag, B, D, **meta)
     total = torch.logsumexp(row_lse, 0)
     return diag.mean() - (total - math.log(B * (B - 1))), total
 
@@ -279,12 +282,12 @@ def _(f_x, g_y):
 def mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torch.Tensor,
                                grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, D = f_x.shape
-    meta, _ = _pair_config(f_x)
+    meta, _ = _pair_config(D, f_x.dtype, f_x.is_cuda)
     grads = []
     for a, b in ((f_x, g_y), (g_y, f_x)):
         da = torch.empty(B, D, device=a.device, dtype=a.dtype)
         _pairwise_grad_kernel[(triton.cdiv(B, meta["BLOCK_I"]),)](
-            a, b, a.stride(0), b.stride(0), total, grad.contiguous(), da, B, D, **meta, num_warps=4)
+            a, b, a.stride(0), b.stride(0), total, grad.contiguous(), da, B, D, **meta)
         grads.append(da)
     return grads[0], grads[1]
 

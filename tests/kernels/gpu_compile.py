@@ -1,14 +1,21 @@
 """Compile every Triton kernel for an sm_90 GPU (H100/H200) on a machine without one.
 
 The CPU interpreter accepts code the GPU compiler rejects (globals that are not constexpr,
-Python calls inside a kernel, dot shapes); this catches those in the normal test suite. Run in a
-fresh process without TRITON_INTERPRET: ``python -m tests.kernels.gpu_compile``.
+Python calls inside a kernel, dot shapes); this catches those in the normal test suite. Each
+kernel is built at the launch parameters its wrapper picks, and its registers and stack (spilled
+registers: a spill costs microseconds in these small kernels) are printed from the cubin. Run in
+a fresh process without TRITON_INTERPRET: ``python -m tests.kernels.gpu_compile``.
 """
 
 import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
 
 os.environ.pop("TRITON_INTERPRET", None)
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 from fastinfo.kernels import clip, info_nll, mine  # noqa: E402
@@ -17,52 +24,83 @@ from triton.compiler import ASTSource  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 I32, F32, P32 = "i32", "fp32", "*fp32"
+CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+# info_nll's layouts (B, cat_sizes, n_cont, unit inner strides): MNIST's (one 10-way code, two
+# continuous) at the benchmark's batch sizes, a 1000-way code, and strided codes wider than one
+# chunk; each built at the tiling the wrapper picks for it
+INFO_NLL_LAYOUTS = [(64, (10,), 2, True), (256, (10,), 2, True), (65536, (10,), 2, True),
+                    (4096, (1000,), 2, True), (64, (10, 3, 1030), 3, False)]
 
 
-def build(fn, signature: dict, constexprs: dict):
+def build(fn, signature: dict, constexprs: dict, num_warps: int = 4):
     """Compile fn to a cubin for TARGET; raises triton's CompilationError on a bad kernel."""
     full = {**signature, **{k: "constexpr" for k in constexprs}}
     keyed = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
-    return triton.compile(ASTSource(fn, full, constexprs=keyed), target=TARGET)
+    return triton.compile(ASTSource(fn, full, constexprs=keyed), target=TARGET, options={"num_warps": num_warps})
+
+
+def resources(kernel) -> str:
+    """Registers and stack (spilled registers) a thread uses, from the cubin."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        out = subprocess.run([CUOBJDUMP, "-res-usage", f.name], capture_output=True, text=True).stdout
+    usage = re.search(r"REG:(\d+) STACK:(\d+)", out)
+    return f"REG={usage[1]} STACK={usage[2]}" if usage else "REG=? STACK=?"
+
+
+def info_nll_cases():
+    for dt in ("*fp32", "*bf16"):
+        inputs = {
+            "logits_ptr": dt, "stride_lb": I32, "codes_ptr": "*i64", "stride_cb": I32, "offsets_ptr": "*i32",
+            "mean_ptr": dt, "stride_mb": I32, "cc_ptr": dt, "stride_ccb": I32, "ls_ptr": dt, "stride_sb": I32,
+        }
+        inner = ("stride_lk", "stride_cn", "stride_mn", "stride_ccn", "stride_sn")
+        scalars = {"B": I32, "cat_weight": F32, "cont_weight": F32, "scale": F32}
+        for B, sizes, n_cont, unit in INFO_NLL_LAYOUTS:
+            # a unit stride is a constant, as Triton specialises an integer argument equal to 1
+            strides = {k: 1 for k in inner} if unit else {}
+            inputs_b = inputs if unit else {**inputs, **{k: I32 for k in inner}}
+            t = info_nll._tiling(sizes, n_cont, B)
+            common = dict(strides, N_CAT=len(sizes), N_CONT=n_cont, HAS_LOG_STD=True, ACC=tl.float32,
+                          BLOCK_B=t.block_b, BLOCK_K=t.block_k, ONE_CHUNK=t.one_chunk)
+            name = f"B={B} K={'+'.join(map(str, sizes))} {dt[1:]}{'' if unit else ' strided'}"
+            yield (f"info_nll fwd {name}", info_nll._info_nll_fwd_kernel,
+                   {**inputs_b, "loss_ptr": P32, "code_sum_ptr": P32, "lse_ptr": P32, **scalars},
+                   dict(common, PER_ROW=False, BLOCK_NC=t.block_nc), t.num_warps)
+            yield (f"info_nll bwd {name}", info_nll._info_nll_bwd_kernel,
+                   {**inputs_b, "lse_ptr": P32, "gloss_ptr": P32, "gcode_ptr": P32, "dlogits_ptr": dt,
+                    "dmean_ptr": dt, "dls_ptr": dt, **scalars},
+                   dict(common, PER_ROW=False, HAS_GLOSS=True, HAS_GCODE=True, BLOCK_C=t.block_c), t.num_warps)
 
 
 def cases():
-    for dt in ("*fp32", "*bf16"):
-        inputs = {
-            "logits_ptr": dt, "stride_lb": I32, "stride_lk": I32, "codes_ptr": "*i64", "stride_cb": I32,
-            "stride_cn": I32, "offsets_ptr": "*i32", "mean_ptr": dt, "stride_mb": I32, "stride_mn": I32,
-            "cc_ptr": dt, "stride_ccb": I32, "stride_ccn": I32, "ls_ptr": dt, "stride_sb": I32, "stride_sn": I32,
-        }
-        scalars = {"B": I32, "cat_weight": F32, "cont_weight": F32, "scale": F32}
-        common = dict(N_CAT=2, N_CONT=2, HAS_LOG_STD=True, ACC=tl.float32, BLOCK_B=64, BLOCK_K=16, BLOCK_C=2)
-        yield (info_nll._info_nll_fwd_kernel,
-               {**inputs, "loss_ptr": P32, "code_sum_ptr": P32, "lse_ptr": P32, **scalars},
-               dict(common, PER_ROW=False, BLOCK_NC=4))
-        yield (info_nll._info_nll_bwd_kernel,
-               {**inputs, "lse_ptr": P32, "gloss_ptr": P32, "gcode_ptr": P32, "dlogits_ptr": dt,
-                "dmean_ptr": dt, "dls_ptr": dt, **scalars},
-               dict(common, PER_ROW=True, HAS_GLOSS=True, HAS_GCODE=True))
-    yield clip._clip_kernel, {"table_ptr": "*i64", "clip_f32": F32, "clip_bf16": F32, "clip_f16": F32}, {"BLOCK": 4096}
+    yield from info_nll_cases()
+    yield ("clip", clip._clip_kernel, {"table_ptr": "*i64", "clip_f32": F32, "clip_bf16": F32, "clip_f16": F32},
+           {"BLOCK": clip.BLOCK}, 4)
     for f_div in (False, True):
-        yield (mine._mine_fwd_kernel,
+        yield (f"mine fwd f_div={f_div}", mine._mine_fwd_kernel,
                {"tj_ptr": P32, "tm_ptr": P32, "ema_ptr": P32, "out_ptr": P32, "B": I32, "log_b": F32,
                 "log_keep": F32, "log_rate": F32},
-               dict(F_DIV=f_div, HAS_EMA=True, ACC=tl.float32, BLOCK=1024))
-        yield (mine._mine_bwd_kernel,
+               dict(F_DIV=f_div, HAS_EMA=True, ACC=tl.float32, BLOCK=1024), 4)
+        yield (f"mine bwd f_div={f_div}", mine._mine_bwd_kernel,
                {"tm_ptr": P32, "ema_ptr": P32, "g_ptr": P32, "dtj_ptr": P32, "dtm_ptr": P32, "B": I32},
-               dict(F_DIV=f_div, ACC=tl.float32, BLOCK=1024))
-    for dt, dot, precision in (("*fp32", tl.float32, "ieee"), ("*bf16", tl.bfloat16, "tf32")):
-        tiles = dict(ACC=tl.float32, DOT_DTYPE=dot, PRECISION=precision, BLOCK_I=32, BLOCK_J=32, BLOCK_D=256)
-        pair = {"a_ptr": dt, "b_ptr": dt, "stride_a": I32, "stride_b": I32}
-        yield mine._pairwise_lse_kernel, {**pair, "row_lse_ptr": P32, "diag_ptr": P32, "B": I32, "D": I32}, tiles
-        yield (mine._pairwise_grad_kernel,
-               {**pair, "lse_ptr": P32, "g_ptr": P32, "da_ptr": dt, "B": I32, "D": I32}, tiles)
+               dict(F_DIV=f_div, ACC=tl.float32, BLOCK=1024), 4)
+    # the pairwise bound at the launch parameters its wrapper picks, for narrow and wide embeddings
+    for dt, torch_dtype in (("*fp32", torch.float32), ("*bf16", torch.bfloat16)):
+        for D in (64, 256):
+            meta, _ = mine._pair_config(D, torch_dtype, on_gpu=True)
+            num_warps = meta.pop("num_warps")
+            pair = {"a_ptr": dt, "b_ptr": dt, "stride_a": I32, "stride_b": I32}
+            yield (f"pairwise lse D={D} {dt[1:]}", mine._pairwise_lse_kernel,
+                   {**pair, "row_lse_ptr": P32, "diag_ptr": P32, "B": I32, "D": I32}, meta, num_warps)
+            yield (f"pairwise grad D={D} {dt[1:]}", mine._pairwise_grad_kernel,
+                   {**pair, "lse_ptr": P32, "g_ptr": P32, "da_ptr": dt, "B": I32, "D": I32}, meta, num_warps)
 
 
 def main():
-    for fn, signature, constexprs in cases():
-        build(fn, signature, constexprs)
-        print(f"compiled {fn.__name__} for sm_90")
+    for name, fn, signature, constexprs, num_warps in cases():
+        print(f"compiled {name} for sm_90: {resources(build(fn, signature, constexprs, num_warps))}")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,16 @@ def test_matches_float64_reference(layout, learn_std, reduction):
     check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_several_programs_each_walking_several_row_blocks(monkeypatch, reduction):
+    """As on a GPU: programs take row blocks in turn and the batch sums add up their partials
+    (the CPU otherwise runs one program)."""
+    monkeypatch.setattr(kernel, "_n_programs", lambda device, n_blocks: min(n_blocks, 3))
+    assert kernel._tiling((1030, 2), 1, 23).block_b < 23 / 3  # at least two blocks a program
+    args, kw = make_inputs(23, (1030, 2), 1, True)
+    check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("used", ["loss", "per_code"])
 def test_gradient_of_one_output_alone(used):
     """The output a loss leaves out gets no gradient (None, not zeros) and adds nothing."""
