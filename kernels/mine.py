@@ -37,7 +37,7 @@ def _tl(dtype):
 
 
 @triton.jit
-def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, out_ptr, B, log_b, log_keep, log_rate,
+def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, bound_ptr, new_ema_ptr, B, log_b, log_keep, log_rate,
                      F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
     offs0 = tl.arange(0, BLOCK)
     sum_j = tl.zeros([BLOCK], ACC)
@@ -56,7 +56,7 @@ def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, out_ptr, B, log_b, log_keep, log_r
             m = m_new
     mean_j = tl.sum(sum_j, axis=0) / B
     if F_DIV:
-        tl.store(out_ptr, mean_j - tl.sum(s, axis=0) / B)
+        tl.store(bound_ptr, mean_j - tl.sum(s, axis=0) / B)
     else:
         m_all = tl.max(m, axis=0)
         lme = m_all + tl.log(tl.sum(s * tl.exp(m - m_all), axis=0)) - log_b
@@ -68,8 +68,8 @@ def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, out_ptr, B, log_b, log_keep, log_r
             hi = tl.maximum(a, b)
             mixed = hi + tl.log(tl.exp(a - hi) + tl.exp(b - hi))
             new_ema = tl.where(old == old, mixed, lme)  # NaN: no average yet
-        tl.store(out_ptr, mean_j - lme)
-        tl.store(out_ptr + 1, new_ema)
+        tl.store(bound_ptr, mean_j - lme)
+        tl.store(new_ema_ptr, new_ema)
 
 
 @triton.jit
@@ -88,16 +88,21 @@ def _mine_bwd_kernel(tm_ptr, ema_ptr, g_ptr, dtj_ptr, dtm_ptr, B,
 
 
 def _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div):
+    """(bound [], new log-average [] or None for MINE-f), each written by the kernel into its own
+    buffer: a custom op's outputs may not alias one another, and a slice of a shared buffer
+    would cost a copy kernel to return."""
     acc = _acc(t_joint, t_marginal)
-    out = torch.empty(2, device=t_joint.device, dtype=acc)
+    bound = torch.empty((), device=t_joint.device, dtype=acc)
+    new_ema = None if f_div else torch.empty((), device=t_joint.device, dtype=acc)
     B = t_joint.numel()
     keep = math.log1p(-ema_rate) if ema_rate < 1 else -math.inf
     _mine_fwd_kernel[(1,)](
-        t_joint, t_marginal, out if log_ema is None else log_ema, out, B, math.log(B),
+        t_joint, t_marginal, bound if log_ema is None else log_ema, bound,
+        bound if new_ema is None else new_ema, B, math.log(B),
         keep if keep > -math.inf else NEG_BIG.value, math.log(ema_rate) if ema_rate > 0 else NEG_BIG.value,
         F_DIV=f_div, HAS_EMA=log_ema is not None, ACC=_tl(acc), BLOCK=REDUCE_BLOCK, num_warps=4,
     )
-    return out
+    return bound, new_ema
 
 
 def _launch_bound_bwd(t_marginal, shift, grad, f_div, dtypes):
@@ -115,8 +120,7 @@ def _launch_bound_bwd(t_marginal, shift, grad, f_div, dtypes):
 def mine_dv_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor, log_ema: torch.Tensor | None,
                   ema_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """t_joint, t_marginal: contiguous [B]. Returns (bound [], new_log_ema [])."""
-    out = _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div=False)
-    return out[0].clone(), out[1].clone()
+    return _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div=False)
 
 
 @mine_dv_bound.register_fake
@@ -158,7 +162,7 @@ mine_dv_bound.register_autograd(_dv_backward, setup_context=_dv_setup)
 @torch.library.custom_op("fastinfo::mine_f_bound", mutates_args=())
 def mine_f_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
     """t_joint, t_marginal: contiguous [B]. Returns the MINE-f bound []."""
-    return _launch_bound(t_joint, t_marginal, None, 0.0, f_div=True)[0].clone()
+    return _launch_bound(t_joint, t_marginal, None, 0.0, f_div=True)[0]
 
 
 @mine_f_bound.register_fake

@@ -80,8 +80,8 @@ def cases():
            {"BLOCK": clip.BLOCK}, 4)
     for f_div in (False, True):
         yield (f"mine fwd f_div={f_div}", mine._mine_fwd_kernel,
-               {"tj_ptr": P32, "tm_ptr": P32, "ema_ptr": P32, "out_ptr": P32, "B": I32, "log_b": F32,
-                "log_keep": F32, "log_rate": F32},
+               {"tj_ptr": P32, "tm_ptr": P32, "ema_ptr": P32, "bound_ptr": P32, "new_ema_ptr": P32, "B": I32,
+                "log_b": F32, "log_keep": F32, "log_rate": F32},
                dict(F_DIV=f_div, HAS_EMA=True, ACC=tl.float32, BLOCK=1024), 4)
         yield (f"mine bwd f_div={f_div}", mine._mine_bwd_kernel,
                {"tm_ptr": P32, "ema_ptr": P32, "g_ptr": P32, "dtj_ptr": P32, "dtm_ptr": P32, "B": I32},
