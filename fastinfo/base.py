@@ -30,6 +30,8 @@ class InfoModel:
             # shape-specialised kernels are the faster ones
             self.g_fwd, self.d_fwd = torch.compile(self.G, dynamic=False), torch.compile(self.D, dynamic=False)
         self.entropy = spec.entropy().to(device)
+        # d loss / d loss, kept: a backward call without it fills a fresh ones tensor, one kernel
+        self.grad_seed = torch.ones((), device=device)
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
         """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs."""
@@ -92,7 +94,7 @@ class InfoModel:
         """Zero, backward and step the named optimisers; inputs limits which leaves get gradients."""
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward(inputs=inputs)
+        self.scaler.scale(loss).backward(self.grad_seed, inputs=inputs)
         for n in names:
             self.scaler.step(self.optimizers[n])
 

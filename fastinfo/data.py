@@ -195,8 +195,9 @@ def load(
 
 
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [..., H, W] in 0..255 -> float in [-1, 1], G's tanh range."""
-    return images_uint8.float().div_(127.5).sub_(1.0)
+    """uint8 [..., H, W] in 0..255 -> float in [-1, 1], G's tanh range. Two kernels (the
+    subtraction casts), each value rounded once, 0 and 255 exactly -1 and 1."""
+    return torch.sub(images_uint8, 127.5).div_(127.5)
 
 
 class DeviceLoader:

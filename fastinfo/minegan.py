@@ -95,8 +95,8 @@ class MineGAN(InfoModel):
             d_fake, _ = self.d_fwd(fake, with_q=False)
             loss_gan = losses.gan_g_loss(d_fake.float())
             mi_g = self.mine(fake.float(), c, generator=gen, update_ema=False)
-        g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, retain_graph=True)
-        g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params)
+        g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
+        g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params, self.grad_seed)
         if self.cfg.adaptive_clip:
             g_mi = adaptive_clip(g_gan, g_mi)
         opt_g = self.optimizers["G"]

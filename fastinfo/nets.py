@@ -14,6 +14,21 @@ from fastinfo.codes import LatentSpec
 NORMS = ("batch", "layer", "none")
 
 
+def drop_batch_counters(net: nn.Module) -> None:
+    """Remove batch norm's count of training batches. The count is read only with momentum=None
+    (a cumulative average, which these networks do not use), yet advancing it costs a kernel per
+    batch-norm call: 11 of an InfoGAN step's ~200. A state dict that has the counts still loads."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.num_batches_tracked = None
+            # on the layer itself: batch norm adds a count to a state dict without version metadata
+            m.register_load_state_dict_pre_hook(_ignore_batch_counter)
+
+
+def _ignore_batch_counter(module, state_dict, prefix, *_):
+    state_dict.pop(prefix + "num_batches_tracked", None)
+
+
 def _norm1d(kind: str, n: int) -> nn.Module:
     return {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}.get(kind, lambda _: nn.Identity())(n)
 
@@ -43,6 +58,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1),  # 28x28
             nn.Tanh(),  # images live in [-1, 1]
         )
+        drop_batch_counters(self)
 
     def forward(self, g_input: torch.Tensor) -> torch.Tensor:  # [B, input_dim] -> [B, C, 28, 28]
         return self.net(g_input)
@@ -95,6 +111,7 @@ class Discriminator(nn.Module):
         )
         self.d_head = nn.Linear(1024, 1)
         self.q_head = QHead(spec, slope, learn_std, norm)
+        drop_batch_counters(self)
 
     def forward(self, x: torch.Tensor, with_q: bool = True, q_from: int = 0):
         """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) of rows q_from: or None)."""

@@ -68,3 +68,20 @@ def test_training_step_updates_q_and_body_from_info_term_only_for_infogan():
 
     assert q_head_change("infogan") > 0
     assert q_head_change("gan") == 0  # the baseline has no Q term
+
+
+def test_batch_norm_keeps_running_statistics_but_no_batch_count():
+    """The count of training batches is gone (a kernel per call, read only with momentum=None);
+    the running statistics that eval mode uses still update, and a state dict written with the
+    counts (by earlier versions) still loads."""
+    spec = LatentSpec(noise_dim=62, cat_sizes=(10,), n_cont=2)
+    G, D = Generator(spec.input_dim), Discriminator(spec)
+    norms = [m for net in (G, D) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 6 and all(m.num_batches_tracked is None for m in norms)
+    before = G.net[1].running_mean.clone()
+    D(G(torch.randn(8, spec.input_dim)))
+    assert not torch.equal(G.net[1].running_mean, before)
+    with_counts = {**G.state_dict(), "net.1.num_batches_tracked": torch.tensor(7)}
+    fresh = Generator(spec.input_dim)
+    fresh.load_state_dict(with_counts)
+    torch.testing.assert_close(fresh.state_dict(), G.state_dict())

