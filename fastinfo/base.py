@@ -90,11 +90,26 @@ class InfoModel:
         info_lb = losses.mutual_info_lower_bound(per_code.detach(), self.entropy)
         return {f"info_{name}": info_lb[i] for i, name in enumerate(self.spec.code_names)}
 
-    def backward_step(self, loss: torch.Tensor, names: tuple[str, ...], inputs=None) -> None:
-        """Zero, backward and step the named optimisers; inputs limits which leaves get gradients."""
+    @contextlib.contextmanager
+    def frozen(self, *modules: torch.nn.Module):
+        """Forward passes inside build no graph to these modules' parameters, for a step that
+        updates other networks (G's step through D). Eager autograd would only skip their weight
+        gradients; a compiled module's backward computes all of its gradients unless its
+        parameters are frozen when it runs."""
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+    def backward_step(self, loss: torch.Tensor, names: tuple[str, ...]) -> None:
+        """Zero, backward and step the named optimisers."""
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward(self.grad_seed, inputs=inputs)
+        self.scaler.scale(loss).backward(self.grad_seed)
         for n in names:
             self.scaler.step(self.optimizers[n])
 

@@ -32,14 +32,14 @@ class InfoGAN(InfoModel):
                 loss_d = loss_d + self.info_nll(q, cat, cont)[0]
         self.backward_step(loss_d, ("D",))
 
-        with self.autocast():
+        # G's step: D and Q were updated above and get no gradient from this loss
+        with self.autocast(), self.frozen(self.D):
             d_fake, q = self.d_fwd(fake, with_q=self.use_q)
             loss_g = losses.gan_g_loss(d_fake.float())
             if self.use_q:
                 info, per_code = self.info_nll(q, cat, cont)
                 loss_g = loss_g + info
-        # only G's gradients: D and Q were updated above and must not collect this loss
-        self.backward_step(loss_g, ("G",), inputs=list(self.G.parameters()))
+        self.backward_step(loss_g, ("G",))
         self.scaler.update()
 
         metrics = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),

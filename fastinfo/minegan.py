@@ -91,7 +91,7 @@ class MineGAN(InfoModel):
             mi_t = self.mine(fake.detach().float(), c, generator=gen)
         self.backward_step(-mi_t, ("T",))
 
-        with self.autocast():
+        with self.autocast(), self.frozen(self.D, self.mine):
             d_fake, _ = self.d_fwd(fake, with_q=False)
             loss_gan = losses.gan_g_loss(d_fake.float())
             mi_g = self.mine(fake.float(), c, generator=gen, update_ema=False)

@@ -73,13 +73,13 @@ class InfoWGAN(InfoModel):
             loss_d, distance = self.critic_step(real, gen)
 
         g_in, cat, cont = self.sample_input(self.cfg.batch_size, gen)
-        with self.autocast():
+        with self.autocast(), self.frozen(self.D):
             d_fake, q = self.d_fwd(self.g_fwd(g_in), with_q=self.use_q)
             loss_g = -d_fake.float().mean()
             if self.use_q:
                 info, per_code = self.info_nll(q, cat, cont)
                 loss_g = loss_g + info
-        self.backward_step(loss_g, ("G",), inputs=list(self.G.parameters()))
+        self.backward_step(loss_g, ("G",))
         self.scaler.update()
 
         metrics = {"loss_d": loss_d, "loss_g": loss_g.detach(), "wasserstein": distance}

@@ -85,3 +85,28 @@ def test_batch_norm_keeps_running_statistics_but_no_batch_count():
     fresh = Generator(spec.input_dim)
     fresh.load_state_dict(with_counts)
     torch.testing.assert_close(fresh.state_dict(), G.state_dict())
+
+
+@pytest.mark.parametrize("model_name", ["infogan", "infowgan", "minegan"])
+def test_generator_step_gives_d_no_gradient_and_leaves_it_trainable(model_name):
+    """G's step runs D (and MINE's T) frozen: their gradients stay those of their own step, and
+    they are trainable again afterwards."""
+    from fastinfo.train import build_model
+
+    model = build_model(make_config(dict(model=model_name, batch_size=8)), torch.device("cpu"))
+    opt_d, at_d_step = model.optimizers["D"], {}
+    d_step = opt_d.step
+
+    def recording_step(*args, **kwargs):
+        at_d_step.update({id(p): p.grad.clone() for g in opt_d.param_groups for p in g["params"] if p.grad is not None})
+        return d_step(*args, **kwargs)
+
+    opt_d.step = recording_step
+    reals = [torch.rand(8, 1, 28, 28) * 2 - 1 for _ in range(model.batches_per_step(0))]
+    model.step(reals, torch.Generator().manual_seed(1))
+    networks = [model.D, *([model.mine] if model_name == "minegan" else [])]
+    assert at_d_step and all(p.requires_grad for net in networks for p in net.parameters())
+    for g in opt_d.param_groups:
+        for p in g["params"]:
+            if id(p) in at_d_step:
+                assert torch.equal(p.grad, at_d_step[id(p)])
