@@ -24,14 +24,19 @@ class InfoModel:
         # bf16 has fp32's range and needs no loss scaling; fp16 does
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-        self.g_fwd, self.d_fwd = self.G, self.D
-        if cfg.compile:
-            # static shapes: a training step has a few fixed ones (B, and 2B with --joint-d), and
-            # shape-specialised kernels are the faster ones
-            self.g_fwd, self.d_fwd = torch.compile(self.G, dynamic=False), torch.compile(self.D, dynamic=False)
+        self.g_fwd = self.compiled(self.G)
+        self.gan_d_loss, self.gan_g_loss = self.compiled(self._gan_d_loss), self.compiled(self._gan_g_loss)
         self.entropy = spec.entropy().to(device)
         # d loss / d loss, kept: a backward call without it fills a fresh ones tensor, one kernel
         self.grad_seed = torch.ones((), device=device)
+
+    def compiled(self, fn):
+        """fn compiled under --compile, with static shapes: a step has a few fixed ones (B, and 2B
+        with --joint-d), and shape-specialised kernels are the faster ones. G is compiled on its
+        own (its output feeds both D's and G's step); each D forward is compiled together with
+        its loss and metrics, so one graph fuses them with D's last layers and sums the gradients
+        of D's two calls (real and fake) in its backward."""
+        return torch.compile(fn, dynamic=False) if self.cfg.compile else fn
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
         """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs."""
@@ -54,11 +59,27 @@ class InfoModel:
         statistics then mix real and fake samples."""
         if self.cfg.joint_d:
             n = real.shape[0]
-            d, q = self.d_fwd(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, q_from=n)
+            d, q = self.D(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, q_from=n)
             return d[:n], d[n:], q
-        d_real, _ = self.d_fwd(real, with_q=False)
-        d_fake, q = self.d_fwd(fake, with_q=with_q)
+        d_real, _ = self.D(real, with_q=False)
+        d_fake, q = self.D(fake, with_q=with_q)
         return d_real, d_fake, q
+
+    def _gan_d_loss(self, real, fake, cat, cont):
+        """(D's loss -E[log D(x)] - E[log(1 - D(G(z)))], with a Q head plus lambda * NLL; mean
+        D(x)) on a real batch and a detached fake one."""
+        with self.autocast():
+            d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
+            loss, _ = self.add_info_term(losses.gan_d_loss(d_real.float(), d_fake.float()), q, cat, cont)
+        return loss, torch.sigmoid(d_real.detach().float()).mean()
+
+    def _gan_g_loss(self, fake, cat, cont):
+        """(G's non-saturating loss -E[log D(G(z))], with a Q head plus lambda * NLL; mean
+        D(G(z)); per-code NLL or None). Run it with D frozen."""
+        with self.autocast():
+            d_fake, q = self.D(fake, with_q=self.use_q)
+            loss, per_code = self.add_info_term(losses.gan_g_loss(d_fake.float()), q, cat, cont)
+        return loss, torch.sigmoid(d_fake.detach().float()).mean(), per_code
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -84,6 +105,13 @@ class InfoModel:
             *args, cat_sizes=self.spec.cat_sizes or None,
             cat_weight=self.cfg.lambda_cat, cont_weight=self.cfg.lambda_cont,
         )
+
+    def add_info_term(self, loss, q, cat, cont):
+        """(loss + lambda * NLL of the codes under Q, per-code NLL); (loss, None) without a Q head."""
+        if not self.use_q:
+            return loss, None
+        info, per_code = self.info_nll(q, cat, cont)
+        return loss + info, per_code
 
     def info_metrics(self, per_code: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_I = H(c) - NLL of each code, as info_c1, info_c2, ..."""

@@ -10,7 +10,6 @@ The vanilla GAN feeds the same codes to G as plain noise and has no Q term.
 
 import torch
 
-from fastinfo import losses
 from fastinfo.base import InfoModel
 
 
@@ -23,28 +22,19 @@ class InfoGAN(InfoModel):
         """One iteration on one real batch; returns detached metrics that stay on the device."""
         (real,) = reals
         g_in, cat, cont = self.sample_input(real.shape[0], gen)
-
         with self.autocast():
             fake = self.g_fwd(g_in)
-            d_real, d_fake, q = self.d_real_fake(real, fake.detach(), with_q=self.use_q)
-            loss_d = losses.gan_d_loss(d_real.float(), d_fake.float())
-            if self.use_q:
-                loss_d = loss_d + self.info_nll(q, cat, cont)[0]
+
+        loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))
 
         # G's step: D and Q were updated above and get no gradient from this loss
-        with self.autocast(), self.frozen(self.D):
-            d_fake, q = self.d_fwd(fake, with_q=self.use_q)
-            loss_g = losses.gan_g_loss(d_fake.float())
-            if self.use_q:
-                info, per_code = self.info_nll(q, cat, cont)
-                loss_g = loss_g + info
+        with self.frozen(self.D):
+            loss_g, d_fake, per_code = self.gan_g_loss(fake, cat, cont)
         self.backward_step(loss_g, ("G",))
         self.scaler.update()
 
-        metrics = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-                   "d_real": torch.sigmoid(d_real.detach().float()).mean(),
-                   "d_fake": torch.sigmoid(d_fake.detach().float()).mean()}
+        metrics = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_real, "d_fake": d_fake}
         if self.use_q:
             metrics.update(self.info_metrics(per_code))
         return metrics

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastinfo import losses
 from fastinfo.base import InfoModel
 from fastinfo.mine import MINE
 
@@ -83,18 +82,17 @@ class MineGAN(InfoModel):
 
         with self.autocast():
             fake = self.g_fwd(g_in)
-            d_real, d_fake, _ = self.d_real_fake(real, fake.detach(), with_q=False)
-            loss_d = losses.gan_d_loss(d_real.float(), d_fake.float())
+        loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))
 
         with self.autocast():
             mi_t = self.mine(fake.detach().float(), c, generator=gen)
         self.backward_step(-mi_t, ("T",))
 
-        with self.autocast(), self.frozen(self.D, self.mine):
-            d_fake, _ = self.d_fwd(fake, with_q=False)
-            loss_gan = losses.gan_g_loss(d_fake.float())
-            mi_g = self.mine(fake.float(), c, generator=gen, update_ema=False)
+        with self.frozen(self.D, self.mine):
+            loss_gan, d_fake, _ = self.gan_g_loss(fake, cat, cont)
+            with self.autocast():
+                mi_g = self.mine(fake.float(), c, generator=gen, update_ema=False)
         g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
         g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params, self.grad_seed)
         if self.cfg.adaptive_clip:
@@ -107,7 +105,7 @@ class MineGAN(InfoModel):
         self.scaler.update()
 
         return {"loss_d": loss_d.detach(), "loss_g": (loss_gan - self.cfg.beta * mi_g).detach(),
-                "mi_estimate": mi_t.detach()}
+                "d_real": d_real, "d_fake": d_fake, "mi_estimate": mi_t.detach()}
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -41,6 +41,7 @@ class InfoWGAN(InfoModel):
         self.optimizers = {"D": opt_d, "G": opt_g}
         if self.use_q:
             self.optimizers["Q"] = self.adam(self.D.q_head.parameters(), cfg.lr_q, betas=(0.5, 0.999))
+        self.critic_loss, self.wgan_g_loss = self.compiled(self._critic_loss), self.compiled(self._wgan_g_loss)
 
     def batches_per_step(self, step: int) -> int:
         """n_critic, or WGAN's schedule: 100 critic steps for the first 25 generator steps and
@@ -49,23 +50,35 @@ class InfoWGAN(InfoModel):
             return 100
         return self.cfg.n_critic
 
-    def critic_step(self, real: torch.Tensor, gen: torch.Generator):
-        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+    def _critic_loss(self, real, fake, cat, cont):
+        """(the critic's loss E[D(G(z))] - E[D(x)], with a Q head plus lambda * NLL; the
+        Wasserstein estimate E[D(x)] - E[D(G(z))]), without the gradient penalty."""
         with self.autocast():
-            with torch.no_grad():
-                fake = self.g_fwd(g_in)
             d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
             distance = d_real.float().mean() - d_fake.float().mean()
-            loss = -distance
-            if self.gp:
-                # the plain critic: the penalty's double backward cannot run through a compiled one
+            loss, _ = self.add_info_term(-distance, q, cat, cont)
+        return loss, distance.detach()
+
+    def _wgan_g_loss(self, fake, cat, cont):
+        """(G's loss -E[D(G(z))], with a Q head plus lambda * NLL; per-code NLL or None). Run it
+        with the critic frozen."""
+        with self.autocast():
+            d_fake, q = self.D(fake, with_q=self.use_q)
+            return self.add_info_term(-d_fake.float().mean(), q, cat, cont)
+
+    def critic_step(self, real: torch.Tensor, gen: torch.Generator):
+        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+        with self.autocast(), torch.no_grad():
+            fake = self.g_fwd(g_in)
+        loss, distance = self.critic_loss(real, fake, cat, cont)
+        if self.gp:
+            # outside the compiled loss: its double backward cannot run through a compiled critic
+            with self.autocast():
                 loss = loss + self.cfg.gp_weight * gradient_penalty(self.D, real, fake, gen)
-            if self.use_q:
-                loss = loss + self.info_nll(q, cat, cont)[0]
         self.backward_step(loss, ("D", "Q") if self.use_q else ("D",))
         if not self.gp:
             losses.clip_weights_(self.critic_params, self.cfg.clip)
-        return loss.detach(), distance.detach()
+        return loss.detach(), distance
 
     def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         """One critic step on each real batch (batches_per_step of them), then one generator step."""
@@ -73,12 +86,10 @@ class InfoWGAN(InfoModel):
             loss_d, distance = self.critic_step(real, gen)
 
         g_in, cat, cont = self.sample_input(self.cfg.batch_size, gen)
-        with self.autocast(), self.frozen(self.D):
-            d_fake, q = self.d_fwd(self.g_fwd(g_in), with_q=self.use_q)
-            loss_g = -d_fake.float().mean()
-            if self.use_q:
-                info, per_code = self.info_nll(q, cat, cont)
-                loss_g = loss_g + info
+        with self.autocast():
+            fake = self.g_fwd(g_in)
+        with self.frozen(self.D):
+            loss_g, per_code = self.wgan_g_loss(fake, cat, cont)
         self.backward_step(loss_g, ("G",))
         self.scaler.update()
 
