@@ -4,6 +4,12 @@ from pathlib import Path
 import pytest
 import torch
 
+# Triton reads TRITON_INTERPRET when a kernel is defined: set it before fastinfo.kernels loads,
+# so that on a machine without a GPU every kernel runs (slowly) on the CPU. Here, not in a root
+# conftest: the benchmarks (bench/) time what a user's CPU runs, the PyTorch reference.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -1,6 +1,6 @@
 """The fused info_nll kernels against the float64 PyTorch reference, forward and backward.
 
-On a machine without a GPU the kernels run under TRITON_INTERPRET=1 (root conftest); the CUDA
+On a machine without a GPU the kernels run under TRITON_INTERPRET=1 (tests/conftest.py); the CUDA
 tests repeat the checks on the GPU and add CUDA-graph capture.
 """
 
