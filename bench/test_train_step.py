@@ -53,7 +53,7 @@ def seconds_per_step(step, first: int, n_steps: int) -> float:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", ["infogan", "gan", "infowgan", "infowgan-gp", "minegan"])
-@pytest.mark.parametrize("B", [64, 128, 256])
+@pytest.mark.parametrize("B", [128, 64, 256])  # batch 128 first: the targets are set there
 def test_train_step(benchmark, B, model, mode):
     if not ON_GPU and (B != 64 or mode not in ("reference", "eager")):
         pytest.skip("CPU: batch 64 in fp32 eager only (bf16, compile and CUDA graphs say nothing here)")
