@@ -222,7 +222,7 @@ def _tiling(cat_sizes, n_cont, B) -> Tiling:
 
 def _n_programs(device, n_blocks):
     if device.type == "cuda":
-        # Four resident programs per SM keep HBM busy at large B (H100/H200, 132 SMs).
+        # a program per row block up to four per SM; past that each walks several blocks
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         return max(1, min(n_blocks, 4 * sms))
     return 1  # the CPU interpreter runs programs one after another; one is cheapest
