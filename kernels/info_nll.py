@@ -23,7 +23,8 @@ HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 NEG_BIG = tl.constexpr(-1.0e30)
 NAN = tl.constexpr(float("nan"))
 # Tiles are sized to about 8 fp32 values a thread: the sm_90 build of a 4096-logit tile at 4 warps
-# (32 a thread) spills registers, which alone costs microseconds at InfoGAN's batch sizes.
+# (32 a thread) used 255 registers and spilled 192-248 bytes to the stack; that build ran ~10 us
+# at B = 64 on an H200, where compiled PyTorch took less (bench/RESULTS.md).
 VALUES_PER_THREAD = 8
 MAX_WARPS = 16
 # Widest categorical chunk read at once; wider codes loop over chunks with an online log-sum-exp.

@@ -3,7 +3,7 @@
 The CPU interpreter accepts code the GPU compiler rejects (globals that are not constexpr,
 Python calls inside a kernel, dot shapes); this catches those in the normal test suite. Each
 kernel is built at the launch parameters its wrapper picks, and its registers and stack (spilled
-registers: a spill costs microseconds in these small kernels) are printed from the cubin. Run in
+registers, which go through local memory on every use) are printed from the cubin. Run in
 a fresh process without TRITON_INTERPRET: ``python -m tests.kernels.gpu_compile``.
 """
 
