@@ -2,9 +2,12 @@
 per step and peak memory; and one MNIST epoch end to end.
 
 Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --amp (bf16),
---amp --compile, --amp --cuda-graphs, all three, and all three with --joint-d. The ratio to the
-reference loop is taken within one run (see the summary table)."""
+--amp --compile, --amp --cuda-graphs, all three, and all three with --joint-d; and in fp32,
+--cuda-graphs with and without --compile. fastinfo's fp32 modes run their matrix products on TF32
+tensor cores (the default --tf32); the reference loop keeps PyTorch's default, full fp32 products.
+The ratio to the reference loop is taken within one run (see the summary table)."""
 
+import contextlib
 import time
 
 import pytest
@@ -14,12 +17,16 @@ from bench.conftest import DEVICE, ON_GPU, add_result, aten_ops_per_call, device
 from bench.reference_loop import REFERENCES
 from fastinfo import data, runner
 from fastinfo.config import make_config
-from fastinfo.train import build_model
+from fastinfo.train import build_model, matmul_precision
 
-MODES = {
-    "reference": {}, "eager": {}, "amp": {"amp": "bf16"}, "amp_compile": {"amp": "bf16", "compile": True},
+MODES = {  # the order they run in, the most telling first: a time limit cuts the end
+    "reference": {}, "eager": {}, "amp": {"amp": "bf16"},
     "amp_graphs": {"amp": "bf16", "cuda_graphs": True},
     "amp_compile_graphs": {"amp": "bf16", "compile": True, "cuda_graphs": True},
+    # fp32 weights and activations with TF32 products: no cast kernels, twice the bytes
+    "graphs": {"cuda_graphs": True},
+    "compile_graphs": {"compile": True, "cuda_graphs": True},
+    "amp_compile": {"amp": "bf16", "compile": True},
     # and one D forward over real and fake: for the layer-norm critic of infowgan-gp, where it
     # changes nothing (with batch norm it changes the method; see the README)
     "amp_compile_graphs_joint_d": {"amp": "bf16", "compile": True, "cuda_graphs": True, "joint_d": True},
@@ -27,13 +34,16 @@ MODES = {
 
 
 def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device):
-    """step(index) for the model in this mode (the reference loop for "reference"), on a loader over images."""
+    """(step(index) for the model in this mode, on a loader over images; the context to run its
+    steps in, which sets the matrix-product precision a training run would). "reference" is the
+    model's reference loop."""
     loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(0))
     if mode == "reference":
         ref = REFERENCES[model](device, B)
-        return lambda _index: ref.step([loader.next() for _ in range(ref.batches_per_step)])
+        return lambda _index: ref.step([loader.next() for _ in range(ref.batches_per_step)]), contextlib.nullcontext()
     cfg = make_config(dict(model=model, batch_size=B, log_every=1000, **MODES[mode]))
-    return runner.for_config(cfg, build_model(cfg, device), loader, torch.Generator(device).manual_seed(0))
+    step = runner.for_config(cfg, build_model(cfg, device), loader, torch.Generator(device).manual_seed(0))
+    return step, matmul_precision(cfg, device)
 
 
 def sync():
@@ -60,30 +70,30 @@ def test_train_step(benchmark, B, model, mode):
     if ON_GPU and B != 128 and model != "infogan":
         pytest.skip("other models are measured at batch 128, to keep the GPU check short")
     compiled = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "infowgan"),
-                "amp_compile_graphs_joint_d": ("infowgan-gp",)}
+                "compile_graphs": ("infogan",), "amp_compile_graphs_joint_d": ("infowgan-gp",)}
     if mode in compiled and (B != 128 or model not in compiled[mode]):
         pytest.skip(f"{mode}: {', '.join(compiled[mode])} at batch 128, to keep compile time bounded")
     device = torch.device("cuda" if ON_GPU else "cpu")
-    step = make_step(model, B, mode, torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8), device)
-
-    n_warm = 8 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
-    for i in range(n_warm):
-        step(i)
-    if ON_GPU:
-        torch.cuda.reset_peak_memory_stats()
-    dt = seconds_per_step(step, n_warm, 30 if ON_GPU else 3)
-    row = {"op": "train_step", "model": model, "B": B, "mode": mode, "us_call": dt * 1e6,
-           "images_s": round(B / dt)}
-    if ON_GPU:
-        row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        if B == 128:  # the profiler takes seconds to start: once per model and mode
-            row["gpu_ops_per_step"] = device_ops_per_call(lambda: step(n_warm))
-    if "graphs" not in mode:  # a replay runs below the dispatcher
-        row["aten_ops_per_step"] = aten_ops_per_call(lambda: step(n_warm))
-    add_result(row)
-    benchmark.extra_info.update({**DEVICE, **row})
-    calls = iter(range(n_warm + 100, 10**9))
-    benchmark.pedantic(lambda: step(next(calls)), rounds=3, iterations=1)
+    step, precision = make_step(model, B, mode, torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8), device)
+    with precision:
+        n_warm = 8 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
+        for i in range(n_warm):
+            step(i)
+        if ON_GPU:
+            torch.cuda.reset_peak_memory_stats()
+        dt = seconds_per_step(step, n_warm, 30 if ON_GPU else 3)
+        row = {"op": "train_step", "model": model, "B": B, "mode": mode, "us_call": dt * 1e6,
+               "images_s": round(B / dt)}
+        if ON_GPU:
+            row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            if B == 128:  # the profiler takes seconds to start: once per model and mode
+                row["gpu_ops_per_step"] = device_ops_per_call(lambda: step(n_warm))
+        if "graphs" not in mode:  # a replay runs below the dispatcher
+            row["aten_ops_per_step"] = aten_ops_per_call(lambda: step(n_warm))
+        add_result(row)
+        benchmark.extra_info.update({**DEVICE, **row})
+        calls = iter(range(n_warm + 100, 10**9))
+        benchmark.pedantic(lambda: step(next(calls)), rounds=3, iterations=1)
 
 
 @pytest.mark.parametrize("mode", ["reference", "eager", "amp_compile_graphs"])
@@ -94,7 +104,7 @@ def test_mnist_epoch(benchmark, mode, real_mnist):
         pytest.skip("an epoch takes minutes on a CPU")
     device, B = torch.device("cuda"), 128
     t = time.perf_counter()
-    step = make_step("infogan", B, mode, real_mnist, device)
+    step, precision = make_step("infogan", B, mode, real_mnist, device)
     per_epoch = len(real_mnist) // B
 
     def epoch(e):
@@ -102,11 +112,12 @@ def test_mnist_epoch(benchmark, mode, real_mnist):
             step(i)
         sync()
 
-    epoch(0)
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    benchmark.pedantic(epoch, args=(1,), rounds=1, iterations=1)
-    second = time.perf_counter() - t
+    with precision:
+        epoch(0)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        benchmark.pedantic(epoch, args=(1,), rounds=1, iterations=1)
+        second = time.perf_counter() - t
     row = {"op": "mnist_epoch", "model": "infogan", "B": B, "mode": mode, "us_call": second * 1e6,
            "first_epoch_s": round(first, 2), "epoch_s": round(second, 2)}
     add_result(row)

@@ -27,7 +27,7 @@ CRITIC_NORMS = ("auto", "batch", "layer", "none")
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
-    "cuda_graphs", "tensorboard", "progress", "eval_at_end",
+    "cuda_graphs", "tf32", "tensorboard", "progress", "eval_at_end",
 }
 
 
@@ -77,6 +77,8 @@ class TrainConfig:
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
     compile: bool = _opt(False, "torch.compile the networks")
     cuda_graphs: bool = _opt(False, "capture the whole training step in a CUDA graph and replay it (GPU only)")
+    tf32: bool = _opt(True, "on a GPU, fp32 matrix products on TF32 tensor cores, as PyTorch already runs "
+                            "convolutions (--no-tf32: full fp32 products)")
     joint_d: bool = _opt(False, "one D forward over real and fake (exact for layer/no norm; with batch norm it mixes "
                                 "their statistics and InfoGAN collapsed)")
     log_every: int = _opt(50, "read metrics from the device and log every N steps")

@@ -9,6 +9,7 @@ Writes to the run folder: config.json, checkpoint.pt, metrics.jsonl, loss_curves
 info_curve.png, traverse_c<i>.png and eval.json.
 """
 
+import contextlib
 import json
 import math
 import signal
@@ -48,6 +49,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
     return device
+
+
+@contextlib.contextmanager
+def matmul_precision(cfg: TrainConfig, device: torch.device):
+    """Within: fp32 matrix products on a GPU at cfg.tf32's precision. The setting is global to the
+    process, so it is restored after. On a CPU it is left alone: there it would switch oneDNN's
+    fp32 products too."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if cfg.tf32 else "highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def latent_spec(cfg: TrainConfig) -> LatentSpec:
@@ -211,6 +228,11 @@ class Trainer:
         self.stop_signal = signum
 
     def train(self) -> int:
+        """Train to the last step, write the figures and the evaluation; the exit code."""
+        with matmul_precision(self.cfg, self.device):
+            return self._train()
+
+    def _train(self) -> int:
         cfg = self.cfg
         if cfg.tensorboard:
             try:

@@ -197,3 +197,20 @@ def test_deferred_metrics_give_the_same_run_as_reading_every_step(tmp_path):
         return [{k: v for k, v in r.items() if k != "step_time"} for r in rows]
 
     assert logged("every") == logged("deferred")
+
+
+@pytest.mark.parametrize("tf32, inside", [(True, "high"), (False, "highest")])
+def test_tf32_sets_the_matmul_precision_of_a_gpu_run_and_restores_it(tf32, inside):
+    """The precision is global to the process: a run sets it from its config and puts back what
+    was there, also when the run fails; on a CPU (where it would change oneDNN) it is untouched."""
+    cfg = train_mod.make_config({"tf32": tf32})
+    torch.set_float32_matmul_precision("medium")
+    try:
+        with pytest.raises(KeyError), train_mod.matmul_precision(cfg, torch.device("cuda")):
+            assert torch.get_float32_matmul_precision() == inside
+            raise KeyError("a failing run")
+        assert torch.get_float32_matmul_precision() == "medium"
+        with train_mod.matmul_precision(cfg, torch.device("cpu")):
+            assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision("highest")
