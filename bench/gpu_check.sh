@@ -2,8 +2,9 @@
 # The whole GPU check in one call, for a machine with torch preinstalled and no internet
 # (at most 9.5 minutes; each step has its own time limit):
 #   bash bench/gpu_check.sh
-# 1. install without dependencies; 2. the CUDA tests; 3. the training-step benchmarks (every mode,
-# kernels per step; batch 128 first); 4. two MNIST epochs end to end; 5. the kernel benchmarks;
+# 1. install without dependencies; 2. the CUDA tests; 3. the training-step benchmarks (kernels per
+# step; batch 128 first): every model in the modes without torch.compile, then the compiled ones,
+# which take longest to start; 4. two MNIST epochs end to end; 5. the kernel benchmarks;
 # 6. a --amp --cuda-graphs training run.
 # Real data: the MNIST IDX files in .data/mnist (FASTINFO_DATA defaults to .data); a cached
 # classifier in .data/cache/fastinfo is used when present. Logs go to $OUT as each step ends,
@@ -36,13 +37,15 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log its tail and exit code
 
 # deterministic cuBLAS: the graphed-vs-eager tests compare runs whose only difference is the graph
 CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 110 python3 -m pytest tests -m cuda -q -p no:cacheprovider
-BENCH_SUMMARY=$work/bench_train.json step bench_train 240 python3 -m pytest bench/test_train_step.py \
-    -k test_train_step --benchmark-only -q -p no:cacheprovider
+BENCH_SUMMARY=$work/bench_train.json step bench_train 130 python3 -m pytest bench/test_train_step.py \
+    -k "test_train_step and not compile" --benchmark-only -q -p no:cacheprovider
+BENCH_SUMMARY=$work/bench_compile.json step bench_compile 110 python3 -m pytest bench/test_train_step.py \
+    -k "test_train_step and compile" --benchmark-only -q -p no:cacheprovider
 BENCH_SUMMARY=$work/bench_epoch.json step bench_epoch 60 python3 -m pytest bench/test_train_step.py \
     -k test_mnist_epoch --benchmark-only -q -p no:cacheprovider
 BENCH_SUMMARY=$work/bench_kernels.json step bench_kernels 100 python3 -m pytest bench --benchmark-only -q \
     -p no:cacheprovider --benchmark-json="$work/bench_kernels_full.json" --ignore=bench/test_train_step.py
-sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,epoch,kernels}.log > "$OUT/bench_table.txt"
+sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,epoch,kernels}.log > "$OUT/bench_table.txt"
 step graphs_smoke 50 python3 -m fastinfo.train --model infogan --steps 600 --amp --cuda-graphs --no-progress \
     --out "$work/smoke-graphs" --log-every 200 --sample-every 0 --no-eval-at-end
 tail -n 1 "$work/smoke-graphs/metrics.jsonl" >> "$log" 2>/dev/null

@@ -5,7 +5,7 @@ Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --a
 --amp --compile, --amp --cuda-graphs, all three, and all three with --joint-d; and in fp32,
 --cuda-graphs with and without --compile. fastinfo's fp32 modes run their matrix products on TF32
 tensor cores (the default --tf32); the reference loop keeps PyTorch's default, full fp32 products.
-The ratio to the reference loop is taken within one run (see the summary table)."""
+The ratio to the reference loop is taken between cases of one run of bench/gpu_check.sh."""
 
 import contextlib
 import time
