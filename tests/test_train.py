@@ -204,6 +204,7 @@ def test_tf32_sets_the_matmul_precision_of_a_gpu_run_and_restores_it(tf32, insid
     """The precision is global to the process: a run sets it from its config and puts back what
     was there, also when the run fails; on a CPU (where it would change oneDNN) it is untouched."""
     cfg = train_mod.make_config({"tf32": tf32})
+    before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("medium")
     try:
         with pytest.raises(KeyError), train_mod.matmul_precision(cfg, torch.device("cuda")):
@@ -213,4 +214,4 @@ def test_tf32_sets_the_matmul_precision_of_a_gpu_run_and_restores_it(tf32, insid
         with train_mod.matmul_precision(cfg, torch.device("cpu")):
             assert torch.get_float32_matmul_precision() == "medium"
     finally:
-        torch.set_float32_matmul_precision("highest")
+        torch.set_float32_matmul_precision(before)
