@@ -1,9 +1,11 @@
-"""Checkpoints written atomically (temp file, fsync, rename) and read with weights_only=True."""
+"""Checkpoints written atomically (own temp file, fsync, rename) and read with weights_only=True."""
 
 import os
 from pathlib import Path
 
 import torch
+
+from fastinfo.atomic import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -12,14 +14,8 @@ class CheckpointError(RuntimeError):
 
 def save(state: dict, path: str | os.PathLike) -> None:
     """Write state to path so that a crash at any moment leaves either the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load(path: str | os.PathLike) -> dict:

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
+from fastinfo.atomic import atomic_write
+
 RAW_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -91,17 +93,17 @@ def _install(files: dict[str, Path], info: DatasetInfo, dest_root: Path) -> Path
     if (raw / ".source").is_file() and (raw / ".source").read_text() == stamp:
         return dest_root
     raw.mkdir(parents=True, exist_ok=True)
+    # Runs started together (a sweep, a job array) may install the same files at once; each
+    # writes its own temporary copy and renames it, so every reader sees whole files.
     for f, src in files.items():
-        tmp = raw / f".{f}.tmp"
         opener = gzip.open if src.suffix == ".gz" else open
         try:
-            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
+            with opener(src, "rb") as fin, atomic_write(raw / f) as fout:
                 shutil.copyfileobj(fin, fout)
         except (OSError, EOFError) as e:
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"could not read {src}: {e}") from e
-        os.replace(tmp, raw / f)
-    (raw / ".source").write_text(stamp)
+            raise DataError(f"could not copy {src} into {raw}: {e}") from e
+    with atomic_write(raw / ".source") as fout:
+        fout.write(stamp.encode())
     return dest_root
 
 

@@ -80,6 +80,27 @@ def test_corrupt_data_is_a_clear_error(tmp_path, no_download):
         data.load("mnist", data_root=tmp_path)
 
 
+def test_installs_running_at_once_both_succeed(tmp_path, no_download, monkeypatch):
+    """Two runs importing the same source together: one finishes its whole install while the
+    other is halfway through copying a file; both must end with the full data set."""
+    images = write_idx(tmp_path / "mnist", gz=True)
+    copy = data.shutil.copyfileobj
+    interleaved = []
+
+    def copy_with_another_install_midway(fin, fout):
+        fout.write(fin.read(100))
+        if not interleaved:
+            interleaved.append(True)
+            assert torch.equal(data.load("mnist", data_root=tmp_path)[0], images)
+        copy(fin, fout)
+
+    monkeypatch.setattr(data.shutil, "copyfileobj", copy_with_another_install_midway)
+    assert torch.equal(data.load("mnist", data_root=tmp_path)[0], images)
+    assert interleaved
+    leftovers = [p.name for p in data.cache_dir().rglob("*.tmp")]
+    assert not leftovers, leftovers
+
+
 def test_unknown_dataset():
     with pytest.raises(DataError, match="unknown dataset 'svhn'; accepted: mnist, fashion-mnist"):
         data.load("svhn")

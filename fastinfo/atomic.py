@@ -1,0 +1,26 @@
+"""Files replaced whole: a crash, or another process writing the same path at the same time,
+leaves either the old file or one writer's complete new file, never a mix."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike):
+    """Yield a binary file to write; on a clean exit it is synced and renamed onto path.
+    Each writer gets its own temporary name, so concurrent writers cannot truncate each other."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
