@@ -12,6 +12,8 @@ info_curve.png, traverse_c<i>.png and eval.json.
 import contextlib
 import json
 import math
+import os
+import shutil
 import signal
 import sys
 import time
@@ -28,6 +30,11 @@ from fastinfo.evaluate import evaluate_model
 from fastinfo.infogan import InfoGAN
 from fastinfo.minegan import MineGAN
 from fastinfo.wgan import InfoWGAN
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None
 
 METHODS = {"gan": InfoGAN, "infogan": InfoGAN, "wgan": InfoWGAN, "infowgan": InfoWGAN,
            "wgan-gp": InfoWGAN, "infowgan-gp": InfoWGAN, "minegan": MineGAN}
@@ -295,11 +302,40 @@ def prepare_run(values: dict, resume: str | None) -> Trainer:
     return trainer
 
 
+@contextlib.contextmanager
+def exclusive_run(run: Path):
+    """Within, this process alone trains run: a second one on the same folder (a fresh start or a
+    --resume) stops with an error instead of interleaving its checkpoints and metrics with ours.
+    The lock is the operating system's, so it ends with the process, a crash included. A folder
+    made here for a run that never started is removed again."""
+    created = not run.exists()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(run / ".lock", "a+") as lock:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.seek(0)
+                    raise RunError(
+                        f"{run} is being trained by another process (pid {lock.read().strip() or '?'}); "
+                        f"let it finish or stop it, then continue with --resume {run}"
+                    ) from None
+                lock.truncate(0)
+                lock.write(f"{os.getpid()}\n")
+                lock.flush()
+            yield
+    finally:
+        if created and not (run / "config.json").exists():
+            shutil.rmtree(run, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     try:
         values, resume = parse_args(argv)
-        trainer = prepare_run(values, resume)
-        return trainer.train()
+        run = Path(resume) if resume is not None else make_config(values).run_dir()
+        with exclusive_run(run):
+            return prepare_run(values, resume).train()
     except (ConfigError, RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -73,6 +73,30 @@ def test_resume_is_exact(tmp_path):
     assert [json.loads(r)["step"] for r in rows] == list(range(1, 21))
 
 
+@pytest.mark.skipif(train_mod.fcntl is None, reason="runs are locked only where fcntl exists")
+def test_a_run_in_progress_cannot_be_trained_by_a_second_process(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run(run_dir, "--steps", 2, "--no-eval-at-end") == 0
+    # another process's lock (flock conflicts between separate opens, also within one process)
+    with train_mod.exclusive_run(run_dir):
+        assert main(["--resume", str(run_dir), "--steps", "4", "--no-progress"]) == 2
+        assert f"{run_dir} is being trained by another process (pid {os.getpid()})" in capsys.readouterr().err
+        fresh = tmp_path / "fresh"
+        with train_mod.exclusive_run(fresh):
+            assert run(fresh, "--steps", 2) == 2
+            assert "being trained by another process" in capsys.readouterr().err
+    # the lock ends with its holder: the run continues
+    assert main(["--resume", str(run_dir), "--steps", "4", "--no-progress", "--no-eval-at-end"]) == 0
+    assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 4
+    assert not fresh.exists(), "a folder made for a run that never started is removed"
+
+
+def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path):
+    assert main(["--resume", str(tmp_path / "none"), "--no-progress"]) == 2
+    assert run(tmp_path / "bad", "--device", "cpu", "--cuda-graphs") == 2
+    assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()
+
+
 def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
     real_step = InfoGAN.step
     calls = {"n": 0}
