@@ -92,7 +92,6 @@ def _install(files: dict[str, Path], info: DatasetInfo, dest_root: Path) -> Path
                         for f, p in sorted(files.items())})
     if (raw / ".source").is_file() and (raw / ".source").read_text() == stamp:
         return dest_root
-    raw.mkdir(parents=True, exist_ok=True)
     # Runs started together (a sweep, a job array) may install the same files at once; each
     # writes its own temporary copy and renames it, so every reader sees whole files.
     for f, src in files.items():

@@ -288,20 +288,6 @@ class Trainer:
         return 0
 
 
-def prepare_run(values: dict, resume: str | None) -> Trainer:
-    if resume is not None:
-        run = Path(resume)
-        return Trainer(load_run_config(run, overrides=values), resume=run)
-    cfg = make_config(values)
-    run = cfg.run_dir()
-    if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
-        raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
-    trainer = Trainer(cfg)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    return trainer
-
-
 @contextlib.contextmanager
 def exclusive_run(run: Path):
     """Within, this process alone trains run: a second one on the same folder (a fresh start or a
@@ -330,12 +316,29 @@ def exclusive_run(run: Path):
             shutil.rmtree(run, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def prepare_run(values: dict, resume: str | None):
+    """The trainer of a resumed or a new run; its folder stays locked while within."""
+    if resume is not None:
+        run = Path(resume)
+        with exclusive_run(run):
+            yield Trainer(load_run_config(run, overrides=values), resume=run)
+        return
+    cfg = make_config(values)
+    run = cfg.run_dir()
+    with exclusive_run(run):
+        if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
+            raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
+        trainer = Trainer(cfg)
+        (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        yield trainer
+
+
 def main(argv=None) -> int:
     try:
         values, resume = parse_args(argv)
-        run = Path(resume) if resume is not None else make_config(values).run_dir()
-        with exclusive_run(run):
-            return prepare_run(values, resume).train()
+        with prepare_run(values, resume) as trainer:
+            return trainer.train()
     except (ConfigError, RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
