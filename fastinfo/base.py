@@ -24,19 +24,22 @@ class InfoModel:
         # bf16 has fp32's range and needs no loss scaling; fp16 does
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-        self.g_fwd = self.compiled(self.G)
+        # G's layers in the layout autograd gives them: with inductor's channels-last layout its
+        # transposed convolutions' compiled backward fails on a GPU in fp32, where cuDNN returns
+        # another layout than inductor predicts (pytorch/pytorch#171622)
+        self.g_fwd = self.compiled(self.G, layout_optimization=False)
         self.gan_d_loss, self.gan_g_loss = self.compiled(self._gan_d_loss), self.compiled(self._gan_g_loss)
         self.entropy = spec.entropy().to(device)
         # d loss / d loss, kept: a backward call without it fills a fresh ones tensor, one kernel
         self.grad_seed = torch.ones((), device=device)
 
-    def compiled(self, fn):
+    def compiled(self, fn, **inductor_options):
         """fn compiled under --compile, with static shapes: a step has a few fixed ones (B, and 2B
         with --joint-d), and shape-specialised kernels are the faster ones. G is compiled on its
         own (its output feeds both D's and G's step); each D forward is compiled together with
         its loss and metrics, so one graph fuses them with D's last layers and sums the gradients
         of D's two calls (real and fake) in its backward."""
-        return torch.compile(fn, dynamic=False) if self.cfg.compile else fn
+        return torch.compile(fn, dynamic=False, options=inductor_options or None) if self.cfg.compile else fn
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
         """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs."""

@@ -27,7 +27,7 @@ def build(model, device, steps_runner, B=8, **kw):
     cfg = make_config(dict(model=model, batch_size=B, **MODELS[model], **kw))
     torch.manual_seed(0)
     m = build_model(cfg, device)
-    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    images = torch.randint(0, 256, (max(64, B), 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(2))
     return m, steps_runner(m, loader, torch.Generator(device).manual_seed(3))
 
@@ -204,6 +204,23 @@ def test_cuda_graphs_run_logs_like_an_eager_run(tmp_path, monkeypatch):
         # --joint-d test)
         if i < 2:
             assert all(abs(a[k] - b[k]) <= 1e-4 * (1 + abs(a[k])) for k in a), (a, b)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_compiled_step_on_cuda_matches_eager(amp):
+    """--compile on a GPU at the paper's batch size: the first step's losses are the eager step's,
+    and training goes on. In fp32, inductor's channels-last layout for G's transposed
+    convolutions made G's compiled backward fail (pytorch/pytorch#171622)."""
+    cuda = torch.device("cuda")
+    _, eager = build("infogan", cuda, runner.EagerStep, B=128, amp=amp)
+    _, compiled = build("infogan", cuda, runner.EagerStep, B=128, amp=amp, compile=True)
+    want, got = eager(0), compiled(0)
+    tol = dict(rtol=1e-2, atol=1e-3) if amp == "none" else dict(rtol=5e-2, atol=2e-2)
+    for k in want:
+        torch.testing.assert_close(got[k].float(), want[k].float(), **tol, msg=lambda m, k=k: f"{k}: {m}")
+    for i in range(1, 3):
+        assert all(torch.isfinite(v) for v in compiled(i).values())
 
 
 @pytest.mark.slow
