@@ -78,15 +78,23 @@ def median_us(fn, graph: bool = False) -> float:
     return triton.testing.do_bench(graph.replay, warmup=50, rep=200, return_mode="median") * 1e3 / n
 
 
-def device_ops_per_call(fn) -> int:
-    """GPU operations (kernels, copies, memsets) one call of fn runs, from the profiler; the
-    kernels inside a replayed CUDA graph count one by one."""
+def gpu_ops_and_busy_time(fn, table: str | None = None) -> dict:
+    """GPU operations (kernels, copies, memsets) one call of fn runs, from the profiler, and the
+    microseconds they keep the GPU busy (against the call's time: the gaps between them); the
+    kernels inside a replayed CUDA graph count one by one. With table set (a file name), the
+    profiler's table of those operations, longest total GPU time first, is written beside the
+    BENCH_SUMMARY file: where a step's time goes, kernel by kernel."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    if table and os.environ.get("BENCH_SUMMARY"):
+        path = os.path.join(os.path.dirname(os.path.abspath(os.environ["BENCH_SUMMARY"])), table)
+        with open(path, "w") as f:
+            f.write(prof.key_averages().table(sort_by="self_device_time_total", row_limit=60, max_name_column_width=90))
+    ops = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return {"gpu_ops_per_step": len(ops), "gpu_busy_us": round(sum(e.time_range.elapsed_us() for e in ops), 1)}
 
 
 # ATen calls that only make views or allocate: they launch no kernel

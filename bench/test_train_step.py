@@ -8,12 +8,13 @@ tensor cores (the default --tf32); the reference loop keeps PyTorch's default, f
 The ratio to the reference loop is taken between cases of one run of bench/gpu_check.sh."""
 
 import contextlib
+import gc
 import time
 
 import pytest
 import torch
 
-from bench.conftest import DEVICE, ON_GPU, add_result, aten_ops_per_call, device_ops_per_call
+from bench.conftest import DEVICE, ON_GPU, add_result, aten_ops_per_call, gpu_ops_and_busy_time
 from bench.reference_loop import REFERENCES
 from fastinfo import data, runner
 from fastinfo.config import make_config
@@ -75,20 +76,25 @@ def test_train_step(benchmark, B, model, mode):
     if mode in COMPILED and (B != 128 or model not in COMPILED[mode]):
         pytest.skip(f"{mode}: {', '.join(COMPILED[mode])} at batch 128, to keep compile time bounded")
     device = torch.device("cuda" if ON_GPU else "cpu")
+    if ON_GPU:  # the memory of earlier cases (CUDA-graph pools among it) stays out of this one's peak
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
     step, precision = make_step(model, B, mode, torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8), device)
     with precision:
         n_warm = 8 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
         for i in range(n_warm):
             step(i)
-        if ON_GPU:
-            torch.cuda.reset_peak_memory_stats()
         dt = seconds_per_step(step, n_warm, 30 if ON_GPU else 3)
         row = {"op": "train_step", "model": model, "B": B, "mode": mode, "us_call": dt * 1e6,
                "images_s": round(B / dt)}
         if ON_GPU:
-            row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            # the data set, the models, optimiser state, activations and graph pools: the step's own
+            row["peak_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
             if B == 128:  # the profiler takes seconds to start: once per model and mode
-                row["gpu_ops_per_step"] = device_ops_per_call(lambda: step(n_warm))
+                table = f"kernels-{model}-{mode}.txt" if model == "infogan" else None
+                row.update(gpu_ops_and_busy_time(lambda: step(n_warm), table))
         if "graphs" not in mode:  # a replay runs below the dispatcher
             row["aten_ops_per_step"] = aten_ops_per_call(lambda: step(n_warm))
         add_result(row)
