@@ -9,8 +9,11 @@ Backward, with w the upstream weight of a term:
 
 Only the per-row log-sum-exp of each categorical code is saved for the backward.
 An out-of-range code yields NaN for its row (a host-side check would need a device sync).
+The codes' column offsets are compile-time constants: a kernel is built per layout of codes,
+and no load of the layout stands between a program's start and its logits loads.
 """
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -27,31 +30,23 @@ NAN = tl.constexpr(float("nan"))
 # at B = 64 on an H200, where compiled PyTorch took less (bench/RESULTS.md).
 VALUES_PER_THREAD = 8
 MAX_WARPS = 16
+# Programs launched per SM at most (bench/test_info_nll.py times other choices).
+PROGRAMS_PER_SM = 4
 # Widest categorical chunk read at once; wider codes loop over chunks with an online log-sum-exp.
 MAX_BLOCK_K = 1024
-
-
-@triton.jit
-def _chunk_end(size, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr):
-    """Loop bound over a code's chunks: a constant when every code fits in one chunk, so that the
-    loop folds away and the logits load can be issued together with the row's other loads."""
-    if ONE_CHUNK:
-        return BLOCK_K
-    return size
 
 
 @triton.jit
 def _cat_code_nll(
     logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows, row_mask,
     i, start, size, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
-    ONE_CHUNK: tl.constexpr,
 ):
     """NLL [BLOCK_B] and log-sum-exp [BLOCK_B] of categorical code i for a block of rows."""
     code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
     m = tl.full([BLOCK_B], NEG_BIG, ACC)
     s = tl.zeros([BLOCK_B], ACC)
     target = tl.zeros([BLOCK_B], ACC)
-    for k0 in range(0, _chunk_end(size, BLOCK_K, ONE_CHUNK), BLOCK_K):
+    for k0 in range(0, size, BLOCK_K):
         cols = k0 + tl.arange(0, BLOCK_K)
         mask = row_mask[:, None] & (cols < size)[None, :]
         ptrs = logits_ptr + rows[:, None] * stride_lb + (start + cols)[None, :] * stride_lk
@@ -69,12 +64,12 @@ def _cat_code_nll(
 
 @triton.jit
 def _info_nll_fwd_kernel(
-    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, offsets_ptr,
+    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn,
     mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
     loss_ptr, code_sum_ptr, lse_ptr,
     B, cat_weight, cont_weight, scale,
-    N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr, PER_ROW: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    OFFSETS: tl.constexpr, N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr,
+    PER_ROW: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_NC: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -94,11 +89,9 @@ def _info_nll_fwd_kernel(
         row_mask = rows < B
         nll = tl.zeros([BLOCK_B, BLOCK_NC], ACC)
         for i in tl.static_range(N_CAT):
-            start = tl.load(offsets_ptr + i)
-            size = tl.load(offsets_ptr + i + 1) - start
             nll_i, lse = _cat_code_nll(
                 logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows,
-                row_mask, i, start, size, ACC, BLOCK_B, BLOCK_K, ONE_CHUNK,
+                row_mask, i, OFFSETS[i], OFFSETS[i + 1] - OFFSETS[i], ACC, BLOCK_B, BLOCK_K,
             )
             tl.store(lse_ptr + rows * N_CAT + i, lse, mask=row_mask)
             nll += tl.where(code_idx[None, :] == i, nll_i[:, None], 0.0)
@@ -128,14 +121,13 @@ def _info_nll_fwd_kernel(
 
 @triton.jit
 def _info_nll_bwd_kernel(
-    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, offsets_ptr,
+    logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn,
     mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
     lse_ptr, gloss_ptr, gcode_ptr, dlogits_ptr, dmean_ptr, dls_ptr,
     B, cat_weight, cont_weight, scale,
-    N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr, PER_ROW: tl.constexpr,
-    HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, ONE_CHUNK: tl.constexpr,
-    BLOCK_C: tl.constexpr,
+    OFFSETS: tl.constexpr, N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr,
+    PER_ROW: tl.constexpr, HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
@@ -152,11 +144,11 @@ def _info_nll_bwd_kernel(
             w = g * cat_weight
             if HAS_GCODE:
                 w += tl.load(gcode_ptr + i).to(ACC) / B
-            start = tl.load(offsets_ptr + i)
-            size = tl.load(offsets_ptr + i + 1) - start
+            start = OFFSETS[i]
+            size = OFFSETS[i + 1] - OFFSETS[i]
             code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
             lse = tl.load(lse_ptr + rows * N_CAT + i, mask=row_mask, other=0.0)
-            for k0 in range(0, _chunk_end(size, BLOCK_K, ONE_CHUNK), BLOCK_K):
+            for k0 in range(0, size, BLOCK_K):
                 cols = k0 + tl.arange(0, BLOCK_K)
                 mask = row_mask[:, None] & (cols < size)[None, :]
                 x = tl.load(logits_ptr + rows[:, None] * stride_lb
@@ -165,8 +157,8 @@ def _info_nll_bwd_kernel(
                 softmax = tl.exp(tl.where(mask, x - lse[:, None], NEG_BIG))
                 d = w[:, None] * (softmax - onehot)
                 # gradients are written contiguous [B, sum K]
-                tl.store(dlogits_ptr + rows[:, None] * tl.load(offsets_ptr + N_CAT)
-                         + (start + cols)[None, :], d, mask=mask)
+                tl.store(dlogits_ptr + rows[:, None] * OFFSETS[N_CAT] + (start + cols)[None, :],
+                         d, mask=mask)
         if N_CONT > 0:
             cols = tl.arange(0, BLOCK_C)
             mask = row_mask[:, None] & (cols < N_CONT)[None, :]
@@ -203,7 +195,6 @@ class Tiling(NamedTuple):
     block_k: int  # logits of one categorical code read at once
     block_c: int  # continuous codes, padded to a power of two
     block_nc: int  # all codes, padded to a power of two
-    one_chunk: bool  # every categorical code fits in one block_k chunk
     num_warps: int
 
 
@@ -217,15 +208,19 @@ def _tiling(cat_sizes, n_cont, B) -> Tiling:
     width = max(block_k, block_c, block_nc)
     max_tile = MAX_WARPS * 32 * VALUES_PER_THREAD
     block_b = max(1, min(max_tile // width, triton.next_power_of_2(max(B, 1))))
-    num_warps = min(MAX_WARPS, max(1, block_b * width // (32 * VALUES_PER_THREAD)))
-    return Tiling(block_b, block_k, block_c, block_nc, max(cat_sizes, default=0) <= block_k, num_warps)
+    return Tiling(block_b, block_k, block_c, block_nc, _warps_for(block_b * width))
+
+
+def _warps_for(tile_size: int) -> int:
+    """Warps that hold a tile of this many values at VALUES_PER_THREAD a thread (at most MAX_WARPS)."""
+    return min(MAX_WARPS, max(1, tile_size // (32 * VALUES_PER_THREAD)))
 
 
 def _n_programs(device, n_blocks):
     if device.type == "cuda":
-        # a program per row block up to four per SM; past that each walks several blocks
+        # a program per row block up to PROGRAMS_PER_SM per SM; past that each walks several blocks
         sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(n_blocks, 4 * sms))
+        return max(1, min(n_blocks, PROGRAMS_PER_SM * sms))
     return 1  # the CPU interpreter runs programs one after another; one is cheapest
 
 
@@ -233,14 +228,16 @@ def _strides(t, ndim=2):
     return (0,) * ndim if t is None else tuple(t.stride())
 
 
-def _args(cat_logits, cat_codes, cat_offsets, cont_mean, cont_codes, cont_log_std, dummy):
+def _args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, dummy):
     out = []
-    for t in (cat_logits, cat_codes):
-        out += [dummy if t is None else t, *_strides(t)]
-    out.append(dummy if cat_offsets is None else cat_offsets)
-    for t in (cont_mean, cont_codes, cont_log_std):
+    for t in (cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std):
         out += [dummy if t is None else t, *_strides(t)]
     return out
+
+
+def _offsets(cat_sizes) -> tuple[int, ...]:
+    """Column offsets of the codes: (0, K_1, K_1 + K_2, ..., sum K)."""
+    return tuple(itertools.accumulate(cat_sizes, initial=0))
 
 
 def _layout(cat_logits, cont_mean, cat_sizes):
@@ -249,21 +246,20 @@ def _layout(cat_logits, cont_mean, cat_sizes):
     return ref, ref.shape[0], n_cont, len(cat_sizes)
 
 
-_OFFSETS: dict = {}
-
-
-def _offsets(cat_sizes, device):
-    """Column offsets of the codes, [n_cat + 1] int32 on the device. Cached, so that calls after
-    the first copy nothing from the host (a host copy cannot be captured in a CUDA graph)."""
-    if not cat_sizes:
-        return None
-    key = (tuple(cat_sizes), device)
-    if key not in _OFFSETS:
-        bounds = [0]
-        for k in cat_sizes:
-            bounds.append(bounds[-1] + k)
-        _OFFSETS[key] = torch.tensor(bounds, dtype=torch.int32, device=device)
-    return _OFFSETS[key]
+@triton.jit
+def _sum_partials_kernel(loss_part_ptr, code_part_ptr, loss_ptr, per_code_ptr, n_prog,
+                         NC: tl.constexpr, SUM_LOSS: tl.constexpr, BLOCK_P: tl.constexpr,
+                         BLOCK_NC: tl.constexpr):
+    """The batch sums from the forward programs' partial sums, in one launch for the loss and
+    every code, always added in the same order (no run-to-run variation)."""
+    progs = tl.arange(0, BLOCK_P)
+    cols = tl.arange(0, BLOCK_NC)
+    mask = (progs < n_prog)[:, None] & (cols < NC)[None, :]
+    parts = tl.load(code_part_ptr + progs[:, None] * NC + cols[None, :], mask=mask, other=0.0)
+    tl.store(per_code_ptr + cols, tl.sum(parts, axis=0), mask=cols < NC)
+    if SUM_LOSS:
+        loss = tl.sum(tl.load(loss_part_ptr + progs, mask=progs < n_prog, other=0.0), axis=0)
+        tl.store(loss_ptr, loss)
 
 
 @torch.library.custom_op("fastinfo::info_nll_fwd", mutates_args=())
@@ -288,17 +284,23 @@ def info_nll_fwd(
     code_sums = torch.empty(n_prog, n_cat + n_cont, device=ref.device, dtype=acc)
     lse = torch.empty(B, n_cat, device=ref.device, dtype=acc)
     _info_nll_fwd_kernel[(n_prog,)](
-        *_args(cat_logits, cat_codes, _offsets(cat_sizes, ref.device), cont_mean, cont_codes,
-               cont_log_std, ref),
+        *_args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, ref),
         loss, code_sums, lse, B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
-        N_CAT=n_cat, N_CONT=n_cont, HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row,
-        ACC=_tl_dtype(acc), BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k,
-        ONE_CHUNK=tiling.one_chunk, BLOCK_NC=tiling.block_nc, num_warps=tiling.num_warps,
+        OFFSETS=_offsets(cat_sizes), N_CAT=n_cat, N_CONT=n_cont,
+        HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row, ACC=_tl_dtype(acc),
+        BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_NC=tiling.block_nc,
+        num_warps=tiling.num_warps,
     )
-    if not per_row:
-        loss = loss.view(()) if n_prog == 1 else loss.sum()
-    per_code = code_sums.view(-1) if n_prog == 1 else code_sums.sum(0)
-    return loss, per_code, lse
+    if n_prog == 1:
+        return (loss if per_row else loss.view(())), code_sums.view(-1), lse
+    total = loss if per_row else torch.empty((), device=ref.device, dtype=acc)
+    per_code = torch.empty(n_cat + n_cont, device=ref.device, dtype=acc)
+    block_p = triton.next_power_of_2(n_prog)
+    _sum_partials_kernel[(1,)](
+        loss, code_sums, total, per_code, n_prog, NC=n_cat + n_cont, SUM_LOSS=not per_row,
+        BLOCK_P=block_p, BLOCK_NC=tiling.block_nc, num_warps=_warps_for(block_p * tiling.block_nc),
+    )
+    return total, per_code, lse
 
 
 @info_nll_fwd.register_fake
@@ -335,17 +337,16 @@ def info_nll_bwd(
     grad_loss = None if grad_loss is None else grad_loss.contiguous()
     grad_per_code = None if grad_per_code is None else grad_per_code.contiguous()
     _info_nll_bwd_kernel[(_n_programs(ref.device, triton.cdiv(B, tiling.block_b)),)](
-        *_args(cat_logits, cat_codes, _offsets(cat_sizes, ref.device), cont_mean, cont_codes,
-               cont_log_std, ref),
+        *_args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, ref),
         lse, ref if grad_loss is None else grad_loss,
         ref if grad_per_code is None else grad_per_code,
         *(ref if g is None else g for g in grads),
         B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
-        N_CAT=n_cat, N_CONT=n_cont, HAS_LOG_STD=cont_log_std is not None,
-        PER_ROW=reduction == "none", HAS_GLOSS=grad_loss is not None,
-        HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
-        BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, ONE_CHUNK=tiling.one_chunk,
-        BLOCK_C=tiling.block_c, num_warps=tiling.num_warps,
+        OFFSETS=_offsets(cat_sizes), N_CAT=n_cat, N_CONT=n_cont,
+        HAS_LOG_STD=cont_log_std is not None, PER_ROW=reduction == "none",
+        HAS_GLOSS=grad_loss is not None, HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
+        BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_C=tiling.block_c,
+        num_warps=tiling.num_warps,
     )
     return [g for g in grads if g is not None]
 

@@ -62,14 +62,26 @@ def test_matches_float64_reference(layout, learn_std, reduction):
     check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_several_programs_each_walking_several_row_blocks(monkeypatch, reduction):
-    """As on a GPU: programs take row blocks in turn and the batch sums add up their partials
-    (the CPU otherwise runs one program)."""
+    """As on a GPU: programs take row blocks in turn and one more launch adds up their partial
+    sums (the CPU otherwise runs one program)."""
     monkeypatch.setattr(kernel, "_n_programs", lambda device, n_blocks: min(n_blocks, 3))
     assert kernel._tiling((1030, 2), 1, 23).block_b < 23 / 3  # at least two blocks a program
     args, kw = make_inputs(23, (1030, 2), 1, True)
     check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_b", [1, 2, 16, 64])
+@pytest.mark.parametrize("layout", [(37, (10,), 2), (6, (1030, 2), 1)], ids=str)
+def test_any_row_block_gives_the_same_result(monkeypatch, layout, block_b):
+    """Taller or shorter row blocks than the wrapper picks (the benchmarks time several) compute
+    the same: blocks wider than the batch, one row a block, several blocks a program."""
+    chosen = kernel._tiling(layout[1], layout[2], layout[0])
+    monkeypatch.setattr(kernel, "_tiling", lambda *a: chosen._replace(block_b=block_b))
+    monkeypatch.setattr(kernel, "_n_programs", lambda device, n_blocks: min(n_blocks, 3))
+    args, kw = make_inputs(*layout, True)
+    check_against_reference(args, kw, "mean", atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("used", ["loss", "per_code"])
