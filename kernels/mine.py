@@ -247,8 +247,6 @@ def _pairwise_grad_kernel(a_ptr, b_ptr, stride_a, stride_b, lse_ptr, g_ptr, da_p
 def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool):
     """(launch parameters, accumulator dtype) for [B, D] embeddings of this dtype."""
     block_d = max(16, triton.next_power_of_2(D))
-    # tiles of 64 rows x 64 columns while the [rows, D] accumulators stay small; 32 for wide D
-    block = 64 if block_d <= 64 else 32
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     # halves multiply on tensor cores on a GPU; the CPU interpreter's half-precision dot is
     # unreliable, so there they are upcast first
@@ -256,9 +254,15 @@ def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool):
     dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype] if half else _tl(acc)
     # fp32 products in full precision (tf32 would cost ~1e-3 relative error); halves use tensor cores
     precision = "tf32" if half else "ieee"
-    # full-precision products run on FMA units with both tiles in registers: at 4 warps their sm_90
-    # build spills 0.5-6 KB a thread (tests/kernels/gpu_compile.py prints it), at 8 none
-    num_warps = 4 if half else 8
+    if half:
+        # tiles of 64 rows x 64 columns while the [rows, D] accumulators stay small; 32 for wide D
+        block, num_warps = (64 if block_d <= 64 else 32), 4
+    else:
+        # full-precision products run on FMA units with both tiles and the accumulator in
+        # registers. Larger tiles spill on sm_90 with one Triton release or another: 64 rows at
+        # D = 64 spill 112-152 bytes a thread with Triton 3.6, and 32 rows at D = 256 spill 5.7 KB
+        # (3.6) or 5.9 KB (3.8) depending on the warps (tests/kernels/gpu_compile.py prints it)
+        block, num_warps = (32, 8) if block_d <= 64 else (16, 4)
     return dict(ACC=_tl(acc), DOT_DTYPE=dot, PRECISION=precision, BLOCK_I=block, BLOCK_J=block,
                 BLOCK_D=block_d, num_warps=num_warps), acc
 

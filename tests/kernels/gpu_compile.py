@@ -2,9 +2,11 @@
 
 The CPU interpreter accepts code the GPU compiler rejects (globals that are not constexpr,
 Python calls inside a kernel, dot shapes); this catches those in the normal test suite. Each
-kernel is built at the launch parameters its wrapper picks, and its registers and stack (spilled
-registers, which go through local memory on every use) are printed from the cubin. Run in
-a fresh process without TRITON_INTERPRET: ``python -m tests.kernels.gpu_compile``.
+kernel is built at the launch parameters its wrapper picks, and ptxas's report of its registers,
+stack frame and spilled bytes (which go through local memory on every use) is printed. Run in
+a fresh process without TRITON_INTERPRET: ``python -m tests.kernels.gpu_compile``. Register
+allocation changes from one Triton release to the next: to check the release a GPU machine
+runs, put a directory holding it first on PYTHONPATH.
 """
 
 import os
@@ -24,7 +26,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 I32, F32, P32 = "i32", "fp32", "*fp32"
-CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 # info_nll's layouts (B, cat_sizes, n_cont, unit inner strides): MNIST's (one 10-way code, two
 # continuous) at the benchmark's batch sizes, a 1000-way code, and strided codes wider than one
 # chunk; each built at the tiling the wrapper picks for it
@@ -40,19 +42,22 @@ def build(fn, signature: dict, constexprs: dict, num_warps: int = 4):
 
 
 def resources(kernel) -> str:
-    """Registers and stack (spilled registers) a thread uses, from the cubin."""
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(kernel.asm["cubin"])
+    """Registers, stack frame and spilled bytes (stores) a thread uses: ptxas's report on the
+    kernel's PTX, built again with the options Triton builds it with."""
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx") as f:
+        f.write(kernel.asm["ptx"])
         f.flush()
-        out = subprocess.run([CUOBJDUMP, "-res-usage", f.name], capture_output=True, text=True).stdout
-    usage = re.search(r"REG:(\d+) STACK:(\d+)", out)
-    return f"REG={usage[1]} STACK={usage[2]}" if usage else "REG=? STACK=?"
+        log = subprocess.run([PTXAS, "-lineinfo", "-v", f"--gpu-name=sm_{TARGET.arch}a", f.name, "-o", os.devnull],
+                             capture_output=True, text=True, check=True).stderr
+    regs = re.search(r"Used (\d+) registers", log)
+    stack = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores", log)
+    return f"REG={regs[1]} STACK={stack[1]} SPILL={stack[2]}"
 
 
 def info_nll_cases():
     for dt in ("*fp32", "*bf16"):
         inputs = {
-            "logits_ptr": dt, "stride_lb": I32, "codes_ptr": "*i64", "stride_cb": I32, "offsets_ptr": "*i32",
+            "logits_ptr": dt, "stride_lb": I32, "codes_ptr": "*i64", "stride_cb": I32,
             "mean_ptr": dt, "stride_mb": I32, "cc_ptr": dt, "stride_ccb": I32, "ls_ptr": dt, "stride_sb": I32,
         }
         inner = ("stride_lk", "stride_cn", "stride_mn", "stride_ccn", "stride_sn")
@@ -62,8 +67,8 @@ def info_nll_cases():
             strides = {k: 1 for k in inner} if unit else {}
             inputs_b = inputs if unit else {**inputs, **{k: I32 for k in inner}}
             t = info_nll._tiling(sizes, n_cont, B)
-            common = dict(strides, N_CAT=len(sizes), N_CONT=n_cont, HAS_LOG_STD=True, ACC=tl.float32,
-                          BLOCK_B=t.block_b, BLOCK_K=t.block_k, ONE_CHUNK=t.one_chunk)
+            common = dict(strides, OFFSETS=info_nll._offsets(sizes), N_CAT=len(sizes), N_CONT=n_cont,
+                          HAS_LOG_STD=True, ACC=tl.float32, BLOCK_B=t.block_b, BLOCK_K=t.block_k)
             name = f"B={B} K={'+'.join(map(str, sizes))} {dt[1:]}{'' if unit else ' strided'}"
             yield (f"info_nll fwd {name}", info_nll._info_nll_fwd_kernel,
                    {**inputs_b, "loss_ptr": P32, "code_sum_ptr": P32, "lse_ptr": P32, **scalars},
@@ -72,6 +77,11 @@ def info_nll_cases():
                    {**inputs_b, "lse_ptr": P32, "gloss_ptr": P32, "gcode_ptr": P32, "dlogits_ptr": dt,
                     "dmean_ptr": dt, "dls_ptr": dt, **scalars},
                    dict(common, PER_ROW=False, HAS_GLOSS=True, HAS_GCODE=True, BLOCK_C=t.block_c), t.num_warps)
+    # the forward's partial sums from as many programs as an H200 (132 SMs) gets, MNIST's three codes
+    block_p = triton.next_power_of_2(info_nll.PROGRAMS_PER_SM * 132)
+    yield ("info_nll sum of partials", info_nll._sum_partials_kernel,
+           {"loss_part_ptr": P32, "code_part_ptr": P32, "loss_ptr": P32, "per_code_ptr": P32, "n_prog": I32},
+           dict(NC=3, SUM_LOSS=True, BLOCK_P=block_p, BLOCK_NC=4), info_nll._warps_for(block_p * 4))
 
 
 def cases():
@@ -99,6 +109,7 @@ def cases():
 
 
 def main():
+    print(f"triton {triton.__version__}")
     for name, fn, signature, constexprs, num_warps in cases():
         print(f"compiled {name} for sm_90: {resources(build(fn, signature, constexprs, num_warps))}")
 
