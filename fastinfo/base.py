@@ -27,7 +27,7 @@ class InfoModel:
         # G's layers in the layout autograd gives them: with inductor's channels-last layout its
         # transposed convolutions' compiled backward fails on a GPU in fp32, where cuDNN returns
         # another layout than inductor predicts (pytorch/pytorch#171622)
-        self.g_fwd = self.compiled(self.G, layout_optimization=False)
+        self.g_fwd = self.compiled(self.g_forward, layout_optimization=False)
         self.gan_d_loss, self.gan_g_loss = self.compiled(self._gan_d_loss), self.compiled(self._gan_g_loss)
         self.entropy = spec.entropy().to(device)
         # d loss / d loss, kept: a backward call without it fills a fresh ones tensor, one kernel
@@ -89,10 +89,15 @@ class InfoModel:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def sample_input(self, batch_size: int, gen: torch.Generator):
-        """(G's input, categorical codes, continuous codes) drawn from the prior."""
-        z, cat, cont = self.spec.sample(batch_size, self.device, gen)
-        return self.spec.g_input(z, cat, cont), cat, cont
+    def sample_latent(self, batch_size: int, gen: torch.Generator):
+        """(noise, categorical codes, continuous codes) drawn from the prior."""
+        return self.spec.sample(batch_size, self.device, gen)
+
+    def g_forward(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """G's images from noise and codes. Compiled as one function under --compile, so that
+        the codes' one-hot vectors and G's input are built inside its first kernels, not by
+        four kernels of their own."""
+        return self.G(self.spec.g_input(z, cat, cont))
 
     def info_nll(self, q, cat, cont):
         """(lambda-weighted mean NLL, per-code NLL [n_codes]) of the codes under Q's outputs."""
@@ -150,7 +155,7 @@ class InfoModel:
         was_training = self.G.training
         self.G.eval()
         try:
-            return self.G(self.spec.g_input(z, cat, cont))
+            return self.g_forward(z, cat, cont)
         finally:
             self.G.train(was_training)
 

@@ -21,9 +21,9 @@ class InfoGAN(InfoModel):
     def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         """One iteration on one real batch; returns detached metrics that stay on the device."""
         (real,) = reals
-        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+        z, cat, cont = self.sample_latent(real.shape[0], gen)
         with self.autocast():
-            fake = self.g_fwd(g_in)
+            fake = self.g_fwd(z, cat, cont)
 
         loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))

@@ -76,12 +76,12 @@ class MineGAN(InfoModel):
 
     def _step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         (real,) = reals
-        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+        z, cat, cont = self.sample_latent(real.shape[0], gen)
         c = self.codes(cat, cont)
         g_params = list(self.G.parameters())
 
         with self.autocast():
-            fake = self.g_fwd(g_in)
+            fake = self.g_fwd(z, cat, cont)
         loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))
 

@@ -67,9 +67,9 @@ class InfoWGAN(InfoModel):
             return self.add_info_term(-d_fake.float().mean(), q, cat, cont)
 
     def critic_step(self, real: torch.Tensor, gen: torch.Generator):
-        g_in, cat, cont = self.sample_input(real.shape[0], gen)
+        z, cat, cont = self.sample_latent(real.shape[0], gen)
         with self.autocast(), torch.no_grad():
-            fake = self.g_fwd(g_in)
+            fake = self.g_fwd(z, cat, cont)
         loss, distance = self.critic_loss(real, fake, cat, cont)
         if self.gp:
             # outside the compiled loss: its double backward cannot run through a compiled critic
@@ -85,9 +85,9 @@ class InfoWGAN(InfoModel):
         for real in reals:
             loss_d, distance = self.critic_step(real, gen)
 
-        g_in, cat, cont = self.sample_input(self.cfg.batch_size, gen)
+        z, cat, cont = self.sample_latent(self.cfg.batch_size, gen)
         with self.autocast():
-            fake = self.g_fwd(g_in)
+            fake = self.g_fwd(z, cat, cont)
         with self.frozen(self.D):
             loss_g, per_code = self.wgan_g_loss(fake, cat, cont)
         self.backward_step(loss_g, ("G",))
