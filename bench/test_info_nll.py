@@ -7,6 +7,9 @@ from bench.conftest import ON_GPU
 from fastinfo import losses
 from fastinfo.losses import reference
 
+if ON_GPU:
+    from fastinfo.kernels import info_nll as kernel
+
 # (B, cat_sizes, n_cont): MNIST's layout at InfoGAN batch sizes and beyond, and a wide code
 SHAPES = [(64, (10,), 2), (256, (10,), 2), (4096, (10,), 2), (65536, (10,), 2), (4096, (1000,), 2)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -67,3 +70,33 @@ def test_info_nll(record, shape, dtype, mode, impl):
     esize = torch.finfo(DTYPES[dtype]).bits // 8
     record({"op": "info_nll", "B": shape[0], "K": sum(shape[1]), "dtype": dtype, "mode": mode, "impl": impl},
            call, bytes_moved=bytes_moved(*shape, esize, mode == "fwd_bwd"))
+
+
+# Other tilings of the kernels than the wrapper's choice, at the two bandwidth-bound cases and at
+# InfoGAN's batch: (rows a program takes, warps, programs per SM at most). Each row's time next
+# to the chosen tiling's says whether the choice is the fastest the card allows.
+TILINGS = {
+    (4096, (1000,), 2): [(1, 4, 8), (1, 4, 16), (2, 8, 4), (2, 8, 8), (4, 16, 4), (4, 8, 4), (8, 16, 2)],
+    (65536, (10,), 2): [(64, 4, 4), (64, 4, 16), (128, 8, 4), (128, 8, 8), (256, 16, 4), (512, 16, 4)],
+    (64, (10,), 2): [(64, 4, 4), (64, 2, 4), (32, 2, 4), (64, 8, 4)],
+}
+
+
+@pytest.mark.skipif(not ON_GPU, reason="tilings of the fused Triton kernels are timed on a CUDA GPU")
+@pytest.mark.parametrize("tiling", [(s, t) for s, ts in TILINGS.items() for t in ts],
+                         ids=lambda st: f"B{st[0][0]}-K{sum(st[0][1])}-rows{st[1][0]}-warps{st[1][1]}-per_sm{st[1][2]}")
+def test_info_nll_tiling(record, monkeypatch, tiling):
+    shape, (block_b, num_warps, per_sm) = tiling
+    chosen, chosen_per_sm = kernel._tiling(shape[1], shape[2], shape[0]), kernel.PROGRAMS_PER_SM
+    monkeypatch.setattr(kernel, "_tiling", lambda *a: chosen._replace(block_b=block_b, num_warps=num_warps))
+    monkeypatch.setattr(kernel, "PROGRAMS_PER_SM", per_sm)
+    args, kw = inputs(*shape, torch.float32, "cuda")
+    params = [args[0], args[2], args[4]]
+
+    def call():
+        return torch.autograd.grad(losses.info_nll(*args, **kw), params)
+
+    is_chosen = (block_b, num_warps, per_sm) == (chosen.block_b, chosen.num_warps, chosen_per_sm)
+    record({"op": "info_nll_tiling", "B": shape[0], "K": sum(shape[1]), "dtype": "fp32", "mode": "fwd_bwd",
+            "rows": block_b, "warps": num_warps, "per_sm": per_sm, "chosen": is_chosen},
+           call, bytes_moved=bytes_moved(*shape, 4, True))
