@@ -13,6 +13,7 @@ The codes' column offsets are compile-time constants: a kernel is built per layo
 and no load of the layout stands between a program's start and its logits loads.
 """
 
+import functools
 import itertools
 import math
 from typing import NamedTuple
@@ -198,7 +199,8 @@ class Tiling(NamedTuple):
     num_warps: int
 
 
-def _tiling(cat_sizes, n_cont, B) -> Tiling:
+@functools.lru_cache(maxsize=256)
+def _tiling(cat_sizes: tuple[int, ...], n_cont: int, B: int) -> Tiling:
     """The categorical chunk covers the widest code (up to MAX_BLOCK_K); the row block is no taller
     than the batch (at InfoGAN's batch sizes a taller one only computes masked rows) and no larger
     than MAX_WARPS warps hold at VALUES_PER_THREAD; the warps are as many as the tile needs."""
@@ -219,9 +221,13 @@ def _warps_for(tile_size: int) -> int:
 def _n_programs(device, n_blocks):
     if device.type == "cuda":
         # a program per row block up to PROGRAMS_PER_SM per SM; past that each walks several blocks
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(n_blocks, PROGRAMS_PER_SM * sms))
+        return max(1, min(n_blocks, PROGRAMS_PER_SM * _sm_count(device.index)))
     return 1  # the CPU interpreter runs programs one after another; one is cheapest
+
+
+@functools.cache
+def _sm_count(index: int | None) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def _strides(t, ndim=2):
@@ -235,7 +241,8 @@ def _args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, dummy):
     return out
 
 
-def _offsets(cat_sizes) -> tuple[int, ...]:
+@functools.lru_cache(maxsize=256)
+def _offsets(cat_sizes: tuple[int, ...]) -> tuple[int, ...]:
     """Column offsets of the codes: (0, K_1, K_1 + K_2, ..., sum K)."""
     return tuple(itertools.accumulate(cat_sizes, initial=0))
 
@@ -277,7 +284,7 @@ def info_nll_fwd(
     """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [B, n_cat])."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    tiling = _tiling(cat_sizes, n_cont, B)
+    tiling = _tiling(tuple(cat_sizes), n_cont, B)
     n_prog = _n_programs(ref.device, triton.cdiv(B, tiling.block_b))
     per_row = reduction == "none"
     loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
@@ -286,7 +293,7 @@ def info_nll_fwd(
     _info_nll_fwd_kernel[(n_prog,)](
         *_args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, ref),
         loss, code_sums, lse, B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
-        OFFSETS=_offsets(cat_sizes), N_CAT=n_cat, N_CONT=n_cont,
+        OFFSETS=_offsets(tuple(cat_sizes)), N_CAT=n_cat, N_CONT=n_cont,
         HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row, ACC=_tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_NC=tiling.block_nc,
         num_warps=tiling.num_warps,
@@ -330,7 +337,7 @@ def info_nll_bwd(
     """Gradients, in order, of those of cat_logits, cont_mean, cont_log_std that were given."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    tiling = _tiling(cat_sizes, n_cont, B)
+    tiling = _tiling(tuple(cat_sizes), n_cont, B)
     grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
              for t in (cat_logits, cont_mean, cont_log_std)]
     # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel
@@ -342,7 +349,7 @@ def info_nll_bwd(
         ref if grad_per_code is None else grad_per_code,
         *(ref if g is None else g for g in grads),
         B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
-        OFFSETS=_offsets(cat_sizes), N_CAT=n_cat, N_CONT=n_cont,
+        OFFSETS=_offsets(tuple(cat_sizes)), N_CAT=n_cat, N_CONT=n_cont,
         HAS_LOG_STD=cont_log_std is not None, PER_ROW=reduction == "none",
         HAS_GLOSS=grad_loss is not None, HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_C=tiling.block_c,
