@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
+from fastinfo.kernels.entry import differentiable_entry
 
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
@@ -269,8 +270,7 @@ def _sum_partials_kernel(loss_part_ptr, code_part_ptr, loss_ptr, per_code_ptr, n
         tl.store(loss_ptr, loss)
 
 
-@torch.library.custom_op("fastinfo::info_nll_fwd", mutates_args=())
-def info_nll_fwd(
+def _info_nll_fwd(
     cat_logits: torch.Tensor | None,
     cat_codes: torch.Tensor | None,
     cont_mean: torch.Tensor | None,
@@ -310,7 +310,10 @@ def info_nll_fwd(
     return total, per_code, lse
 
 
-@info_nll_fwd.register_fake
+info_nll_op = torch.library.custom_op("fastinfo::info_nll_fwd", _info_nll_fwd, mutates_args=())
+
+
+@info_nll_op.register_fake
 def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, cat_weight,
       cont_weight, reduction):
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
@@ -385,4 +388,6 @@ def _backward(ctx, grad_loss, grad_per_code, _grad_lse):
     return d_logits, None, d_mean, None, d_log_std, None, None, None, None
 
 
-info_nll_fwd.register_autograd(_backward, setup_context=_setup_context)
+# (loss, per-code NLL, lse) = info_nll(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,
+#                                     cat_sizes, cat_weight, cont_weight, reduction)
+info_nll = differentiable_entry(info_nll_op, _info_nll_fwd, _setup_context, _backward)

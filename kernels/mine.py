@@ -17,6 +17,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from fastinfo.kernels.entry import differentiable_entry
 
 NEG_BIG = tl.constexpr(-1.0e30)  # finite stand-in for -inf (see info_nll.py)
 REDUCE_BLOCK = 1024  # elements per loop step of the one-program reductions
@@ -116,14 +117,16 @@ def _launch_bound_bwd(t_marginal, shift, grad, f_div, dtypes):
     return d_joint, d_marg
 
 
-@torch.library.custom_op("fastinfo::mine_dv_bound", mutates_args=())
-def mine_dv_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor, log_ema: torch.Tensor | None,
+def _mine_dv_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor, log_ema: torch.Tensor | None,
                   ema_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """t_joint, t_marginal: contiguous [B]. Returns (bound [], new_log_ema [])."""
     return _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div=False)
 
 
-@mine_dv_bound.register_fake
+mine_dv_bound_op = torch.library.custom_op("fastinfo::mine_dv_bound", _mine_dv_bound, mutates_args=())
+
+
+@mine_dv_bound_op.register_fake
 def _(t_joint, t_marginal, log_ema, ema_rate):
     acc = _acc(t_joint, t_marginal)
     return t_joint.new_empty((), dtype=acc), t_joint.new_empty((), dtype=acc)
@@ -156,16 +159,18 @@ def _dv_backward(ctx, grad_bound, _grad_ema):
     return d_joint, d_marg, None, None
 
 
-mine_dv_bound.register_autograd(_dv_backward, setup_context=_dv_setup)
+mine_dv_bound = differentiable_entry(mine_dv_bound_op, _mine_dv_bound, _dv_setup, _dv_backward)
 
 
-@torch.library.custom_op("fastinfo::mine_f_bound", mutates_args=())
-def mine_f_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
+def _mine_f_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
     """t_joint, t_marginal: contiguous [B]. Returns the MINE-f bound []."""
     return _launch_bound(t_joint, t_marginal, None, 0.0, f_div=True)[0]
 
 
-@mine_f_bound.register_fake
+mine_f_bound_op = torch.library.custom_op("fastinfo::mine_f_bound", _mine_f_bound, mutates_args=())
+
+
+@mine_f_bound_op.register_fake
 def _(t_joint, t_marginal):
     return t_joint.new_empty((), dtype=_acc(t_joint, t_marginal))
 
@@ -181,7 +186,7 @@ def _f_backward(ctx, grad_bound):
     return d_joint, d_marg
 
 
-mine_f_bound.register_autograd(_f_backward, setup_context=_f_setup)
+mine_f_bound = differentiable_entry(mine_f_bound_op, _mine_f_bound, _f_setup, _f_backward)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,8 +272,7 @@ def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool):
                 BLOCK_D=block_d, num_warps=num_warps), acc
 
 
-@torch.library.custom_op("fastinfo::mine_dv_bound_pairwise", mutates_args=())
-def mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """f_x, g_y: [B, d] with unit stride along d. Returns (bound [], total log-sum-exp [])."""
     B, D = f_x.shape
     meta, acc = _pair_config(D, f_x.dtype, f_x.is_cuda)
@@ -280,7 +284,11 @@ def mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.
     return diag.mean() - (total - math.log(B * (B - 1))), total
 
 
-@mine_dv_bound_pairwise.register_fake
+mine_dv_bound_pairwise_op = torch.library.custom_op(
+    "fastinfo::mine_dv_bound_pairwise", _mine_dv_bound_pairwise, mutates_args=())
+
+
+@mine_dv_bound_pairwise_op.register_fake
 def _(f_x, g_y):
     acc = _acc(f_x)
     return f_x.new_empty((), dtype=acc), f_x.new_empty((), dtype=acc)
@@ -318,4 +326,5 @@ def _pair_backward(ctx, grad_bound, _grad_total):
     return mine_dv_bound_pairwise_bwd(f_x, g_y, total, grad_bound)
 
 
-mine_dv_bound_pairwise.register_autograd(_pair_backward, setup_context=_pair_setup)
+mine_dv_bound_pairwise = differentiable_entry(mine_dv_bound_pairwise_op, _mine_dv_bound_pairwise,
+                                              _pair_setup, _pair_backward)

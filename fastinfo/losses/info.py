@@ -116,7 +116,7 @@ def info_nll_and_per_code(
     )
     ref = cat_logits if cat_logits is not None else cont_mean
     if use_triton(ref):
-        loss, per_code, _ = _kernel.info_nll_fwd(
+        loss, per_code, _ = _kernel.info_nll(
             cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,
             cat_sizes, float(cat_weight), float(cont_weight), reduction,
         )

@@ -154,7 +154,7 @@ def test_gradcheck_float64():
 def test_opcheck():
     args, kw = make_inputs(7, (4, 3), 2, True)
     torch.library.opcheck(
-        kernel.info_nll_fwd, (*args, [4, 3], 1.0, 0.5, "mean"),
+        kernel.info_nll_op, (*args, [4, 3], 1.0, 0.5, "mean"),
         test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
     )
 
@@ -181,7 +181,7 @@ def test_out_of_range_code_gives_nan_row_in_kernel():
     # the public API rejects these on the CPU; the kernel itself (as on a GPU) must not read
     # out of bounds and marks the row NaN instead
     logits, codes = torch.randn(3, 5), torch.tensor([[0], [7], [-2]])
-    out, _, _ = kernel.info_nll_fwd(logits, codes, None, None, None, [5], 1.0, 1.0, "none")
+    out, _, _ = kernel.info_nll(logits, codes, None, None, None, [5], 1.0, 1.0, "none")
     assert torch.isfinite(out[0]) and out[1:].isnan().all()
 
 

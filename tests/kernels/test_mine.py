@@ -132,12 +132,12 @@ def test_gradcheck_float64():
 
 def test_opcheck_and_compile_fullgraph():
     tj, tm = scores(17)
-    torch.library.opcheck(kernel.mine_dv_bound, (tj, tm, torch.tensor(0.1), 0.01),
+    torch.library.opcheck(kernel.mine_dv_bound_op, (tj, tm, torch.tensor(0.1), 0.01),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
-    torch.library.opcheck(kernel.mine_f_bound, (tj, tm),
+    torch.library.opcheck(kernel.mine_f_bound_op, (tj, tm),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     f, g = torch.randn(9, 4, requires_grad=True), torch.randn(9, 4, requires_grad=True)
-    torch.library.opcheck(kernel.mine_dv_bound_pairwise, (f, g),
+    torch.library.opcheck(kernel.mine_dv_bound_pairwise_op, (f, g),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
     def fn(tj, tm, f, g):
