@@ -34,6 +34,8 @@ VALUES_PER_THREAD = 8
 MAX_WARPS = 16
 # Programs launched per SM at most (bench/test_info_nll.py times other choices).
 PROGRAMS_PER_SM = 4
+# Partial sums of programs added at once by the launch that sums them.
+MAX_SUM_BLOCK = 1024
 # Widest categorical chunk read at once; wider codes loop over chunks with an online log-sum-exp.
 MAX_BLOCK_K = 1024
 
@@ -260,14 +262,18 @@ def _sum_partials_kernel(loss_part_ptr, code_part_ptr, loss_ptr, per_code_ptr, n
                          BLOCK_NC: tl.constexpr):
     """The batch sums from the forward programs' partial sums, in one launch for the loss and
     every code, always added in the same order (no run-to-run variation)."""
-    progs = tl.arange(0, BLOCK_P)
     cols = tl.arange(0, BLOCK_NC)
-    mask = (progs < n_prog)[:, None] & (cols < NC)[None, :]
-    parts = tl.load(code_part_ptr + progs[:, None] * NC + cols[None, :], mask=mask, other=0.0)
-    tl.store(per_code_ptr + cols, tl.sum(parts, axis=0), mask=cols < NC)
+    code_acc = tl.zeros([BLOCK_P, BLOCK_NC], code_part_ptr.dtype.element_ty)
+    loss_acc = tl.zeros([BLOCK_P], code_part_ptr.dtype.element_ty)
+    for p0 in range(0, n_prog, BLOCK_P):
+        progs = p0 + tl.arange(0, BLOCK_P)
+        mask = (progs < n_prog)[:, None] & (cols < NC)[None, :]
+        code_acc += tl.load(code_part_ptr + progs[:, None] * NC + cols[None, :], mask=mask, other=0.0)
+        if SUM_LOSS:
+            loss_acc += tl.load(loss_part_ptr + progs, mask=progs < n_prog, other=0.0)
+    tl.store(per_code_ptr + cols, tl.sum(code_acc, axis=0), mask=cols < NC)
     if SUM_LOSS:
-        loss = tl.sum(tl.load(loss_part_ptr + progs, mask=progs < n_prog, other=0.0), axis=0)
-        tl.store(loss_ptr, loss)
+        tl.store(loss_ptr, tl.sum(loss_acc, axis=0))
 
 
 def _info_nll_fwd(
@@ -302,7 +308,7 @@ def _info_nll_fwd(
         return (loss if per_row else loss.view(())), code_sums.view(-1), lse
     total = loss if per_row else torch.empty((), device=ref.device, dtype=acc)
     per_code = torch.empty(n_cat + n_cont, device=ref.device, dtype=acc)
-    block_p = triton.next_power_of_2(n_prog)
+    block_p = min(MAX_SUM_BLOCK, triton.next_power_of_2(n_prog))
     _sum_partials_kernel[(1,)](
         loss, code_sums, total, per_code, n_prog, NC=n_cat + n_cont, SUM_LOSS=not per_row,
         BLOCK_P=block_p, BLOCK_NC=tiling.block_nc, num_warps=_warps_for(block_p * tiling.block_nc),

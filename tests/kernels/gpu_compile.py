@@ -78,7 +78,7 @@ def info_nll_cases():
                     "dmean_ptr": dt, "dls_ptr": dt, **scalars},
                    dict(common, PER_ROW=False, HAS_GLOSS=True, HAS_GCODE=True, BLOCK_C=t.block_c), t.num_warps)
     # the forward's partial sums from as many programs as an H200 (132 SMs) gets, MNIST's three codes
-    block_p = triton.next_power_of_2(info_nll.PROGRAMS_PER_SM * 132)
+    block_p = min(info_nll.MAX_SUM_BLOCK, triton.next_power_of_2(info_nll.PROGRAMS_PER_SM * 132))
     yield ("info_nll sum of partials", info_nll._sum_partials_kernel,
            {"loss_part_ptr": P32, "code_part_ptr": P32, "loss_ptr": P32, "per_code_ptr": P32, "n_prog": I32},
            dict(NC=3, SUM_LOSS=True, BLOCK_P=block_p, BLOCK_NC=4), info_nll._warps_for(block_p * 4))

@@ -65,8 +65,9 @@ def test_matches_float64_reference(layout, learn_std, reduction):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_several_programs_each_walking_several_row_blocks(monkeypatch, reduction):
     """As on a GPU: programs take row blocks in turn and one more launch adds up their partial
-    sums (the CPU otherwise runs one program)."""
+    sums, here two programs' at a time (the CPU otherwise runs one program)."""
     monkeypatch.setattr(kernel, "_n_programs", lambda device, n_blocks: min(n_blocks, 3))
+    monkeypatch.setattr(kernel, "MAX_SUM_BLOCK", 2)
     assert kernel._tiling((1030, 2), 1, 23).block_b < 23 / 3  # at least two blocks a program
     args, kw = make_inputs(23, (1030, 2), 1, True)
     check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
