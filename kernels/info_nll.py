@@ -26,7 +26,9 @@ from fastinfo.kernels.entry import differentiable_entry
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
 NEG_BIG = tl.constexpr(-1.0e30)
-NAN = tl.constexpr(float("nan"))
+# NaN is made in the kernel as INF - INF: Triton checks at each launch that the globals a kernel
+# read are unchanged, and a NaN global compares unequal to itself (Triton 3.8 then refuses to launch)
+INF = tl.constexpr(float("inf"))
 # Tiles are sized to about 8 fp32 values a thread: the sm_90 build of a 4096-logit tile at 4 warps
 # (32 a thread) used 255 registers and spilled 192-248 bytes to the stack; that build ran ~10 us
 # at B = 64 on an H200, where compiled PyTorch took less (bench/RESULTS.md).
@@ -63,7 +65,7 @@ def _cat_code_nll(
     # s >= 1 in every real row (its maximum adds exp(0)); the clamp only keeps masked rows finite
     lse = m + tl.log(tl.maximum(s, 1.0))
     valid = (code >= 0) & (code < size)
-    return tl.where(valid, lse - target, NAN), lse
+    return tl.where(valid, lse - target, INF - INF), lse
 
 
 @triton.jit

@@ -6,7 +6,8 @@ kernel is built at the launch parameters its wrapper picks, and ptxas's report o
 stack frame and spilled bytes (which go through local memory on every use) is printed. Run in
 a fresh process without TRITON_INTERPRET: ``python -m tests.kernels.gpu_compile``. Register
 allocation changes from one Triton release to the next: to check the release a GPU machine
-runs, put a directory holding it first on PYTHONPATH.
+runs, put a directory holding it first on PYTHONPATH. Then each op's wrapper makes its launches
+as on a GPU, through Triton's JIT with a stand-in sm_90 driver that builds them and runs nothing.
 """
 
 import os
@@ -14,6 +15,7 @@ import re
 import subprocess
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 os.environ.pop("TRITON_INTERPRET", None)
 
@@ -23,6 +25,8 @@ import triton.language as tl  # noqa: E402
 from fastinfo.kernels import clip, info_nll, mine  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
+from triton.runtime.driver import driver  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 I32, F32, P32 = "i32", "fp32", "*fp32"
@@ -108,10 +112,65 @@ def cases():
                    {**pair, "lse_ptr": P32, "g_ptr": P32, "da_ptr": dt, "B": I32, "D": I32}, meta, num_warps)
 
 
+class Sm90Driver:
+    """Triton's active driver on a machine without a GPU: it names an sm_90 target, device 0 and
+    stream 0, so that the JIT binds and builds each launch as for an H100."""
+
+    def get_current_target(self):
+        return TARGET
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+
+def wrapper_launches() -> list[str]:
+    """Each op's wrapper called as on a GPU (CPU tensors standing in), every launch it makes going
+    through Triton's JIT for sm_90 (argument specialisation, constexpr binding, the build, the
+    checks before a launch) and stopping short of running: this catches what only that path
+    checks. Returns the kernels launched, with their warps. The stand-in driver stays active (a
+    real one cannot be made without a GPU): call this last in a process."""
+    launched = set()
+
+    def build_only(kernel, grid):
+        def launch(*args, **kwargs):
+            built = kernel.run(*args, grid=grid, warmup=True, **kwargs)
+            launched.add(f"{kernel.fn.__name__} num_warps={built.metadata.num_warps}")
+        return launch
+
+    driver.set_active(Sm90Driver())
+    # several programs a launch, as on a GPU (the CPU interpreter runs one)
+    with mock.patch.object(JITFunction, "__getitem__", build_only), \
+            mock.patch.object(info_nll, "_n_programs", lambda device, n_blocks: min(n_blocks, 528)):
+        for B, sizes, n_cont in ((64, (10,), 2), (65536, (10,), 2), (4096, (1000,), 2), (37, (7, 3, 5), 3)):
+            for dtype in (torch.float32, torch.bfloat16):
+                logits, mean, log_std, cont = (torch.randn(B, n, dtype=dtype) for n in (sum(sizes), *[n_cont] * 3))
+                codes = torch.zeros(B, len(sizes), dtype=torch.long)
+                for reduction in ("mean", "none"):
+                    loss, _, lse = info_nll.info_nll_op(logits, codes, mean, cont, log_std, list(sizes), 1.0, 0.1,
+                                                        reduction)
+                    info_nll.info_nll_bwd(logits, codes, mean, cont, log_std, lse, torch.ones_like(loss), None,
+                                          list(sizes), 1.0, 0.1, reduction)
+        t = torch.randn(256)
+        mine.mine_dv_bound_op(t, t, torch.zeros(()), 0.01)
+        mine.mine_f_bound_op(t, t)
+        mine.mine_bound_bwd(t, torch.zeros(()), torch.ones(()), False, torch.float32)
+        for D in (64, 256):
+            f = torch.randn(128, D)
+            _, total = mine.mine_dv_bound_pairwise_op(f, f)
+            mine.mine_dv_bound_pairwise_bwd(f, f, total, torch.ones(()))
+        clip.clip_weights_([torch.randn(3000), torch.randn(7, dtype=torch.bfloat16)], 0.01, clip.BLOCK)
+    return sorted(launched)
+
+
 def main():
     print(f"triton {triton.__version__}")
     for name, fn, signature, constexprs, num_warps in cases():
         print(f"compiled {name} for sm_90: {resources(build(fn, signature, constexprs, num_warps))}")
+    for kernel in wrapper_launches():
+        print(f"launched {kernel} for sm_90")
 
 
 if __name__ == "__main__":

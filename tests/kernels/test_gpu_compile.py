@@ -11,13 +11,17 @@ import pytest
 GPU_TRITON = os.environ.get("FASTINFO_GPU_TRITON")
 # ptxas may keep one 64-bit value on the stack outside any loop; more is a real spill
 MAX_SPILL_BYTES = 8
+# every kernel, launched by its op's wrapper through Triton's JIT
+KERNELS = {"_info_nll_fwd_kernel", "_info_nll_bwd_kernel", "_sum_partials_kernel", "_mine_fwd_kernel",
+           "_mine_bwd_kernel", "_pairwise_lse_kernel", "_pairwise_grad_kernel", "_clip_kernel"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("toolchain", ["installed", "gpu"])
 def test_every_kernel_compiles_for_sm90(toolchain):
     """The interpreter accepts kernels the GPU compiler rejects: compile each one for real, at the
-    launch parameters its wrapper picks, and check that none spills registers."""
+    launch parameters its wrapper picks, and check that none spills registers; then make each
+    wrapper's launches through Triton's JIT (built, not run), whose checks the interpreter skips."""
     pytest.importorskip("triton.backends.nvidia")
     root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -30,6 +34,9 @@ def test_every_kernel_compiles_for_sm90(toolchain):
     assert result.returncode == 0, result.stderr[-3000:]
     version, *lines = result.stdout.splitlines()
     assert version.startswith("triton "), result.stdout
+    launched = {line.split()[1] for line in lines if line.startswith("launched")}
+    assert launched == KERNELS, result.stdout
+    lines = [line for line in lines if not line.startswith("launched")]
     assert len(lines) == 34 and all(line.startswith("compiled") for line in lines), result.stdout
     # spills at the layouts the benchmarks time (the strided wide-code case may spill a little)
     spills = [line for line in lines
