@@ -2,9 +2,10 @@
 per step and peak memory; and one MNIST epoch end to end.
 
 Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --amp (bf16),
---amp --compile, --amp --cuda-graphs, all three, and all three with --joint-d; and in fp32,
---cuda-graphs with and without --compile. fastinfo's fp32 modes run their matrix products on TF32
-tensor cores (the default --tf32); the reference loop keeps PyTorch's default, full fp32 products.
+--amp --compile, --amp --cuda-graphs and all three; in fp32, --cuda-graphs with and without
+--compile; and with two D forwards (--no-joint-d) against the default one. fastinfo's fp32 modes
+run their matrix products on TF32 tensor cores (the default --tf32); the reference loop keeps
+PyTorch's default, full fp32 products.
 The ratio to the reference loop is taken between cases of one run of bench/gpu_check.sh."""
 
 import contextlib
@@ -28,13 +29,15 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
     "graphs": {"cuda_graphs": True},
     "compile_graphs": {"compile": True, "cuda_graphs": True},
     "amp_compile": {"amp": "bf16", "compile": True},
-    # and one D forward over real and fake: for the layer-norm critic of infowgan-gp, where it
-    # changes nothing (with batch norm it changes the method; see the README)
-    "amp_compile_graphs_joint_d": {"amp": "bf16", "compile": True, "cuda_graphs": True, "joint_d": True},
+    # two D forwards, real and fake (--no-joint-d), against the default single one
+    "amp_graphs_two_d": {"amp": "bf16", "cuda_graphs": True, "joint_d": False},
+    "amp_compile_graphs_two_d": {"amp": "bf16", "compile": True, "cuda_graphs": True, "joint_d": False},
 }
-# the models each compiled mode is timed for (at batch 128), to keep compile time bounded
-COMPILED = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "infowgan"),
-            "compile_graphs": ("infogan",), "amp_compile_graphs_joint_d": ("infowgan-gp",)}
+# modes timed for some models only, at batch 128: the compiled ones, to keep compile time
+# bounded, and the two-forward D, for a comparison with the default
+ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "infowgan", "infowgan-gp"),
+            "compile_graphs": ("infogan",), "amp_graphs_two_d": ("infogan", "infowgan"),
+            "amp_compile_graphs_two_d": ("infogan",)}
 
 
 def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device):
@@ -73,8 +76,8 @@ def test_train_step(benchmark, B, model, mode):
         pytest.skip("CPU: batch 64 in fp32 eager only (bf16, compile and CUDA graphs say nothing here)")
     if ON_GPU and B != 128 and model != "infogan":
         pytest.skip("other models are measured at batch 128, to keep the GPU check short")
-    if mode in COMPILED and (B != 128 or model not in COMPILED[mode]):
-        pytest.skip(f"{mode}: {', '.join(COMPILED[mode])} at batch 128, to keep compile time bounded")
+    if mode in ONLY_FOR and (B != 128 or model not in ONLY_FOR[mode]):
+        pytest.skip(f"{mode}: timed for {', '.join(ONLY_FOR[mode])} at batch 128")
     device = torch.device("cuda" if ON_GPU else "cpu")
     if ON_GPU:  # the memory of earlier cases (CUDA-graph pools among it) stays out of this one's peak
         gc.collect()

@@ -37,8 +37,8 @@ class InfoModel:
         """fn compiled under --compile, with static shapes: a step has a few fixed ones (B, and 2B
         with --joint-d), and shape-specialised kernels are the faster ones. G is compiled on its
         own (its output feeds both D's and G's step); each D forward is compiled together with
-        its loss and metrics, so one graph fuses them with D's last layers and sums the gradients
-        of D's two calls (real and fake) in its backward."""
+        its loss and metrics, so one graph fuses them with D's last layers (with --no-joint-d it
+        also sums the gradients of D's two calls, real and fake, in its backward)."""
         return torch.compile(fn, dynamic=False, options=inductor_options or None) if self.cfg.compile else fn
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
@@ -57,12 +57,13 @@ class InfoModel:
         return 1
 
     def d_real_fake(self, real: torch.Tensor, fake: torch.Tensor, with_q: bool):
-        """(D logits of real, of fake, Q's outputs on fake). With --joint-d one D forward takes both
-        halves: fewer kernels, and exactly the same result unless D has batch norm, whose batch
-        statistics then mix real and fake samples."""
+        """(D logits of real, of fake, Q's outputs on fake). With --joint-d (the default) one D
+        forward takes both halves: one convolution or matrix product a layer instead of two, no
+        sum of two gradients per parameter, and the method of two forwards, since batch norm
+        normalises each half with its own statistics."""
         if self.cfg.joint_d:
             n = real.shape[0]
-            d, q = self.D(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, q_from=n)
+            d, q = self.D(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, split=n)
             return d[:n], d[n:], q
         d_real, _ = self.D(real, with_q=False)
         d_fake, q = self.D(fake, with_q=with_q)

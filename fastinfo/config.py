@@ -79,8 +79,8 @@ class TrainConfig:
     cuda_graphs: bool = _opt(False, "capture the whole training step in a CUDA graph and replay it (GPU only)")
     tf32: bool = _opt(True, "on a GPU, fp32 matrix products on TF32 tensor cores, as PyTorch already runs "
                             "convolutions (--no-tf32: full fp32 products)")
-    joint_d: bool = _opt(False, "one D forward over real and fake (exact for layer/no norm; with batch norm it mixes "
-                                "their statistics and InfoGAN collapsed)")
+    joint_d: bool = _opt(True, "one D forward over real and fake, batch norm taking each half's own statistics "
+                               "(--no-joint-d: two forwards)")
     log_every: int = _opt(50, "read metrics from the device and log every N steps")
     ckpt_every: int = _opt(500, "write a checkpoint every N steps")
     sample_every: int = _opt(1000, "write traversal grids every N steps (0: only at the end)")

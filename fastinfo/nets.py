@@ -113,9 +113,24 @@ class Discriminator(nn.Module):
         self.q_head = QHead(spec, slope, learn_std, norm)
         drop_batch_counters(self)
 
-    def forward(self, x: torch.Tensor, with_q: bool = True, q_from: int = 0):
-        """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) of rows q_from: or None)."""
-        h = self.body(x)
+    def forward(self, x: torch.Tensor, with_q: bool = True, split: int = 0):
+        """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) or None).
+
+        split > 0: rows :split and split: are two batches (real, then fake) in one forward. Batch
+        norm normalises each with its own statistics and updates its running ones with the first,
+        then the second, as two forwards would; Q sees the second batch only."""
+        h = self.features(x, split)
         if not with_q:
             return self.d_head(h).squeeze(1), None
-        return self.d_head(h).squeeze(1), self.q_head(h[q_from:] if q_from else h)  # h[0:] costs a backward copy
+        return self.d_head(h).squeeze(1), self.q_head(h[split:] if split else h)  # h[0:] costs a backward copy
+
+    def features(self, x: torch.Tensor, split: int = 0) -> torch.Tensor:
+        """The shared body's output [B, 1024]; split as in forward."""
+        if not split:
+            return self.body(x)
+        for layer in self.body:
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                x = torch.cat([layer(x[:split]), layer(x[split:])])
+            else:
+                x = layer(x)
+        return x

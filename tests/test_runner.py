@@ -130,10 +130,12 @@ def test_step_never_waits_for_the_device(model):
     assert not Syncs.found, Syncs.found
 
 
-def test_joint_d_forward_is_exact_without_batch_norm():
-    """One D forward over real and fake (--joint-d) equals two when D has no batch norm."""
-    separate, run_separate = build("infowgan-gp", torch.device("cpu"), runner.EagerStep)
-    joint, run_joint = build("infowgan-gp", torch.device("cpu"), runner.EagerStep, joint_d=True)
+@pytest.mark.parametrize("model", ["infogan", "infowgan", "infowgan-gp", "minegan"])
+def test_joint_d_forward_is_exact(model):
+    """One D forward over real and fake (--joint-d) trains like two, also with batch norm (infogan,
+    infowgan, minegan), which normalises each half with its own statistics."""
+    separate, run_separate = build(model, torch.device("cpu"), runner.EagerStep, joint_d=False)
+    joint, run_joint = build(model, torch.device("cpu"), runner.EagerStep, joint_d=True)
     # step 0 on the same networks, step 1 on the ones step 0 trained. Later steps drift apart by
     # ~1e-3: the convolutions round differently at batch 16 than at 8, and Adam turns a rounding
     # difference in a near-zero gradient into a step of about lr.
@@ -141,6 +143,22 @@ def test_joint_d_forward_is_exact_without_batch_norm():
         want, got = run_separate(i), run_joint(i)
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-5, msg=f"step {i}: {k}")
+
+
+def test_split_forward_normalises_each_half_on_its_own():
+    """D over [real; fake] with split gives the outputs and the running statistics of D(real)
+    then D(fake)."""
+    m, _ = build("infogan", torch.device("cpu"), runner.EagerStep)
+    real, fake = torch.rand(8, 1, 28, 28), torch.rand(8, 1, 28, 28) * 2 - 1
+    D = copy.deepcopy(m.D)
+    d_real, _ = m.D(real, with_q=False)
+    d_fake, q = m.D(fake)
+    d, q_joint = D(torch.cat([real, fake]), split=8)
+    torch.testing.assert_close(d, torch.cat([d_real, d_fake]), rtol=1e-5, atol=1e-5)
+    for a, b in zip(q_joint, q):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for (name, a), b in zip(D.named_buffers(), m.D.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_joint_d_forward_gives_q_only_the_fake_rows():
