@@ -126,10 +126,8 @@ class Discriminator(nn.Module):
 
     def features(self, x: torch.Tensor, split: int = 0) -> torch.Tensor:
         """The shared body's output [B, 1024]; split as in forward."""
-        if not split:
-            return self.body(x)
         for layer in self.body:
-            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            if split and isinstance(layer, nn.modules.batchnorm._BatchNorm):
                 x = torch.cat([layer(x[:split]), layer(x[split:])])
             else:
                 x = layer(x)

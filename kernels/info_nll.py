@@ -292,7 +292,8 @@ def _info_nll_fwd(
     """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [B, n_cat])."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    tiling = _tiling(tuple(cat_sizes), n_cont, B)
+    sizes = tuple(cat_sizes)
+    tiling = _tiling(sizes, n_cont, B)
     n_prog = _n_programs(ref.device, triton.cdiv(B, tiling.block_b))
     per_row = reduction == "none"
     loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
@@ -301,7 +302,7 @@ def _info_nll_fwd(
     _info_nll_fwd_kernel[(n_prog,)](
         *_args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, ref),
         loss, code_sums, lse, B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
-        OFFSETS=_offsets(tuple(cat_sizes)), N_CAT=n_cat, N_CONT=n_cont,
+        OFFSETS=_offsets(sizes), N_CAT=n_cat, N_CONT=n_cont,
         HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row, ACC=_tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_NC=tiling.block_nc,
         num_warps=tiling.num_warps,
@@ -348,7 +349,8 @@ def info_nll_bwd(
     """Gradients, in order, of those of cat_logits, cont_mean, cont_log_std that were given."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
-    tiling = _tiling(tuple(cat_sizes), n_cont, B)
+    sizes = tuple(cat_sizes)
+    tiling = _tiling(sizes, n_cont, B)
     grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
              for t in (cat_logits, cont_mean, cont_log_std)]
     # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel
@@ -360,7 +362,7 @@ def info_nll_bwd(
         ref if grad_per_code is None else grad_per_code,
         *(ref if g is None else g for g in grads),
         B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
-        OFFSETS=_offsets(tuple(cat_sizes)), N_CAT=n_cat, N_CONT=n_cont,
+        OFFSETS=_offsets(sizes), N_CAT=n_cat, N_CONT=n_cont,
         HAS_LOG_STD=cont_log_std is not None, PER_ROW=reduction == "none",
         HAS_GLOSS=grad_loss is not None, HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_C=tiling.block_c,
