@@ -9,6 +9,7 @@ from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
 from fastinfo.nets import Discriminator, Generator
+from fastinfo.optim import ClippedRMSprop
 
 
 class InfoModel:
@@ -47,10 +48,12 @@ class InfoModel:
         return torch.optim.Adam(params, lr=lr, betas=betas or (self.cfg.beta1, self.cfg.beta2),
                                 fused=cuda or None, capturable=self.cfg.cuda_graphs)
 
-    def rmsprop(self, params, lr: float) -> torch.optim.RMSprop:
-        """RMSprop (PyTorch has no fused one; foreach is its multi-tensor path), capturable for --cuda-graphs."""
-        return torch.optim.RMSprop(params, lr=lr, foreach=self.device.type == "cuda" or None,
-                                   capturable=self.cfg.cuda_graphs)
+    def rmsprop(self, params, lr: float, clip_value: float | None = None) -> ClippedRMSprop:
+        """RMSprop, clamping the parameters to [-clip_value, clip_value] after each update when
+        clip_value is given: one fused launch on a GPU, where torch.optim.RMSprop's multi-tensor
+        path and a clip make seven and move three times the bytes. Keeps no step count, so it is
+        capturable as it is."""
+        return ClippedRMSprop(params, lr=lr, clip_value=clip_value)
 
     def batches_per_step(self, step: int) -> int:
         """Real batches the training step with this 0-based index consumes."""

@@ -15,7 +15,6 @@ since the penalty is taken per sample.
 
 import torch
 
-from fastinfo import losses
 from fastinfo.base import InfoModel
 
 
@@ -37,7 +36,9 @@ class InfoWGAN(InfoModel):
         if self.gp:
             opt_d, opt_g = self.adam(self.critic_params, cfg.lr_d), self.adam(self.G.parameters(), cfg.lr_g)
         else:
-            opt_d, opt_g = self.rmsprop(self.critic_params, cfg.lr_d), self.rmsprop(self.G.parameters(), cfg.lr_g)
+            # the clip is part of the critic's optimiser step
+            opt_d = self.rmsprop(self.critic_params, cfg.lr_d, clip_value=cfg.clip)
+            opt_g = self.rmsprop(self.G.parameters(), cfg.lr_g)
         self.optimizers = {"D": opt_d, "G": opt_g}
         if self.use_q:
             self.optimizers["Q"] = self.adam(self.D.q_head.parameters(), cfg.lr_q, betas=(0.5, 0.999))
@@ -76,8 +77,6 @@ class InfoWGAN(InfoModel):
             with self.autocast():
                 loss = loss + self.cfg.gp_weight * gradient_penalty(self.D, real, fake, gen)
         self.backward_step(loss, ("D", "Q") if self.use_q else ("D",))
-        if not self.gp:
-            losses.clip_weights_(self.critic_params, self.cfg.clip)
         return loss.detach(), distance
 
     def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:

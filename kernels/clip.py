@@ -21,13 +21,17 @@ _MAX_TABLES = 16  # one per parameter list a program clips; more means parameter
 
 
 @triton.jit
+def clamp(x, clip):
+    """x clamped to [-clip, clip]; comparisons leave NaN as it is, like torch.clamp."""
+    return tl.where(x < -clip, -clip, tl.where(x > clip, clip, x))
+
+
+@triton.jit
 def _clamp_block(ptr, offs, mask, clip):
     """clip is exactly representable in the element type, so the final cast needs no rounding
     (the CPU interpreter and the GPU round differently)."""
     x = tl.load(ptr + offs, mask=mask).to(tl.float32)
-    # comparisons leave NaN as it is, like torch.clamp
-    y = tl.where(x < -clip, -clip, tl.where(x > clip, clip, x))
-    tl.store(ptr + offs, y.to(ptr.dtype.element_ty), mask=mask)
+    tl.store(ptr + offs, clamp(x, clip).to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit

@@ -7,6 +7,7 @@ import torch
 
 from fastinfo.codes import LatentSpec
 from fastinfo.config import ConfigError, make_config
+from fastinfo.optim import ClippedRMSprop
 from fastinfo.wgan import InfoWGAN, gradient_penalty
 from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
 
@@ -28,7 +29,8 @@ def test_clipping_covers_body_and_d_head_not_q_head():
     assert max(p.abs().max().item() for p in m.critic_params) <= 0.01
     assert max(p.abs().max().item() for p in m.D.q_head.parameters()) > 0.01
     assert {"loss_d", "loss_g", "wasserstein", "info_c1", "info_c3"} <= set(metrics)
-    assert isinstance(m.optimizers["D"], torch.optim.RMSprop) and m.cfg.lr_d == 5e-5
+    assert isinstance(m.optimizers["D"], ClippedRMSprop) and m.cfg.lr_d == 5e-5
+    assert m.optimizers["D"].defaults["clip_value"] == 0.01 and m.optimizers["G"].defaults["clip_value"] is None
 
 
 def test_gp_models_do_not_clip_and_use_adam_with_layer_norm():

@@ -22,7 +22,7 @@ os.environ.pop("TRITON_INTERPRET", None)
 import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
-from fastinfo.kernels import clip, info_nll, mine  # noqa: E402
+from fastinfo.kernels import clip, info_nll, metric_ring, mine, rmsprop  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.driver import driver  # noqa: E402
@@ -130,14 +130,14 @@ def wrapper_launches() -> list[str]:
     """Each op's wrapper called as on a GPU (CPU tensors standing in), every launch it makes going
     through Triton's JIT for sm_90 (argument specialisation, constexpr binding, the build, the
     checks before a launch) and stopping short of running: this catches what only that path
-    checks. Returns the kernels launched, with their warps. The stand-in driver stays active (a
-    real one cannot be made without a GPU): call this last in a process."""
+    checks. Returns the kernels launched, with their warps and ptxas's report. The stand-in
+    driver stays active (a real one cannot be made without a GPU): call this last in a process."""
     launched = set()
 
     def build_only(kernel, grid):
         def launch(*args, **kwargs):
             built = kernel.run(*args, grid=grid, warmup=True, **kwargs)
-            launched.add(f"{kernel.fn.__name__} num_warps={built.metadata.num_warps}")
+            launched.add(f"{kernel.fn.__name__} num_warps={built.metadata.num_warps}: {resources(built)}")
         return launch
 
     driver.set_active(Sm90Driver())
@@ -162,6 +162,13 @@ def wrapper_launches() -> list[str]:
             _, total = mine.mine_dv_bound_pairwise_op(f, f)
             mine.mine_dv_bound_pairwise_bwd(f, f, total, torch.ones(()))
         clip.clip_weights_([torch.randn(3000), torch.randn(7, dtype=torch.bfloat16)], 0.01, clip.BLOCK)
+        metric_ring.write_row_([torch.zeros(()), torch.zeros(2, dtype=torch.bfloat16)[1]], torch.zeros(5, 2),
+                               torch.zeros(1, dtype=torch.long))
+        # the InfoGAN critic's layout, and two dtypes in one call
+        for ps in ([torch.randn(n) for n in (1024, 64, 131072, 128, 128, 128, 6422528, 1024, 1024, 1024, 1024, 1)],
+                   [torch.randn(9000, dtype=torch.bfloat16), torch.randn(7, dtype=torch.float16)]):
+            rmsprop.rmsprop_(ps, ps, ps, 5e-5, 0.99, 1e-8, 0.0, 0.01, rmsprop.BLOCK)
+            rmsprop.rmsprop_(ps, ps, ps, 5e-5, 0.99, 1e-8, 0.1, 0.0, rmsprop.BLOCK)
     return sorted(launched)
 
 
@@ -170,7 +177,7 @@ def main():
     for name, fn, signature, constexprs, num_warps in cases():
         print(f"compiled {name} for sm_90: {resources(build(fn, signature, constexprs, num_warps))}")
     for kernel in wrapper_launches():
-        print(f"launched {kernel} for sm_90")
+        print(f"launched {kernel}")
 
 
 if __name__ == "__main__":
