@@ -35,7 +35,7 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
 }
 # modes timed for some models only, at batch 128: the compiled ones, to keep compile time
 # bounded, and the two-forward D, for a comparison with the default
-ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "infowgan", "infowgan-gp"),
+ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "gan", "minegan", "infowgan", "infowgan-gp"),
             "compile_graphs": ("infogan",), "amp_graphs_two_d": ("infogan", "infowgan"),
             "amp_compile_graphs_two_d": ("infogan",)}
 
