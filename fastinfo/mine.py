@@ -62,6 +62,9 @@ class MINE(nn.Module):
             raise ValueError("variant 'pairwise' needs a separable critic with embed(x, y) -> (f(x), g(y))")
         self.critic, self.variant, self.ema_rate = critic, variant, ema_rate
         self.bias_correction = bias_correction
+        # joint and marginal pairs go through the critic as one batch (one launch a layer, not
+        # two), unless batch norm would then mix the two batches' statistics
+        self.one_call = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
         self.register_buffer("log_ema", torch.tensor(float("nan")))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
@@ -71,8 +74,13 @@ class MINE(nn.Module):
         (e.g. for a generator step that reads the estimate)."""
         if self.variant == "pairwise":
             return losses.mine_dv_bound_pairwise(*self.critic.embed(x, y))
-        perm = torch.randperm(x.shape[0], device=x.device, generator=generator)
-        t_joint, t_marginal = self.critic(x, y), self.critic(x, y[perm])
+        n = x.shape[0]
+        perm = torch.randperm(n, device=x.device, generator=generator)
+        if self.one_call:
+            t = self.critic(torch.cat([x, x]), torch.cat([y, y[perm]]))
+            t_joint, t_marginal = t[:n], t[n:]
+        else:
+            t_joint, t_marginal = self.critic(x, y), self.critic(x, y[perm])
         if self.variant == "f":
             return losses.mine_f_bound(t_joint, t_marginal)
         log_ema = self.log_ema if self.bias_correction else None

@@ -86,21 +86,21 @@ class MineGAN(InfoModel):
         self.backward_step(loss_d, ("D",))
 
         with self.autocast():
-            mi_t = self.mine(fake.detach().float(), c, generator=gen)
+            mi_t = self.mine(fake.detach(), c, generator=gen)
         self.backward_step(-mi_t, ("T",))
 
         with self.frozen(self.D, self.mine):
             loss_gan, d_fake, _ = self.gan_g_loss(fake, cat, cont)
             with self.autocast():
-                mi_g = self.mine(fake.float(), c, generator=gen, update_ema=False)
+                mi_g = self.mine(fake, c, generator=gen, update_ema=False)
         g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
         g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params, self.grad_seed)
         if self.cfg.adaptive_clip:
             g_mi = adaptive_clip(g_gan, g_mi)
         opt_g = self.optimizers["G"]
         opt_g.zero_grad(set_to_none=True)
-        for p, a, b in zip(g_params, g_gan, g_mi):
-            p.grad = a + b
+        for p, g in zip(g_params, torch._foreach_add(g_gan, g_mi)):  # one launch for every sum
+            p.grad = g
         self.scaler.step(opt_g)
         self.scaler.update()
 

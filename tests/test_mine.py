@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fastinfo import mine_check
+from fastinfo import losses, mine_check
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
 
 
@@ -42,9 +42,29 @@ def test_marginals_use_a_fresh_permutation_each_call():
     gen = torch.Generator().manual_seed(0)
     m(y, y, generator=gen)
     m(y, y, generator=gen)
-    joint1, marg1, joint2, marg2 = seen
+    (joint1, marg1), (joint2, marg2) = (pairs.split(64) for pairs in seen)  # one critic call each
     assert torch.equal(joint1, y) and sorted(marg1.view(-1).tolist()) == list(range(64))
     assert not torch.equal(marg1, marg2)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_one_critic_call_unless_batch_norm_would_mix_joint_and_marginal(batch_norm):
+    """Without batch norm the joint and marginal pairs share one call and give two calls' bound;
+    with it, each gets its own call and its own statistics."""
+    torch.manual_seed(0)
+    critic = ConcatCritic(3, 2)
+    if batch_norm:
+        critic.net.insert(1, torch.nn.BatchNorm1d(256))
+    calls = []
+    critic.register_forward_hook(lambda *_: calls.append(1))
+    m = MINE(critic, "dv", bias_correction=False)
+    x, y = torch.randn(32, 3), torch.randn(32, 2)
+    bound = m(x, y, generator=torch.Generator().manual_seed(1))
+    perm = torch.randperm(32, generator=torch.Generator().manual_seed(1))
+    calls_made = len(calls)
+    want, _ = losses.reference.mine_dv_bound(critic(x, y), critic(x, y[perm]), None, 0.01)
+    assert calls_made == (2 if batch_norm else 1)
+    torch.testing.assert_close(bound, want)
 
 
 def test_variant_errors():
