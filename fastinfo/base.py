@@ -67,7 +67,7 @@ class InfoModel:
         if self.cfg.joint_d:
             n = real.shape[0]
             d, q = self.D(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, split=n)
-            return d[:n], d[n:], q
+            return *d.split([n, fake.shape[0]]), q
         d_real, _ = self.D(real, with_q=False)
         d_fake, q = self.D(fake, with_q=with_q)
         return d_real, d_fake, q

@@ -128,7 +128,9 @@ class Discriminator(nn.Module):
         """The shared body's output [B, 1024]; split as in forward."""
         for layer in self.body:
             if split and isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                x = torch.cat([layer(x[:split]), layer(x[split:])])
+                # split, not two slices: the backward is one concatenation, not a zero-filled
+                # tensor per slice and their sum
+                x = torch.cat([layer(half) for half in x.split([split, x.shape[0] - split])])
             else:
                 x = layer(x)
         return x
