@@ -66,8 +66,10 @@ class InfoModel:
         normalises each half with its own statistics."""
         if self.cfg.joint_d:
             n = real.shape[0]
-            d, q = self.D(torch.cat([real, fake.to(real.dtype)]), with_q=with_q, split=n)
-            return *d.split([n, fake.shape[0]]), q
+            # in fake's dtype: under autocast D's first convolution casts its input to it anyway
+            d, q = self.D(torch.cat([real.to(fake.dtype), fake]), with_q=with_q, split=n)
+            # fp32 logits for the losses: one cast for both halves (the callers' .float() is then free)
+            return *d.float().split([n, fake.shape[0]]), q
         d_real, _ = self.D(real, with_q=False)
         d_fake, q = self.D(fake, with_q=with_q)
         return d_real, d_fake, q
