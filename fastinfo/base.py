@@ -87,8 +87,9 @@ class InfoModel:
         D(G(z)); per-code NLL or None). Run it with D frozen."""
         with self.autocast():
             d_fake, q = self.D(fake, with_q=self.use_q)
-            loss, per_code = self.add_info_term(losses.gan_g_loss(d_fake.float()), q, cat, cont)
-        return loss, torch.sigmoid(d_fake.detach().float()).mean(), per_code
+            d_fake = d_fake.float()  # once, for the loss and the metric
+            loss, per_code = self.add_info_term(losses.gan_g_loss(d_fake), q, cat, cont)
+        return loss, torch.sigmoid(d_fake.detach()).mean(), per_code
 
     def autocast(self):
         if self.amp_dtype is None:
