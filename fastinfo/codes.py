@@ -61,11 +61,12 @@ class LatentSpec:
             z = torch.randn(batch_size, self.noise_dim, **kw)
         else:
             z = torch.empty(batch_size, self.noise_dim, device=device).uniform_(-1, 1, generator=generator)
-        if self.n_cat == 1:  # drawn in its column's shape: the same numbers, and no stack kernel
+        if self.n_cat == 0:
+            cat = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+        elif self.n_cat == 1:  # drawn in its column's shape: the same numbers, and no stack kernel
             cat = torch.randint(0, self.cat_sizes[0], (batch_size, 1), **kw)
         else:
-            cat = torch.stack([torch.randint(0, k, (batch_size,), **kw) for k in self.cat_sizes], 1) \
-                if self.n_cat else torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+            cat = torch.stack([torch.randint(0, k, (batch_size,), **kw) for k in self.cat_sizes], 1)
         # one kernel each, and the same numbers as rand() * 2 - 1
         cont = torch.empty(batch_size, self.n_cont, device=device).uniform_(-1, 1, generator=generator)
         return z, cat, cont

@@ -77,8 +77,8 @@ class MINE(nn.Module):
         n = x.shape[0]
         perm = torch.randperm(n, device=x.device, generator=generator)
         if self.one_call:
-            t = self.critic(torch.cat([x, x]), torch.cat([y, y[perm]]))
-            t_joint, t_marginal = t[:n], t[n:]
+            # split, not slices: the backward is one concatenation
+            t_joint, t_marginal = self.critic(torch.cat([x, x]), torch.cat([y, y[perm]])).split(n)
         else:
             t_joint, t_marginal = self.critic(x, y), self.critic(x, y[perm])
         if self.variant == "f":

@@ -7,6 +7,8 @@ safe inside CUDA-graph capture. A pointer table was chosen over views into one f
 because it leaves the user's modules and optimisers untouched.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -49,6 +51,7 @@ def _clip_kernel(table_ptr, clip_f32, clip_bf16, clip_f16, BLOCK: tl.constexpr):
         _clamp_block(addr.to(tl.pointer_type(tl.float16)), offs, mask, clip_f16)
 
 
+@functools.lru_cache(maxsize=16)  # three tensors and three host reads a call otherwise
 def clip_in_each_dtype(clip_value: float) -> tuple[float, float, float]:
     """The clip value rounded to fp32, bf16 and fp16 as torch.clamp rounds its result."""
     return tuple(torch.tensor(clip_value, dtype=d).item()
