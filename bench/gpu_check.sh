@@ -8,7 +8,8 @@
 # which take longest to start; 4. the kernel benchmarks, then info_nll at other tilings than its
 # wrapper picks; 5. a --amp --cuda-graphs training run of 2000 steps at batch 256, evaluated and
 # timed from process start; 6. two MNIST epochs end to end; 7. the clipping RMSprop step against
-# torch's; 8. in the time left, the same training run over seeds 0-4 at once (c1 accuracy per seed).
+# torch's, and the gradient penalty's first-order form against a double backward; 8. in the time
+# left, the same training run over seeds 0-4 at once (c1 accuracy per seed).
 # Real data: the MNIST IDX files in .data/mnist (FASTINFO_DATA defaults to .data); a cached
 # classifier in .data/cache/fastinfo is used when present. Logs go to $OUT as each step ends,
 # with the benchmark JSON and the experiment results packed in $OUT/results.tar.gz.
@@ -57,7 +58,8 @@ bench bench_train 120 bench/test_train_step.py::test_train_step -k "not compile"
 # all three options for every model first, then infogan's other compiled modes
 bench bench_compile 120 bench/test_train_step.py::test_train_step -k "amp_compile_graphs and not two_d"
 bench bench_compile_more 60 bench/test_train_step.py::test_train_step -k "compile and (two_d or not amp_compile_graphs)"
-bench bench_kernels 150 bench --ignore=bench/test_train_step.py --ignore=bench/test_rmsprop.py -k "not tiling" \
+bench bench_kernels 150 bench --ignore=bench/test_train_step.py --ignore=bench/test_rmsprop.py \
+    --ignore=bench/test_gradient_penalty.py -k "not tiling" \
     --benchmark-json="$work/bench_kernels_full.json"
 bench bench_tiling 60 bench/test_info_nll.py -k tiling
 # the stretch goal's measure: process start to evaluation, 2000 steps (paper preset, z uniform)
@@ -66,8 +68,9 @@ step graphs_run 45 python3 -m fastinfo.train --model infogan --steps 2000 $(trai
 tail -n 1 "$work/run-graphs/metrics.jsonl" >> "$log" 2>/dev/null
 bench bench_epoch 60 bench/test_train_step.py::test_mnist_epoch
 bench bench_rmsprop 50 bench/test_rmsprop.py
+bench bench_gp 50 bench/test_gradient_penalty.py
 step seeds 120 python3 -m fastinfo.sweep --models infogan --seeds 0-4 --procs 5 --steps 2000 \
     --out "$work/seeds" -- $(train_run --log-every 500)
 cat "$work/seeds/summary.md" >> "$log" 2>/dev/null
-sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,compile_more,kernels,tiling,rmsprop,epoch}.log > "$OUT/bench_table.txt"
+sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,compile_more,kernels,tiling,rmsprop,gp,epoch}.log > "$OUT/bench_table.txt"
 cat "$log"

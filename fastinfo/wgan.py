@@ -15,16 +15,8 @@ since the penalty is taken per sample.
 
 import torch
 
+from fastinfo import losses
 from fastinfo.base import InfoModel
-
-
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """E[(||grad_x D(x_hat)||_2 - 1)^2] at random points x_hat between real and fake samples."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=gen, dtype=real.dtype)
-    x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    d_hat, _ = critic(x_hat, with_q=False)
-    (grad,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
 class InfoWGAN(InfoModel):
@@ -32,7 +24,8 @@ class InfoWGAN(InfoModel):
         self.gp = cfg.model.endswith("-gp")
         norm = cfg.critic_norm if cfg.critic_norm != "auto" else ("layer" if self.gp else "batch")
         super().__init__(cfg, spec, device, norm=norm)
-        self.critic_params = [*self.D.body.parameters(), *self.D.d_head.parameters()]
+        self.critic_layers = [*self.D.body, self.D.d_head]
+        self.critic_params = [p for layer in self.critic_layers for p in layer.parameters()]
         if self.gp:
             opt_d, opt_g = self.adam(self.critic_params, cfg.lr_d), self.adam(self.G.parameters(), cfg.lr_g)
         else:
@@ -51,13 +44,17 @@ class InfoWGAN(InfoModel):
             return 100
         return self.cfg.n_critic
 
-    def _critic_loss(self, real, fake, cat, cont):
-        """(the critic's loss E[D(G(z))] - E[D(x)], with a Q head plus lambda * NLL; the
-        Wasserstein estimate E[D(x)] - E[D(G(z))]), without the gradient penalty."""
+    def _critic_loss(self, real, fake, cat, cont, gp_eps):
+        """(the critic's loss E[D(G(z))] - E[D(x)], with a Q head plus lambda * NLL, with the
+        gradient penalty at eps * real + (1 - eps) * fake when gp_eps is given; the Wasserstein
+        estimate E[D(x)] - E[D(G(z))])."""
         with self.autocast():
             d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
             distance = d_real.float().mean() - d_fake.float().mean()
             loss, _ = self.add_info_term(-distance, q, cat, cont)
+            if gp_eps is not None:
+                # a first-order function of the critic's weights: compiled with the rest
+                loss = loss + self.cfg.gp_weight * losses.gradient_penalty(self.critic_layers, real, fake, gp_eps)
         return loss, distance.detach()
 
     def _wgan_g_loss(self, fake, cat, cont):
@@ -71,11 +68,8 @@ class InfoWGAN(InfoModel):
         z, cat, cont = self.sample_latent(real.shape[0], gen)
         with self.autocast(), torch.no_grad():
             fake = self.g_fwd(z, cat, cont)
-        loss, distance = self.critic_loss(real, fake, cat, cont)
-        if self.gp:
-            # outside the compiled loss: its double backward cannot run through a compiled critic
-            with self.autocast():
-                loss = loss + self.cfg.gp_weight * gradient_penalty(self.D, real, fake, gen)
+        gp_eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=gen) if self.gp else None
+        loss, distance = self.critic_loss(real, fake, cat, cont, gp_eps)
         self.backward_step(loss, ("D", "Q") if self.use_q else ("D",))
         return loss.detach(), distance
 

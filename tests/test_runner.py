@@ -247,7 +247,7 @@ def test_compiled_networks_train_like_eager_ones(model):
     """--compile (inductor on the CPU here) with the fused ops inside gives the eager step's
     losses: exactly up to rounding before any update; after one, inductor's other summation
     order has reached the parameters through Adam's near-zero gradients at the lr scale.
-    infowgan-gp: the gradient penalty's double backward, which a compiled critic cannot take;
+    infowgan-gp: the gradient penalty, compiled with the critic's loss;
     minegan: two backward passes through G in one step."""
     _, eager = build(model, torch.device("cpu"), runner.EagerStep)
     _, compiled = build(model, torch.device("cpu"), runner.EagerStep, compile=True)

@@ -1,9 +1,11 @@
 """Drop-in losses for information-regularised GANs.
 
-CUDA tensors run the fused Triton kernels (``fastinfo.kernels``); CPU tensors run the PyTorch
-reference (``fastinfo.losses.reference``), except under ``TRITON_INTERPRET=1``, where the kernels
-run on the CPU through Triton's interpreter. Every function works under autograd,
-torch.compile(fullgraph=True) and CUDA-graph capture.
+The fused ones on CUDA tensors run Triton kernels (``fastinfo.kernels``); on CPU tensors they
+run the PyTorch reference (``fastinfo.losses.reference``), except under ``TRITON_INTERPRET=1``,
+where the kernels run on the CPU through Triton's interpreter. ``gradient_penalty`` is PyTorch
+operations on every device: its gain is a first-order formulation that compiles (see its
+module). Every function works under autograd, torch.compile(fullgraph=True) and CUDA-graph
+capture.
 """
 
 from fastinfo.losses import reference
@@ -18,11 +20,13 @@ from fastinfo.losses.info import (
     mutual_info_lower_bound,
 )
 from fastinfo.losses.mine import mine_dv_bound, mine_dv_bound_pairwise, mine_f_bound
+from fastinfo.losses.penalty import gradient_penalty
 
 __all__ = [
     "clip_weights_",
     "gan_d_loss",
     "gan_g_loss",
+    "gradient_penalty",
     "info_nll",
     "info_nll_and_per_code",
     "info_nll_per_code",

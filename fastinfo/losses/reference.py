@@ -111,3 +111,11 @@ def mine_dv_bound_pairwise(f_x, g_y):
     B = scores.shape[0]
     off = scores.masked_fill(torch.eye(B, dtype=torch.bool, device=scores.device), float("-inf"))
     return scores.diagonal().mean() - (torch.logsumexp(off.flatten(), 0) - math.log(B * (B - 1)))
+
+
+def gradient_penalty(critic, real, fake, eps):
+    """Reference for :func:`fastinfo.losses.gradient_penalty`, by autograd's double backward:
+    critic is any callable from a batch to one score a sample."""
+    x_hat = (eps * real + (1 - eps) * fake.to(real.dtype)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((_acc(grad).flatten(1).norm(dim=1) - 1) ** 2).mean()
