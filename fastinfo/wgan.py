@@ -35,7 +35,10 @@ class InfoWGAN(InfoModel):
         self.optimizers = {"D": opt_d, "G": opt_g}
         if self.use_q:
             self.optimizers["Q"] = self.adam(self.D.q_head.parameters(), cfg.lr_q, betas=(0.5, 0.999))
-        self.critic_loss, self.wgan_g_loss = self.compiled(self._critic_loss), self.compiled(self._wgan_g_loss)
+        # the penalty's gradient ends in a transposed convolution to one channel, as G does: its
+        # compiled backward needs autograd's layout on a GPU for the same reason (see InfoModel)
+        self.critic_loss = self.compiled(self._critic_loss, **({"layout_optimization": False} if self.gp else {}))
+        self.wgan_g_loss = self.compiled(self._wgan_g_loss)
 
     def batches_per_step(self, step: int) -> int:
         """n_critic, or WGAN's schedule: 100 critic steps for the first 25 generator steps and
