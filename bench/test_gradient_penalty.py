@@ -19,7 +19,9 @@ from fastinfo.nets import Discriminator
 IMPLS = {
     "first_order": losses.gradient_penalty,
     "double_backward": reference.gradient_penalty,
-    "first_order_compiled": torch.compile(losses.gradient_penalty, fullgraph=True, dynamic=False),
+    # autograd's layout, as infowgan-gp compiles it (see fastinfo.wgan)
+    "first_order_compiled": torch.compile(losses.gradient_penalty, fullgraph=True, dynamic=False,
+                                          options={"layout_optimization": False}),
 }
 
 
