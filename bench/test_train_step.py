@@ -3,7 +3,8 @@ per step and peak memory; and one MNIST epoch end to end.
 
 Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --amp (bf16),
 --amp --compile, --amp --cuda-graphs and all three; in fp32, --cuda-graphs with and without
---compile; and with two D forwards (--no-joint-d) against the default one. fastinfo's fp32 modes
+--compile; with two D forwards (--no-joint-d) against the default one; and all three options
+with TorchInductor options (--inductor) that may cut kernels a step. fastinfo's fp32 modes
 run their matrix products on TF32 tensor cores (the default --tf32); the reference loop keeps
 PyTorch's default, full fp32 products.
 The ratio to the reference loop is taken between cases of one run of bench/gpu_check.sh."""
@@ -32,12 +33,18 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
     # two D forwards, real and fake (--no-joint-d), against the default single one
     "amp_graphs_two_d": {"amp": "bf16", "cuda_graphs": True, "joint_d": False},
     "amp_compile_graphs_two_d": {"amp": "bf16", "compile": True, "cuda_graphs": True, "joint_d": False},
+    # all three options with TorchInductor options that cut launches: independent small kernels
+    # (weight casts, bias gradients) combined into one; each reduction in one kernel, not two
+    "inductor_combo_kernels": {"amp": "bf16", "compile": True, "cuda_graphs": True, "inductor": "combo_kernels=True"},
+    "inductor_no_split_reductions": {"amp": "bf16", "compile": True, "cuda_graphs": True,
+                                     "inductor": "split_reductions=False"},
 }
 # modes timed for some models only, at batch 128: the compiled ones, to keep compile time
 # bounded, and the two-forward D, for a comparison with the default
 ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "gan", "minegan", "infowgan", "infowgan-gp"),
             "compile_graphs": ("infogan",), "amp_graphs_two_d": ("infogan", "infowgan"),
-            "amp_compile_graphs_two_d": ("infogan",)}
+            "amp_compile_graphs_two_d": ("infogan",), "inductor_combo_kernels": ("infogan",),
+            "inductor_no_split_reductions": ("infogan",)}
 
 
 def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device):

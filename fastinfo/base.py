@@ -40,7 +40,8 @@ class InfoModel:
         own (its output feeds both D's and G's step); each D forward is compiled together with
         its loss and metrics, so one graph fuses them with D's last layers (with --no-joint-d it
         also sums the gradients of D's two calls, real and fake, in its backward)."""
-        return torch.compile(fn, dynamic=False, options=inductor_options or None) if self.cfg.compile else fn
+        options = {**self.cfg.inductor_options(), **inductor_options}
+        return torch.compile(fn, dynamic=False, options=options or None) if self.cfg.compile else fn
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
         """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs."""

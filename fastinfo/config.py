@@ -2,6 +2,7 @@
 override it in that order."""
 
 import argparse
+import ast
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -27,7 +28,7 @@ CRITIC_NORMS = ("auto", "batch", "layer", "none")
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
-    "cuda_graphs", "tf32", "tensorboard", "progress", "eval_at_end",
+    "cuda_graphs", "tf32", "inductor", "tensorboard", "progress", "eval_at_end",
 }
 
 
@@ -76,6 +77,8 @@ class TrainConfig:
     out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-s<seed>)")
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
     compile: bool = _opt(False, "torch.compile the networks")
+    inductor: str = _opt("", "TorchInductor options for --compile, comma-separated name=value "
+                             "(e.g. combo_kernels=True,split_reductions=False)")
     cuda_graphs: bool = _opt(False, "capture the whole training step in a CUDA graph and replay it (GPU only)")
     tf32: bool = _opt(True, "on a GPU, fp32 matrix products on TF32 tensor cores, as PyTorch already runs "
                             "convolutions (--no-tf32: full fp32 products)")
@@ -95,6 +98,35 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out or f"runs/{self.model}-{self.dataset}-s{self.seed}")
+
+    def inductor_options(self) -> dict:
+        """--inductor as {name: value}; ConfigError for an option TorchInductor does not have or a
+        value of another type than its default's."""
+        if not self.inductor.strip():
+            return {}
+        from torch._inductor import config as inductor_config
+
+        defaults, options = inductor_config.get_config_copy(), {}
+        for item in self.inductor.split(","):
+            name, sep, text = (part.strip() for part in item.partition("="))
+            if not sep or not name:
+                raise ConfigError(f"--inductor takes name=value pairs separated by commas, got {item!r}")
+            if name not in defaults:
+                raise ConfigError(f"--inductor: TorchInductor has no option {name!r} "
+                                  "(torch._inductor.list_options() lists them)")
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = text  # a bare word: a string option's value
+            default = defaults[name]
+            if isinstance(default, bool) and value in (0, 1):
+                value = bool(value)
+            fits = isinstance(value, type(default)) or (type(default) is float and type(value) is int)
+            if default is not None and not fits:
+                raise ConfigError(f"--inductor {name}: expected {type(default).__name__} (its default is "
+                                  f"{default!r}), got {text!r}")
+            options[name] = value
+        return options
 
     def validate(self) -> "TrainConfig":
         def need(ok, msg):
@@ -139,6 +171,8 @@ class TrainConfig:
              "--cuda-graphs works with --amp bf16 or none, not fp16: fp16's loss scaler must check for "
              "overflow between the D and G updates, outside any graph")
         need(not (self.cuda_graphs and self.device == "cpu"), "--cuda-graphs needs a CUDA device, not --device cpu")
+        need(not self.inductor or self.compile, "--inductor sets options of --compile: pass --compile too")
+        self.inductor_options()
         for name in ("log_every", "ckpt_every"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
         need(self.sample_every >= 0, "--sample-every must be >= 0")

@@ -197,14 +197,35 @@ def test_config_file_json_and_yaml(tmp_path):
     assert run(tmp_path / "c", "--config", tmp_path / "bad.json") == 2
 
 
+def test_inductor_options_reach_every_compiled_function(monkeypatch):
+    """--inductor's name=value pairs, typed like TorchInductor's defaults, go to each
+    torch.compile call; a network's own option (G's layout) is kept over them."""
+    from fastinfo import base
+    from fastinfo.config import ConfigError, make_config
+    from fastinfo.train import build_model
+
+    calls = []
+    monkeypatch.setattr(base.torch, "compile", lambda fn, **kw: calls.append(kw["options"]) or fn)
+    cfg = make_config(dict(compile=True, inductor="combo_kernels=1, max_fusion_size=32,layout_optimization=True"))
+    build_model(cfg, torch.device("cpu"))
+    assert calls and all(o["combo_kernels"] is True and o["max_fusion_size"] == 32 for o in calls)
+    assert sorted(o["layout_optimization"] for o in calls)[0] is False  # G's
+    for bad, match in [("combo_kernels", "name=value pairs"), ("no_such_option=1", "no option 'no_such_option'"),
+                       ("combo_kernels=2", "expected bool"), ("max_fusion_size=big", "expected int")]:
+        with pytest.raises(ConfigError, match=match):
+            make_config(dict(compile=True, inductor=bad))
+    with pytest.raises(ConfigError, match="pass --compile too"):
+        make_config(dict(inductor="combo_kernels=True"))
+
+
 def test_help_documents_every_option(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
     for flag in ("--model", "--dataset", "--data-root", "--steps", "--epochs", "--batch-size", "--lr-d",
                  "--lr-g", "--lambda-cat", "--lambda-cont", "--seed", "--device", "--out", "--resume",
-                 "--amp", "--compile", "--cuda-graphs", "--joint-d", "--log-every", "--ckpt-every", "--config",
-                 "--preset"):
+                 "--amp", "--compile", "--inductor", "--cuda-graphs", "--joint-d", "--log-every", "--ckpt-every",
+                 "--config", "--preset"):
         assert flag in out
 
 
