@@ -119,7 +119,10 @@ class Discriminator(nn.Module):
         split > 0: rows :split and split: are two batches (real, then fake) in one forward. Batch
         norm normalises each with its own statistics and updates its running ones with the first,
         then the second, as two forwards would; Q sees the second batch only."""
-        h = self.features(x, split)
+        return self.heads(self.features(x, split), with_q, split)
+
+    def heads(self, h: torch.Tensor, with_q: bool = True, split: int = 0):
+        """The D and Q heads on the body's output h [B, 1024]: as forward, Q on the rows split:."""
         if not with_q:
             return self.d_head(h).squeeze(1), None
         return self.d_head(h).squeeze(1), self.q_head(h[split:] if split else h)  # h[0:] costs a backward copy

@@ -17,6 +17,7 @@ import torch
 
 from fastinfo import losses
 from fastinfo.base import InfoModel
+from fastinfo.losses import penalty
 
 
 class InfoWGAN(InfoModel):
@@ -52,13 +53,30 @@ class InfoWGAN(InfoModel):
         gradient penalty at eps * real + (1 - eps) * fake when gp_eps is given; the Wasserstein
         estimate E[D(x)] - E[D(G(z))])."""
         with self.autocast():
-            d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
+            if gp_eps is None:
+                d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
+                gp = 0.0
+            else:
+                d_real, d_fake, q, gp = self.scores_and_penalty(real, fake, gp_eps)
             distance = d_real.float().mean() - d_fake.float().mean()
-            loss, _ = self.add_info_term(-distance, q, cat, cont)
-            if gp_eps is not None:
-                # a first-order function of the critic's weights: compiled with the rest
-                loss = loss + self.cfg.gp_weight * losses.gradient_penalty(self.critic_layers, real, fake, gp_eps)
+            loss, _ = self.add_info_term(self.cfg.gp_weight * gp - distance, q, cat, cont)
         return loss, distance.detach()
+
+    def scores_and_penalty(self, real, fake, eps):
+        """(D(x), D(G(z)), Q's outputs on fake, the gradient penalty), the penalty a first-order
+        function of the critic's weights, compiled with the rest. With --joint-d one forward of
+        the critic's body takes real, fake and the points between them, and only the last rows
+        go back to the input for the penalty: one convolution or matrix product a layer where
+        two forwards made two. With --no-joint-d, D's two forwards and the penalty's own."""
+        if not self.cfg.joint_d:
+            d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
+            return d_real, d_fake, q, losses.gradient_penalty(self.critic_layers, real, fake, eps)
+        n = real.shape[0]
+        # in fake's dtype: under autocast D's first convolution casts its input to it anyway
+        x = torch.cat([real, fake, penalty.interpolate(real, fake, eps)]).to(fake.dtype)
+        h, grad = penalty.critic_features_and_input_grad(self.critic_layers, x, grad_from=2 * n)
+        d, q = self.D.heads(h.split([2 * n, n])[0], with_q=self.use_q, split=n)
+        return *d.float().split([n, n]), q, penalty.penalty_of_grad(grad)
 
     def _wgan_g_loss(self, fake, cat, cont):
         """(G's loss -E[D(G(z))], with a Q head plus lambda * NLL; per-code NLL or None). Run it

@@ -68,6 +68,25 @@ def test_matches_double_backward_in_float64(critic, shape, device):
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"d penalty / d {name}: {m}")
 
 
+def test_rows_riding_along_get_features_but_no_gradient():
+    """grad_from: the first rows share the forward (their features are the body's output) and the
+    gradient covers the others only, equal to autograd's for those rows alone; the weight
+    gradients through it too."""
+    from fastinfo.losses.penalty import critic_features_and_input_grad
+
+    critic = paper_critic("layer")
+    x = torch.randn(7, 1, 28, 28, dtype=torch.float64)
+    features, grad = critic_features_and_input_grad(critic, x, grad_from=4)
+    torch.testing.assert_close(features, critic[:-1](x), rtol=1e-10, atol=1e-12)
+    tail = x[4:].clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(critic(tail).sum(), tail, create_graph=True)
+    torch.testing.assert_close(grad, want, rtol=1e-10, atol=1e-12)
+    params = list(critic.parameters())[:-1]  # the score's bias has no effect on a gradient
+    for g, w in zip(torch.autograd.grad((grad**2).sum() + features.sum(), params),
+                    torch.autograd.grad((want**2).sum() + critic[:-1](x).sum(), params)):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("fn", [losses.gradient_penalty, reference.gradient_penalty])
 def test_linear_critic_hand_computed(fn):
     """D(x) = <w, x> + b has gradient w everywhere: the penalty is (||w|| - 1)^2 at any x_hat."""
@@ -118,6 +137,10 @@ def test_unsupported_critics_are_refused(layers, match):
 
 
 def test_mismatched_batches_are_refused():
+    from fastinfo.losses.penalty import critic_features_and_input_grad
+
     critic = [nn.Flatten(), nn.Linear(4, 1)]
     with pytest.raises(ValueError, match="one shape"):
         losses.gradient_penalty(critic, torch.randn(2, 4), torch.randn(3, 4), torch.rand(2, 1))
+    with pytest.raises(ValueError, match=r"grad_from must be in \[0, 3\)"):
+        critic_features_and_input_grad(critic, torch.randn(3, 4), grad_from=3)

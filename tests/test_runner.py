@@ -133,7 +133,8 @@ def test_step_never_waits_for_the_device(model):
 @pytest.mark.parametrize("model", ["infogan", "infowgan", "infowgan-gp", "minegan"])
 def test_joint_d_forward_is_exact(model):
     """One D forward over real and fake (--joint-d) trains like two, also with batch norm (infogan,
-    infowgan, minegan), which normalises each half with its own statistics."""
+    infowgan, minegan), which normalises each half with its own statistics; infowgan-gp's forward
+    also takes the penalty's points, against three forwards."""
     separate, run_separate = build(model, torch.device("cpu"), runner.EagerStep, joint_d=False)
     joint, run_joint = build(model, torch.device("cpu"), runner.EagerStep, joint_d=True)
     # step 0 on the same networks, step 1 on the ones step 0 trained. Later steps drift apart by

@@ -40,7 +40,7 @@ def penalty_of_grad(grad: torch.Tensor) -> torch.Tensor:
 
 
 def check_critic_layers(layers: Sequence[nn.Module]) -> None:
-    """Raise TypeError, naming the layer, when :func:`critic_input_grad` cannot take these."""
+    """Raise TypeError, naming the layer, when :func:`critic_features_and_input_grad` cannot take these."""
     for i, layer in enumerate(layers):
         if not isinstance(layer, SUPPORTED_LAYERS):
             raise TypeError(
@@ -73,7 +73,7 @@ def _layer_norm_input_grad(layer: nn.LayerNorm, x_norm, rstd, g):
     return rstd * (g - g.mean(dims, keepdim=True) - x_norm * (g * x_norm).mean(dims, keepdim=True))
 
 
-def _conv_input_grad(layer: nn.Conv2d, shape: torch.Size, g: torch.Tensor) -> torch.Tensor:
+def _conv_input_grad(layer: nn.Conv2d, shape: tuple[int, ...], g: torch.Tensor) -> torch.Tensor:
     # output_padding restores the rows and columns a strided convolution's last window skipped
     out_pad = [
         shape[2 + i] - ((g.shape[2 + i] - 1) * layer.stride[i] - 2 * layer.padding[i]
@@ -84,23 +84,33 @@ def _conv_input_grad(layer: nn.Conv2d, shape: torch.Size, g: torch.Tensor) -> to
                               output_padding=out_pad, groups=layer.groups, dilation=layer.dilation)
 
 
-def critic_input_grad(layers: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """grad_x of sum over the batch of critic(x), critic = the layers in order, as a function of
-    the layers' weights that one ordinary backward differentiates. Supported layers: see
-    :data:`SUPPORTED_LAYERS`; the last one is nn.Linear(..., 1)."""
+def critic_features_and_input_grad(layers: Sequence[nn.Module], x: torch.Tensor, grad_from: int = 0):
+    """(features, grad): features = all the layers but the last applied to x; grad = grad_x of
+    the critic's summed score over the rows grad_from: of x, as a function of the layers' weights
+    that one ordinary backward differentiates. The rows before grad_from ride along in the same
+    forward (e.g. the real and fake batches of the critic's loss) and get no gradient computed.
+    Supported layers: see :data:`SUPPORTED_LAYERS`; the last one is nn.Linear(..., 1)."""
     layers = list(layers)
     check_critic_layers(layers)
-    saved = []  # what each layer's input gradient needs from its forward
+    if not 0 <= grad_from < x.shape[0]:
+        raise ValueError(f"the gradient needs rows: grad_from must be in [0, {x.shape[0]}) for a batch of "
+                         f"{x.shape[0]}, got {grad_from}")
+
+    def rows(t):  # split, not a slice: its backward is one concatenation, not a zero-filled copy
+        return t.split([grad_from, t.shape[0] - grad_from])[1] if grad_from else t
+
+    saved = []  # what each layer's input gradient needs from its forward, for the rows grad_from:
     for layer in layers[:-1]:
         if isinstance(layer, nn.LayerNorm):
             y, x_norm, rstd = _layer_norm(layer, x)
-            saved.append((x_norm, rstd))
+            saved.append((rows(x_norm), rows(rstd)))
         else:
             y = layer(x)
-            saved.append(x if isinstance(layer, (nn.LeakyReLU, nn.ReLU)) else x.shape)
+            activation = isinstance(layer, (nn.LeakyReLU, nn.ReLU))
+            saved.append(rows(x) if activation else (x.shape[0] - grad_from, *x.shape[1:]))
         x = y
     # d sum(score) / d last hidden layer: the score's weight row, the same for every sample
-    g = layers[-1].weight.expand(x.shape[0], -1)
+    g = layers[-1].weight.expand(x.shape[0] - grad_from, -1)
     for layer, s in zip(reversed(layers[:-1]), reversed(saved)):
         if isinstance(layer, nn.Linear):
             g = g @ layer.weight
@@ -115,7 +125,7 @@ def critic_input_grad(layers: Sequence[nn.Module], x: torch.Tensor) -> torch.Ten
             g = _layer_norm_input_grad(layer, *s, g)
         elif isinstance(layer, nn.Flatten):
             g = g.reshape(s)
-    return g
+    return x, g
 
 
 def gradient_penalty(layers: Sequence[nn.Module], real: torch.Tensor, fake: torch.Tensor,
@@ -125,4 +135,4 @@ def gradient_penalty(layers: Sequence[nn.Module], real: torch.Tensor, fake: torc
     broadcasts over a sample (e.g. [B, 1, 1, 1] uniform draws). fake should be detached."""
     if real.shape != fake.shape:
         raise ValueError(f"real and fake batches must have one shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    return penalty_of_grad(critic_input_grad(layers, interpolate(real, fake, eps)))
+    return penalty_of_grad(critic_features_and_input_grad(layers, interpolate(real, fake, eps))[1])
