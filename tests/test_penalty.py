@@ -58,7 +58,9 @@ def penalty_and_grads(fn, critic, real, fake, eps):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_matches_double_backward_in_float64(critic, shape, device):
     critic = critic().to(device)
-    real, fake = (torch.randn(shape, dtype=torch.float64, device=device) for _ in range(2))
+    real = torch.randn(shape, dtype=torch.float64, device=device)
+    # a non-contiguous batch: the layout a caller's slicing or transposing leaves
+    fake = torch.randn(shape[0], shape[1], shape[3], shape[2], dtype=torch.float64, device=device).transpose(2, 3)
     eps = torch.rand(shape[0], 1, 1, 1, dtype=torch.float64, device=device)
     got, got_grads = penalty_and_grads(losses.gradient_penalty, critic, real, fake, eps)
     want, want_grads = penalty_and_grads(reference.gradient_penalty, critic, real, fake, eps)
@@ -94,6 +96,22 @@ def test_linear_critic_hand_computed(fn):
     real, fake = torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2)
     gp = fn(critic, real, fake, torch.rand(4, 1, 1, 1))
     assert gp.item() == pytest.approx((critic[1].weight.norm().item() - 1) ** 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_critic_is_close_to_float64(dtype):
+    """A critic held in bf16 or fp16 (no autocast): layer norm's statistics and gradient in fp32,
+    every tensor that meets a weight in the network's dtype, as autograd would have it."""
+    critic = paper_critic("layer")
+    real, fake = torch.rand(6, 1, 28, 28, dtype=torch.float64) * 2 - 1, torch.rand(6, 1, 28, 28, dtype=torch.float64)
+    eps = torch.rand(6, 1, 1, 1, dtype=torch.float64)
+    want = reference.gradient_penalty(critic, real, fake, eps)
+    critic = critic.to(dtype)
+    got = losses.gradient_penalty(critic, real.to(dtype), fake.to(dtype), eps.to(dtype))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=5e-2, atol=1e-3)
+    grads = torch.autograd.grad(got, list(critic.parameters())[:-1])
+    assert all(g.dtype == dtype and torch.isfinite(g).all() for g in grads)
 
 
 def test_bf16_autocast_is_close_to_float32():

@@ -57,20 +57,23 @@ def check_critic_layers(layers: Sequence[nn.Module]) -> None:
 
 
 def _layer_norm(layer: nn.LayerNorm, a: torch.Tensor):
-    """(output, normalised input, 1/std) of layer norm, the statistics in fp32 and differentiable:
-    the input gradient below is built from them."""
+    """(output, normalised input, 1/std) of layer norm, computed in fp32 (fp64 stays fp64) and
+    differentiable: the input gradient below is built from them. The output has the weight's
+    dtype, as the module's has: bf16 in a bf16 network, fp32 under autocast."""
     dims = tuple(range(-len(layer.normalized_shape), 0))
     var, mean = torch.var_mean(_fp32_or_fp64(a), dim=dims, correction=0, keepdim=True)
     rstd = torch.rsqrt(var + layer.eps)
     x_norm = (a - mean) * rstd
     out = x_norm if layer.weight is None else x_norm * layer.weight
-    return (out if layer.bias is None else out + layer.bias), x_norm, rstd
+    out = out if layer.bias is None else out + layer.bias
+    return out.to(a.dtype if layer.weight is None else layer.weight.dtype), x_norm, rstd
 
 
-def _layer_norm_input_grad(layer: nn.LayerNorm, x_norm, rstd, g):
+def _layer_norm_input_grad(layer: nn.LayerNorm, x_norm, rstd, dtype, g):
+    """In the input's dtype, as autograd gives it."""
     dims = tuple(range(-len(layer.normalized_shape), 0))
     g = g if layer.weight is None else g * layer.weight
-    return rstd * (g - g.mean(dims, keepdim=True) - x_norm * (g * x_norm).mean(dims, keepdim=True))
+    return (rstd * (g - g.mean(dims, keepdim=True) - x_norm * (g * x_norm).mean(dims, keepdim=True))).to(dtype)
 
 
 def _conv_input_grad(layer: nn.Conv2d, shape: tuple[int, ...], g: torch.Tensor) -> torch.Tensor:
@@ -103,7 +106,7 @@ def critic_features_and_input_grad(layers: Sequence[nn.Module], x: torch.Tensor,
     for layer in layers[:-1]:
         if isinstance(layer, nn.LayerNorm):
             y, x_norm, rstd = _layer_norm(layer, x)
-            saved.append((rows(x_norm), rows(rstd)))
+            saved.append((rows(x_norm), rows(rstd), x.dtype))
         else:
             y = layer(x)
             activation = isinstance(layer, (nn.LeakyReLU, nn.ReLU))
