@@ -68,14 +68,19 @@ class MINE(nn.Module):
         self.register_buffer("log_ema", torch.tensor(float("nan")))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
-                update_ema: bool = True) -> torch.Tensor:
+                update_ema: bool = True, perm: torch.Tensor | None = None) -> torch.Tensor:
         """The bound on I(x; y) for this batch, to maximise. For "dv" its value is the plain DV
         bound and its gradient the bias-corrected one; update_ema=False leaves the average as is
-        (e.g. for a generator step that reads the estimate)."""
+        (e.g. for a generator step that reads the estimate). The marginal pairs x[i] with
+        y[perm[i]]: perm is drawn from generator when not given (give it to call this under
+        torch.compile, which cannot draw from a torch.Generator)."""
         if self.variant == "pairwise":
             return losses.mine_dv_bound_pairwise(*self.critic.embed(x, y))
         n = x.shape[0]
-        perm = torch.randperm(n, device=x.device, generator=generator)
+        if perm is None:
+            perm = torch.randperm(n, device=x.device, generator=generator)
+        elif perm.shape != (n,):
+            raise ValueError(f"perm must be a permutation of the batch, shape ({n},), got {tuple(perm.shape)}")
         if self.one_call:
             # split, not slices: the backward is one concatenation
             t_joint, t_marginal = self.critic(torch.cat([x, x]), torch.cat([y, y[perm]])).split(n)

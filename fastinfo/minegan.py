@@ -58,6 +58,7 @@ class MineGAN(InfoModel):
             "G": self.adam(self.G.parameters(), cfg.lr_g),
             "T": self.adam(self.mine.parameters(), cfg.lr_q),
         }
+        self.mine_bound = self.compiled(self._mine_bound)
 
     def codes(self, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """The codes T sees: continuous ones, plus one-hot categorical ones with --mine-codes all."""
@@ -65,6 +66,16 @@ class MineGAN(InfoModel):
         if self.use_cat:
             parts += [F.one_hot(cat[:, i], k).to(cont) for i, k in enumerate(self.spec.cat_sizes)]
         return torch.cat(parts, dim=1)
+
+    def _mine_bound(self, x: torch.Tensor, c: torch.Tensor, perm: torch.Tensor, update_ema: bool) -> torch.Tensor:
+        """MINE's DV bound on I(c; x), the marginal pairing x[i] with c[perm[i]]: T's forward and
+        the bound compiled together under --compile."""
+        with self.autocast():
+            return self.mine(x, c, perm=perm, update_ema=update_ema)
+
+    def marginal_perm(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """A fresh pairing for MINE's marginal, drawn outside its compiled bound."""
+        return torch.randperm(n, device=self.device, generator=gen)
 
     def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         if not self.cfg.compile:
@@ -85,14 +96,12 @@ class MineGAN(InfoModel):
         loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))
 
-        with self.autocast():
-            mi_t = self.mine(fake.detach(), c, generator=gen)
+        mi_t = self.mine_bound(fake.detach(), c, self.marginal_perm(real.shape[0], gen), True)
         self.backward_step(-mi_t, ("T",))
 
         with self.frozen(self.D, self.mine):
             loss_gan, d_fake, _ = self.gan_g_loss(fake, cat, cont)
-            with self.autocast():
-                mi_g = self.mine(fake, c, generator=gen, update_ema=False)
+            mi_g = self.mine_bound(fake, c, self.marginal_perm(real.shape[0], gen), False)
         g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
         g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params, self.grad_seed)
         if self.cfg.adaptive_clip:

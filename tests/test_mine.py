@@ -67,6 +67,22 @@ def test_one_critic_call_unless_batch_norm_would_mix_joint_and_marginal(batch_no
     torch.testing.assert_close(bound, want)
 
 
+def test_a_given_pairing_is_the_one_drawn_otherwise_and_compiles():
+    """perm = the permutation the generator would draw gives the same bound, eager and under
+    torch.compile (fullgraph), where no generator can be drawn from."""
+    torch.manual_seed(0)
+    m = MINE(ConcatCritic(3, 2, hidden=16), "dv")
+    x, y = torch.randn(16, 3), torch.randn(16, 2)
+    drawn = m(x, y, generator=torch.Generator().manual_seed(4), update_ema=False)
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(m(x, y, perm=perm, update_ema=False), drawn)
+    compiled = torch.compile(lambda x, y, p: m(x, y, perm=p), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, y, perm), drawn)
+    assert torch.isfinite(m.log_ema)  # the compiled call updated the average
+    with pytest.raises(ValueError, match=r"shape \(16,\)"):
+        m(x, y, perm=perm[:8])
+
+
 def test_variant_errors():
     with pytest.raises(ValueError, match="variant must be one of"):
         MINE(ConcatCritic(1, 1), "nce")
