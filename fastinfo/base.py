@@ -123,15 +123,17 @@ class InfoModel:
         )
 
     def add_info_term(self, loss, q, cat, cont):
-        """(loss + lambda * NLL of the codes under Q, per-code NLL); (loss, None) without a Q head."""
+        """(loss + lambda * NLL of the codes under Q, per-code NLL for the metrics); (loss, None)
+        without a Q head."""
         if not self.use_q:
             return loss, None
         info, per_code = self.info_nll(q, cat, cont)
-        return loss + info, per_code
+        # detached here: an output of a compiled loss that needs a gradient gets one, a zero tensor
+        return loss + info, per_code.detach()
 
     def info_metrics(self, per_code: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_I = H(c) - NLL of each code, as info_c1, info_c2, ..."""
-        info_lb = losses.mutual_info_lower_bound(per_code.detach(), self.entropy)
+        info_lb = losses.mutual_info_lower_bound(per_code, self.entropy)
         return {f"info_{name}": info_lb[i] for i, name in enumerate(self.spec.code_names)}
 
     @contextlib.contextmanager
