@@ -58,7 +58,7 @@ class MineGAN(InfoModel):
             "G": self.adam(self.G.parameters(), cfg.lr_g),
             "T": self.adam(self.mine.parameters(), cfg.lr_q),
         }
-        self.mine_bound = self.compiled(self._mine_bound)
+        self.mine_loss = self.compiled(self._mine_loss)
 
     def codes(self, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """The codes T sees: continuous ones, plus one-hot categorical ones with --mine-codes all."""
@@ -67,11 +67,12 @@ class MineGAN(InfoModel):
             parts += [F.one_hot(cat[:, i], k).to(cont) for i, k in enumerate(self.spec.cat_sizes)]
         return torch.cat(parts, dim=1)
 
-    def _mine_bound(self, x: torch.Tensor, c: torch.Tensor, perm: torch.Tensor, update_ema: bool) -> torch.Tensor:
-        """MINE's DV bound on I(c; x), the marginal pairing x[i] with c[perm[i]]: T's forward and
-        the bound compiled together under --compile."""
+    def _mine_loss(self, x, c, perm, weight: float, update_ema: bool):
+        """(-weight * MINE's DV bound on I(c; x), the bound detached), the marginal pairing x[i]
+        with c[perm[i]]: T's forward, the bound and the loss compiled together under --compile."""
         with self.autocast():
-            return self.mine(x, c, perm=perm, update_ema=update_ema)
+            bound = self.mine(x, c, perm=perm, update_ema=update_ema)
+        return -weight * bound, bound.detach()
 
     def marginal_perm(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """A fresh pairing for MINE's marginal, drawn outside its compiled bound."""
@@ -96,14 +97,14 @@ class MineGAN(InfoModel):
         loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))
 
-        mi_t = self.mine_bound(fake.detach(), c, self.marginal_perm(real.shape[0], gen), True)
-        self.backward_step(-mi_t, ("T",))
+        loss_t, mi_t = self.mine_loss(fake.detach(), c, self.marginal_perm(real.shape[0], gen), 1.0, True)
+        self.backward_step(loss_t, ("T",))
 
         with self.frozen(self.D, self.mine):
             loss_gan, d_fake, _ = self.gan_g_loss(fake, cat, cont)
-            mi_g = self.mine_bound(fake, c, self.marginal_perm(real.shape[0], gen), False)
+            loss_mi, _ = self.mine_loss(fake, c, self.marginal_perm(real.shape[0], gen), self.cfg.beta, False)
         g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
-        g_mi = torch.autograd.grad(self.scaler.scale(-self.cfg.beta * mi_g), g_params, self.grad_seed)
+        g_mi = torch.autograd.grad(self.scaler.scale(loss_mi), g_params, self.grad_seed)
         if self.cfg.adaptive_clip:
             g_mi = adaptive_clip(g_gan, g_mi)
         opt_g = self.optimizers["G"]
@@ -113,8 +114,8 @@ class MineGAN(InfoModel):
         self.scaler.step(opt_g)
         self.scaler.update()
 
-        return {"loss_d": loss_d.detach(), "loss_g": (loss_gan - self.cfg.beta * mi_g).detach(),
-                "d_real": d_real, "d_fake": d_fake, "mi_estimate": mi_t.detach()}
+        return {"loss_d": loss_d.detach(), "loss_g": (loss_gan + loss_mi).detach(),
+                "d_real": d_real, "d_fake": d_fake, "mi_estimate": mi_t}
 
     def state_dict(self) -> dict:
         state = super().state_dict()
