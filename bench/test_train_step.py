@@ -38,13 +38,17 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
     "inductor_combo_kernels": {"amp": "bf16", "compile": True, "cuda_graphs": True, "inductor": "combo_kernels=True"},
     "inductor_no_split_reductions": {"amp": "bf16", "compile": True, "cuda_graphs": True,
                                      "inductor": "split_reductions=False"},
+    # D in autograd's layout too (G always is): on a CPU inductor's channels-last D costs a copy
+    # of a weight gradient into the weight's layout every D step
+    "inductor_no_layout_optimization": {"amp": "bf16", "compile": True, "cuda_graphs": True,
+                                        "inductor": "layout_optimization=False"},
 }
 # modes timed for some models only, at batch 128: the compiled ones, to keep compile time
 # bounded, and the two-forward D, for a comparison with the default
 ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "gan", "minegan", "infowgan", "infowgan-gp"),
             "compile_graphs": ("infogan",), "amp_graphs_two_d": ("infogan", "infowgan"),
             "amp_compile_graphs_two_d": ("infogan",), "inductor_combo_kernels": ("infogan",),
-            "inductor_no_split_reductions": ("infogan",)}
+            "inductor_no_split_reductions": ("infogan",), "inductor_no_layout_optimization": ("infogan",)}
 
 
 def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device):
