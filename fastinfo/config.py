@@ -83,7 +83,7 @@ class TrainConfig:
     tf32: bool = _opt(True, "on a GPU, fp32 matrix products on TF32 tensor cores, as PyTorch already runs "
                             "convolutions (--no-tf32: full fp32 products)")
     joint_d: bool = _opt(True, "one D forward over real and fake, batch norm taking each half's own statistics "
-                               "(--no-joint-d: two forwards)")
+                               "(-gp models: with the penalty's points too; --no-joint-d: separate forwards)")
     log_every: int = _opt(50, "read metrics from the device and log every N steps")
     ckpt_every: int = _opt(500, "write a checkpoint every N steps")
     sample_every: int = _opt(1000, "write traversal grids every N steps (0: only at the end)")
