@@ -147,6 +147,7 @@ class Trainer:
         )
         self.runner = runner.for_config(cfg, self.model, self.loader, self.sample_gen)
         self.step = 0
+        self.checkpoints = checkpoint.BackgroundWriter()
         self.pending: list[dict[str, torch.Tensor]] = []
         self.interval_start = time.perf_counter()
         self.stop_signal: int | None = None
@@ -169,7 +170,9 @@ class Trainer:
         (self.run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def save_checkpoint(self) -> None:
-        checkpoint.save({
+        """Snapshot the run's state and write it while training goes on (train() waits for the
+        write before it returns)."""
+        self.checkpoints.save({
             **self.model.state_dict(),
             "step": self.step,
             "config": asdict(self.cfg),
@@ -235,9 +238,14 @@ class Trainer:
         self.stop_signal = signum
 
     def train(self) -> int:
-        """Train to the last step, write the figures and the evaluation; the exit code."""
-        with matmul_precision(self.cfg, self.device):
-            return self._train()
+        """Train to the last step, write the figures and the evaluation; the exit code. Returns
+        or raises only once the last checkpoint is on disk: the run folder's lock is held until
+        then, and the final write overlaps the figures and the evaluation."""
+        try:
+            with matmul_precision(self.cfg, self.device):
+                return self._train()
+        finally:
+            self.checkpoints.close()
 
     def _train(self) -> int:
         cfg = self.cfg
