@@ -22,8 +22,11 @@ from fastinfo.mine import MINE
 
 def adaptive_clip(g_gan: list[torch.Tensor], g_mi: list[torch.Tensor]) -> list[torch.Tensor]:
     """g_mi rescaled to min(||g_gan||, ||g_mi||) * g_mi / ||g_mi||, global norms over the lists."""
-    norm_gan = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g_gan)))
-    norm_mi = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(g_mi)))
+    if len(g_gan) != len(g_mi):
+        raise ValueError(f"one gradient a parameter in each list, got {len(g_gan)} and {len(g_mi)}")
+    # every tensor's norm in one multi-tensor launch, then both global norms in one reduction
+    per_tensor = torch.stack(torch._foreach_norm([*g_gan, *g_mi])).view(2, len(g_gan))
+    norm_gan, norm_mi = torch.linalg.vector_norm(per_tensor, dim=1)
     scale = torch.minimum(norm_gan, norm_mi) / norm_mi.clamp_min(1e-12)
     return torch._foreach_mul(g_mi, scale)
 

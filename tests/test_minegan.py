@@ -23,6 +23,8 @@ def test_adaptive_clip_rescales_only_a_larger_mi_gradient():
     assert all(torch.allclose(a, b) for a, b in zip(adaptive_clip(g_gan, small), small))
     zero = [torch.zeros(2), torch.zeros(1)]
     assert all(torch.equal(a, b) for a, b in zip(adaptive_clip(g_gan, zero), zero))
+    with pytest.raises(ValueError, match="one gradient a parameter"):
+        adaptive_clip(g_gan, small[:1])
 
 
 @pytest.mark.parametrize("codes", ["cont", "all"])
