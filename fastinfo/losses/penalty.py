@@ -3,8 +3,8 @@ weights.
 
 The penalty E[(||grad_x D(x_hat)||_2 - 1)^2] contains grad_x D, so training on it needs the
 derivative of a derivative. ``torch.autograd.grad(create_graph=True)`` builds that from every
-layer's double-backward formula: 194 ATen operations for the paper's critic, forward and
-backward (223 under bf16 autocast; layer norm's double backward alone makes dozens), and a
+layer's double-backward formula: about 190 ATen operations for the paper's critic, forward and
+backward (about 220 under bf16 autocast; layer norm's double backward alone makes dozens), and a
 compiled critic cannot be differentiated twice at all.
 
 :func:`gradient_penalty` writes the critic's backward to its input out as ordinary operations
