@@ -4,12 +4,10 @@ import math
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, use_triton
+from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, use_triton
 
 if HAVE_TRITON:
     from fastinfo.kernels import rmsprop as _kernel
-
-FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -24,7 +22,7 @@ def _dense(t: torch.Tensor) -> bool:
 
 def _fusable(p: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> bool:
     """The kernel walks the three tensors' memory as one flat array each."""
-    return p.dtype in FUSED_DTYPES and g.dtype == v.dtype == p.dtype and p.stride() == g.stride() == v.stride() \
+    return p.dtype in KERNEL_DTYPES and g.dtype == v.dtype == p.dtype and p.stride() == g.stride() == v.stride() \
         and _dense(p)
 
 

@@ -1,5 +1,6 @@
 """Which implementation serves a call: the fused Triton kernels on CUDA tensors (and on CPU
-tensors under TRITON_INTERPRET=1, for tests), the PyTorch reference otherwise."""
+tensors under TRITON_INTERPRET=1, for tests), the PyTorch reference otherwise; and the dtypes
+the implementations share."""
 
 import os
 
@@ -13,6 +14,13 @@ except ImportError:  # a CPU-only torch build without Triton: the reference serv
     HAVE_TRITON = False
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# the element types the elementwise kernels (clip, RMSprop) take; float64 goes to torch's ops
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def to_acc(t: torch.Tensor) -> torch.Tensor:
+    """t in its accumulation dtype: float32, as the kernels accumulate; float64 stays float64."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def use_triton(t: torch.Tensor) -> bool:

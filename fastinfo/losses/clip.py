@@ -4,12 +4,10 @@ import math
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, use_triton
+from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, use_triton
 
 if HAVE_TRITON:
     from fastinfo.kernels import clip as _kernel
-
-CLIP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def clip_weights_(params, clip_value: float) -> None:
@@ -34,7 +32,7 @@ def clip_weights_(params, clip_value: float) -> None:
     for i, p in enumerate(params):
         if not isinstance(p, torch.Tensor):
             raise TypeError(f"params[{i}] is a {type(p).__name__}, not a tensor")
-        if p.dtype not in CLIP_DTYPES:
+        if p.dtype not in KERNEL_DTYPES:
             raise TypeError(f"params[{i}] is {p.dtype}; accepted: float32, bfloat16, float16")
         if p.device != params[0].device:
             raise ValueError(f"params[{i}] is on {p.device}, params[0] on {params[0].device}")

@@ -21,11 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastinfo.losses._dispatch import to_acc
+
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.LeakyReLU, nn.ReLU, nn.LayerNorm, nn.Flatten, nn.Identity)
-
-
-def _fp32_or_fp64(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dtype == torch.float64 else t.float()
 
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -36,7 +34,7 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> to
 
 def penalty_of_grad(grad: torch.Tensor) -> torch.Tensor:
     """E[(||grad||_2 - 1)^2] over the batch, with each sample's gradient flattened."""
-    return ((_fp32_or_fp64(grad).flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return ((to_acc(grad).flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
 def check_critic_layers(layers: Sequence[nn.Module]) -> None:
@@ -61,7 +59,7 @@ def _layer_norm(layer: nn.LayerNorm, a: torch.Tensor):
     differentiable: the input gradient below is built from them. The output has the weight's
     dtype, as the module's has: bf16 in a bf16 network, fp32 under autocast."""
     dims = tuple(range(-len(layer.normalized_shape), 0))
-    var, mean = torch.var_mean(_fp32_or_fp64(a), dim=dims, correction=0, keepdim=True)
+    var, mean = torch.var_mean(to_acc(a), dim=dims, correction=0, keepdim=True)
     rstd = torch.rsqrt(var + layer.eps)
     x_norm = (a - mean) * rstd
     out = x_norm if layer.weight is None else x_norm * layer.weight

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fastinfo.losses._dispatch import to_acc
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _acc(t: torch.Tensor) -> torch.Tensor:
-    return t if t.dtype == torch.float64 else t.float()
 
 
 def info_nll_terms(
@@ -27,14 +25,14 @@ def info_nll_terms(
     """Per-sample, per-code NLL [B, len(cat_sizes) + n_cont], categorical codes first."""
     cols = []
     if cat_logits is not None:
-        for i, logits in enumerate(torch.split(_acc(cat_logits), list(cat_sizes), dim=1)):
+        for i, logits in enumerate(torch.split(to_acc(cat_logits), list(cat_sizes), dim=1)):
             cols.append(F.cross_entropy(logits, cat_codes[:, i].long(), reduction="none"))
     if cont_mean is not None:
-        mean, codes = _acc(cont_mean), _acc(cont_codes)
+        mean, codes = to_acc(cont_mean), to_acc(cont_codes)
         if cont_log_std is None:
             nll = HALF_LOG_2PI + 0.5 * (codes - mean) ** 2
         else:
-            log_std = _acc(cont_log_std)
+            log_std = to_acc(cont_log_std)
             nll = HALF_LOG_2PI + log_std + 0.5 * ((codes - mean) * torch.exp(-log_std)) ** 2
         cols.extend(nll.unbind(1))
     return torch.stack(cols, dim=1)
@@ -92,7 +90,7 @@ def _new_log_ema(lme: torch.Tensor, log_ema: torch.Tensor | None, ema_rate: floa
 def mine_dv_bound(t_joint, t_marginal, log_ema=None, ema_rate=0.01):
     """Reference for :func:`fastinfo.losses.mine_dv_bound`: (plain DV bound whose gradient uses
     the moving average, new_log_ema)."""
-    tj, tm = _acc(t_joint.reshape(-1)), _acc(t_marginal.reshape(-1))
+    tj, tm = to_acc(t_joint.reshape(-1)), to_acc(t_marginal.reshape(-1))
     lme = torch.logsumexp(tm, 0) - math.log(tm.numel())
     new = _new_log_ema(lme, log_ema, ema_rate)
     # zero in value; its gradient is -exp(tm - new) / B, the bias-corrected one
@@ -102,12 +100,12 @@ def mine_dv_bound(t_joint, t_marginal, log_ema=None, ema_rate=0.01):
 
 def mine_f_bound(t_joint, t_marginal):
     """Reference for :func:`fastinfo.losses.mine_f_bound`: mean(T_joint) - mean(exp(T_marginal - 1))."""
-    return _acc(t_joint.reshape(-1)).mean() - torch.exp(_acc(t_marginal.reshape(-1)) - 1).mean()
+    return to_acc(t_joint.reshape(-1)).mean() - torch.exp(to_acc(t_marginal.reshape(-1)) - 1).mean()
 
 
 def mine_dv_bound_pairwise(f_x, g_y):
     """Reference for :func:`fastinfo.losses.mine_dv_bound_pairwise`; materialises all B x B scores."""
-    scores = _acc(f_x) @ _acc(g_y).T  # [B, B]
+    scores = to_acc(f_x) @ to_acc(g_y).T  # [B, B]
     B = scores.shape[0]
     off = scores.masked_fill(torch.eye(B, dtype=torch.bool, device=scores.device), float("-inf"))
     return scores.diagonal().mean() - (torch.logsumexp(off.flatten(), 0) - math.log(B * (B - 1)))
@@ -118,4 +116,4 @@ def gradient_penalty(critic, real, fake, eps):
     critic is any callable from a batch to one score a sample."""
     x_hat = (eps * real + (1 - eps) * fake.to(real.dtype)).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-    return ((_acc(grad).flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return ((to_acc(grad).flatten(1).norm(dim=1) - 1) ** 2).mean()
