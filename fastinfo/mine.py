@@ -67,6 +67,11 @@ class MINE(nn.Module):
         self.one_call = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
         self.register_buffer("log_ema", torch.tensor(float("nan")))
 
+    @staticmethod
+    def marginal_perm(n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A fresh pairing for the marginal samples of a batch of n: x[i] with y[perm[i]]."""
+        return torch.randperm(n, device=device, generator=generator)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
                 update_ema: bool = True, perm: torch.Tensor | None = None) -> torch.Tensor:
         """The bound on I(x; y) for this batch, to maximise. For "dv" its value is the plain DV
@@ -78,7 +83,7 @@ class MINE(nn.Module):
             return losses.mine_dv_bound_pairwise(*self.critic.embed(x, y))
         n = x.shape[0]
         if perm is None:
-            perm = torch.randperm(n, device=x.device, generator=generator)
+            perm = self.marginal_perm(n, x.device, generator)
         elif perm.shape != (n,):
             raise ValueError(f"perm must be a permutation of the batch, shape ({n},), got {tuple(perm.shape)}")
         if self.one_call:

@@ -77,10 +77,6 @@ class MineGAN(InfoModel):
             bound = self.mine(x, c, perm=perm, update_ema=update_ema)
         return -weight * bound, bound.detach()
 
-    def marginal_perm(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """A fresh pairing for MINE's marginal, drawn outside its compiled bound."""
-        return torch.randperm(n, device=self.device, generator=gen)
-
     def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         if not self.cfg.compile:
             return self._step(reals, gen)
@@ -100,12 +96,14 @@ class MineGAN(InfoModel):
         loss_d, d_real = self.gan_d_loss(real, fake.detach(), cat, cont)
         self.backward_step(loss_d, ("D",))
 
-        loss_t, mi_t = self.mine_loss(fake.detach(), c, self.marginal_perm(real.shape[0], gen), 1.0, True)
+        # the marginal's pairings are drawn here: a compiled function cannot draw from gen
+        n = real.shape[0]
+        loss_t, mi_t = self.mine_loss(fake.detach(), c, self.mine.marginal_perm(n, self.device, gen), 1.0, True)
         self.backward_step(loss_t, ("T",))
 
         with self.frozen(self.D, self.mine):
             loss_gan, d_fake, _ = self.gan_g_loss(fake, cat, cont)
-            loss_mi, _ = self.mine_loss(fake, c, self.marginal_perm(real.shape[0], gen), self.cfg.beta, False)
+            loss_mi, _ = self.mine_loss(fake, c, self.mine.marginal_perm(n, self.device, gen), self.cfg.beta, False)
         g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
         g_mi = torch.autograd.grad(self.scaler.scale(loss_mi), g_params, self.grad_seed)
         if self.cfg.adaptive_clip:
