@@ -5,11 +5,12 @@
 # the steps run most telling first, so that a limit cuts the least:
 # 1. install without dependencies; 2. the CUDA tests; 3. the training-step benchmarks (kernels per
 # step; batch 128 first): every model in the modes without torch.compile, then the compiled ones,
-# which take longest to start; 4. the kernel benchmarks, then info_nll at other tilings than its
+# which take longest to start, with and without --weight-copies; 4. the kernel benchmarks, then info_nll at other tilings than its
 # wrapper picks, then infogan's step with TorchInductor options that may cut kernels; 5. a --amp
 # --cuda-graphs training run of 2000 steps at batch 256, evaluated and timed from process start;
-# 6. two MNIST epochs end to end; 7. the clipping RMSprop step against torch's, and the gradient
-# penalty's first-order form against a double backward; 8. in the time left, the same training
+# 6. two MNIST epochs end to end; 7. the clipping RMSprop step against torch's, Adam's step with
+# bf16 copies against autocast's casts and torch's step, and the gradient penalty's first-order
+# form against a double backward; 8. in the time left, the same training
 # run over seeds 0-4 at once (c1 accuracy per seed).
 # Real data: the MNIST IDX files in .data/mnist (FASTINFO_DATA defaults to .data); a cached
 # classifier in .data/cache/fastinfo is used when present. Logs go to $OUT as each step ends,
@@ -57,10 +58,11 @@ train_run() {  # the settings that on the CPU reached the paper's ~95% c1 accura
 CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 150 python3 -m pytest tests -m cuda -v -rfE -p no:cacheprovider
 bench bench_train 120 bench/test_train_step.py::test_train_step -k "not compile and not inductor"
 # all three options for every model first, then infogan's other compiled modes
-bench bench_compile 120 bench/test_train_step.py::test_train_step -k "amp_compile_graphs and not two_d"
+bench bench_compile 120 bench/test_train_step.py::test_train_step -k "amp_compile_graphs and not two_d and not copies"
+bench bench_copies 120 bench/test_train_step.py::test_train_step -k "weight_copies"
 bench bench_compile_more 60 bench/test_train_step.py::test_train_step -k "compile and (two_d or not amp_compile_graphs)"
 bench bench_kernels 150 bench --ignore=bench/test_train_step.py --ignore=bench/test_rmsprop.py \
-    --ignore=bench/test_gradient_penalty.py -k "not tiling" \
+    --ignore=bench/test_gradient_penalty.py --ignore=bench/test_adam.py -k "not tiling" \
     --benchmark-json="$work/bench_kernels_full.json"
 bench bench_tiling 60 bench/test_info_nll.py -k tiling
 bench bench_inductor 90 bench/test_train_step.py::test_train_step -k "inductor and 128-infogan"
@@ -70,9 +72,10 @@ step graphs_run 45 python3 -m fastinfo.train --model infogan --steps 2000 $(trai
 tail -n 1 "$work/run-graphs/metrics.jsonl" >> "$log" 2>/dev/null
 bench bench_epoch 60 bench/test_train_step.py::test_mnist_epoch
 bench bench_rmsprop 50 bench/test_rmsprop.py
+bench bench_adam 40 bench/test_adam.py
 bench bench_gp 50 bench/test_gradient_penalty.py
 step seeds 120 python3 -m fastinfo.sweep --models infogan --seeds 0-4 --procs 5 --steps 2000 \
     --out "$work/seeds" -- $(train_run --log-every 500)
 cat "$work/seeds/summary.md" >> "$log" 2>/dev/null
-sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,compile_more,kernels,tiling,inductor,rmsprop,gp,epoch}.log > "$OUT/bench_table.txt"
+sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,copies,compile_more,kernels,tiling,inductor,rmsprop,adam,gp,epoch}.log > "$OUT/bench_table.txt"
 cat "$log"

@@ -3,8 +3,9 @@ per step and peak memory; and one MNIST epoch end to end.
 
 Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --amp (bf16),
 --amp --compile, --amp --cuda-graphs and all three; in fp32, --cuda-graphs with and without
---compile; with two D forwards (--no-joint-d) against the default one; and all three options
-with TorchInductor options (--inductor) that may cut kernels a step. fastinfo's fp32 modes
+--compile; all three on bf16 weight copies (--weight-copies); with two D forwards
+(--no-joint-d) against the default one; and all three options with TorchInductor options
+(--inductor) that may cut kernels a step. fastinfo's fp32 modes
 run their matrix products on TF32 tensor cores (the default --tf32); the reference loop keeps
 PyTorch's default, full fp32 products.
 The ratio to the reference loop is taken between cases of one run of bench/gpu_check.sh."""
@@ -26,6 +27,8 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
     "reference": {}, "eager": {}, "amp": {"amp": "bf16"},
     "amp_graphs": {"amp": "bf16", "cuda_graphs": True},
     "amp_compile_graphs": {"amp": "bf16", "compile": True, "cuda_graphs": True},
+    # the same on bf16 copies of the weights, which the optimisers write: no weight casts
+    "amp_compile_graphs_weight_copies": {"amp": "bf16", "compile": True, "cuda_graphs": True, "weight_copies": True},
     # fp32 weights and activations with TF32 products: no cast kernels, twice the bytes
     "graphs": {"cuda_graphs": True},
     "compile_graphs": {"compile": True, "cuda_graphs": True},
@@ -45,8 +48,10 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
 }
 # modes timed for some models only, at batch 128: the compiled ones, to keep compile time
 # bounded, and the two-forward D, for a comparison with the default
-ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": ("infogan", "gan", "minegan", "infowgan", "infowgan-gp"),
-            "compile_graphs": ("infogan",), "amp_graphs_two_d": ("infogan", "infowgan"),
+EVERY_MODEL = ("infogan", "gan", "minegan", "infowgan", "infowgan-gp")
+ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": EVERY_MODEL,
+            "amp_compile_graphs_weight_copies": EVERY_MODEL, "compile_graphs": ("infogan",),
+            "amp_graphs_two_d": ("infogan", "infowgan"),
             "amp_compile_graphs_two_d": ("infogan",), "inductor_combo_kernels": ("infogan",),
             "inductor_no_split_reductions": ("infogan",), "inductor_no_layout_optimization": ("infogan",)}
 

@@ -9,12 +9,15 @@ from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
 from fastinfo.nets import Discriminator, Generator
-from fastinfo.optim import ClippedRMSprop
+from fastinfo.optim import Adam, ClippedRMSprop
+from fastinfo.weight_copies import WeightCopies
 
 
 class InfoModel:
-    """Subclasses build self.optimizers and define step(reals, gen) -> device metrics: one training
-    step on batches_per_step(index) real batches, with no host sync, safe to capture in a CUDA graph."""
+    """Subclasses build self.optimizers and define train_step(reals, gen) -> device metrics: one
+    training step on batches_per_step(index) real batches, with no host sync, safe to capture in
+    a CUDA graph. A subclass with networks besides G and D adds them to self.copies (when set)
+    before it builds its optimisers."""
 
     def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
         self.cfg, self.spec, self.device = cfg, spec, device
@@ -22,6 +25,9 @@ class InfoModel:
         self.G = Generator(spec.input_dim).to(device)
         self.D = Discriminator(spec, cfg.slope, cfg.learn_std, norm=norm).to(device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.copies = WeightCopies() if cfg.weight_copies else None
+        if self.copies:
+            self.copies.add(self.G, self.D)
         # bf16 has fp32's range and needs no loss scaling; fp16 does
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
@@ -44,17 +50,25 @@ class InfoModel:
         return torch.compile(fn, dynamic=False, options=options or None) if self.cfg.compile else fn
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
-        """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs."""
+        """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs.
+        With --weight-copies, fastinfo.optim.Adam, which also writes the copies."""
+        betas = betas or (self.cfg.beta1, self.cfg.beta2)
+        if self.copies:
+            return Adam(params, lr=lr, betas=betas, copies=self.copies.of, capturable=self.cfg.cuda_graphs)
         cuda = self.device.type == "cuda"
-        return torch.optim.Adam(params, lr=lr, betas=betas or (self.cfg.beta1, self.cfg.beta2),
-                                fused=cuda or None, capturable=self.cfg.cuda_graphs)
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=cuda or None, capturable=self.cfg.cuda_graphs)
 
     def rmsprop(self, params, lr: float, clip_value: float | None = None) -> ClippedRMSprop:
         """RMSprop, clamping the parameters to [-clip_value, clip_value] after each update when
         clip_value is given: one fused launch on a GPU, where torch.optim.RMSprop's multi-tensor
         path and a clip make seven and move three times the bytes. Keeps no step count, so it is
         capturable as it is."""
-        return ClippedRMSprop(params, lr=lr, clip_value=clip_value)
+        return ClippedRMSprop(params, lr=lr, clip_value=clip_value, copies=self.copies.of if self.copies else None)
+
+    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One training step (train_step), with --weight-copies on the weights' bf16 copies."""
+        with self.copies.in_layers() if self.copies else contextlib.nullcontext():
+            return self.train_step(reals, gen)
 
     def batches_per_step(self, step: int) -> int:
         """Real batches the training step with this 0-based index consumes."""
@@ -193,3 +207,5 @@ class InfoModel:
             o.load_state_dict(state["optimizers"][n])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if self.copies:
+            self.copies.refresh()

@@ -28,7 +28,7 @@ CRITIC_NORMS = ("auto", "batch", "layer", "none")
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
-    "cuda_graphs", "tf32", "inductor", "tensorboard", "progress", "eval_at_end",
+    "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
 }
 
 
@@ -79,6 +79,9 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the networks")
     inductor: str = _opt("", "TorchInductor options for --compile, comma-separated name=value "
                              "(e.g. combo_kernels=True,split_reductions=False)")
+    weight_copies: bool = _opt(False, "with --amp bf16: convolutions and linear layers use bf16 copies of their "
+                                      "weights, which the optimisers write with each update: autocast's numbers "
+                                      "without its weight casts")
     cuda_graphs: bool = _opt(False, "capture the whole training step in a CUDA graph and replay it (GPU only)")
     tf32: bool = _opt(True, "on a GPU, fp32 matrix products on TF32 tensor cores, as PyTorch already runs "
                             "convolutions (--no-tf32: full fp32 products)")
@@ -171,6 +174,8 @@ class TrainConfig:
              "--cuda-graphs works with --amp bf16 or none, not fp16: fp16's loss scaler must check for "
              "overflow between the D and G updates, outside any graph")
         need(not (self.cuda_graphs and self.device == "cpu"), "--cuda-graphs needs a CUDA device, not --device cpu")
+        need(not self.weight_copies or self.amp == "bf16",
+             f"--weight-copies keeps bf16 copies of the weights for --amp bf16, got --amp {self.amp}")
         need(not self.inductor or self.compile, "--inductor sets options of --compile: pass --compile too")
         self.inductor_options()
         for name in ("log_every", "ckpt_every"):

@@ -18,7 +18,7 @@ class InfoGAN(InfoModel):
         super().__init__(cfg, spec, device, norm="batch")
         self.optimizers = {"D": self.adam(self.D.parameters(), cfg.lr_d), "G": self.adam(self.G.parameters(), cfg.lr_g)}
 
-    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def train_step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         """One iteration on one real batch; returns detached metrics that stay on the device."""
         (real,) = reals
         z, cat, cont = self.sample_latent(real.shape[0], gen)

@@ -54,11 +54,15 @@ class MineGAN(InfoModel):
         if code_dim == 0:
             raise ValueError("minegan needs continuous codes (or --mine-codes all with a categorical one)")
         self.mine = MINE(StatisticsNetwork(code_dim, cfg.slope), "dv", ema_rate=cfg.mine_ema).to(device)
+        if self.copies:
+            self.copies.add(self.mine)
         # D's Q head is unused here: only the body and the D head train
         d_params = [*self.D.body.parameters(), *self.D.d_head.parameters()]
+        # G's fp32 parameters, which take the summed gradient (the copies' optimiser reads it there)
+        self.g_params = list(self.G.parameters())
         self.optimizers = {
             "D": self.adam(d_params, cfg.lr_d),
-            "G": self.adam(self.G.parameters(), cfg.lr_g),
+            "G": self.adam(self.g_params, cfg.lr_g),
             "T": self.adam(self.mine.parameters(), cfg.lr_q),
         }
         self.mine_loss = self.compiled(self._mine_loss)
@@ -77,7 +81,7 @@ class MineGAN(InfoModel):
             bound = self.mine(x, c, perm=perm, update_ema=update_ema)
         return -weight * bound, bound.detach()
 
-    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def train_step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         if not self.cfg.compile:
             return self._step(reals, gen)
         # G's graph is walked back twice (the GAN and the MI gradients, kept apart for adaptive
@@ -89,6 +93,7 @@ class MineGAN(InfoModel):
         (real,) = reals
         z, cat, cont = self.sample_latent(real.shape[0], gen)
         c = self.codes(cat, cont)
+        # with --weight-copies G's layers hold their copies here, and the gradients are the copies'
         g_params = list(self.G.parameters())
 
         with self.autocast():
@@ -106,11 +111,14 @@ class MineGAN(InfoModel):
             loss_mi, _ = self.mine_loss(fake, c, self.mine.marginal_perm(n, self.device, gen), self.cfg.beta, False)
         g_gan = torch.autograd.grad(self.scaler.scale(loss_gan), g_params, self.grad_seed, retain_graph=True)
         g_mi = torch.autograd.grad(self.scaler.scale(loss_mi), g_params, self.grad_seed)
+        if self.copies:
+            # the norms, the rescaling and the sum in fp32, as autocast's gradients have them
+            g_gan, g_mi = ([g.float() for g in grads] for grads in (g_gan, g_mi))
         if self.cfg.adaptive_clip:
             g_mi = adaptive_clip(g_gan, g_mi)
         opt_g = self.optimizers["G"]
         opt_g.zero_grad(set_to_none=True)
-        for p, g in zip(g_params, torch._foreach_add(g_gan, g_mi)):  # one launch for every sum
+        for p, g in zip(self.g_params, torch._foreach_add(g_gan, g_mi)):  # one launch for every sum
             p.grad = g
         self.scaler.step(opt_g)
         self.scaler.update()

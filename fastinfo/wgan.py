@@ -94,7 +94,7 @@ class InfoWGAN(InfoModel):
         self.backward_step(loss, ("D", "Q") if self.use_q else ("D",))
         return loss.detach(), distance
 
-    def step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def train_step(self, reals: list[torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
         """One critic step on each real batch (batches_per_step of them), then one generator step."""
         for real in reals:
             loss_d, distance = self.critic_step(real, gen)

@@ -22,7 +22,7 @@ os.environ.pop("TRITON_INTERPRET", None)
 import torch  # noqa: E402
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
-from fastinfo.kernels import clip, info_nll, metric_ring, mine, rmsprop  # noqa: E402
+from fastinfo.kernels import adam, clip, info_nll, metric_ring, mine, multi_tensor, rmsprop  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.driver import driver  # noqa: E402
@@ -167,8 +167,15 @@ def wrapper_launches() -> list[str]:
         # the InfoGAN critic's layout, and two dtypes in one call
         for ps in ([torch.randn(n) for n in (1024, 64, 131072, 128, 128, 128, 6422528, 1024, 1024, 1024, 1024, 1)],
                    [torch.randn(9000, dtype=torch.bfloat16), torch.randn(7, dtype=torch.float16)]):
-            rmsprop.rmsprop_(ps, ps, ps, 5e-5, 0.99, 1e-8, 0.0, 0.01, rmsprop.BLOCK)
-            rmsprop.rmsprop_(ps, ps, ps, 5e-5, 0.99, 1e-8, 0.1, 0.0, rmsprop.BLOCK)
+            rmsprop.rmsprop_(ps, ps, ps, [], 5e-5, 0.99, 1e-8, 0.0, 0.01, multi_tensor.BLOCK)
+            rmsprop.rmsprop_(ps, ps, ps, [], 5e-5, 0.99, 1e-8, 0.1, 0.0, multi_tensor.BLOCK)
+            steps = [torch.ones(()) for _ in ps]
+            adam.adam_(ps, ps, ps, ps, steps, [], 1e-3, 0.5, 0.999, 1e-8, 0.0, multi_tensor.BLOCK)
+        # with bf16 copies: fp32 parameters, bf16 gradients and copies
+        ps = [torch.randn(n) for n in (1024, 6422528, 1)]
+        cs = [p.bfloat16() for p in ps]
+        rmsprop.rmsprop_(ps, cs, ps, cs, 5e-5, 0.99, 1e-8, 0.0, 0.01, multi_tensor.BLOCK)
+        adam.adam_(ps, cs, ps, ps, [torch.ones(()) for _ in ps], cs, 1e-3, 0.5, 0.999, 1e-8, 0.0, multi_tensor.BLOCK)
     return sorted(launched)
 
 

@@ -14,7 +14,7 @@ MAX_SPILL_BYTES = 8
 # every kernel, launched by its op's wrapper through Triton's JIT
 KERNELS = {"_info_nll_fwd_kernel", "_info_nll_bwd_kernel", "_sum_partials_kernel", "_mine_fwd_kernel",
            "_mine_bwd_kernel", "_pairwise_lse_kernel", "_pairwise_grad_kernel", "_clip_kernel", "_rmsprop_kernel",
-           "_write_row_kernel"}
+           "_adam_kernel", "_write_row_kernel"}
 
 
 @pytest.mark.slow

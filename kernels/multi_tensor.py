@@ -1,0 +1,68 @@
+"""What the optimiser kernels share: one launch walks a list of tensors, one block of one tensor
+per program, and writes bf16 copies rounded as torch rounds them.
+
+The tensors are tuple arguments, not a device table of addresses as in clip.py: autograd gives
+each step's gradients new addresses, and a table would have to be rebuilt and copied to the
+device, which a CUDA-graph capture cannot do. Their sizes are compile-time constants: one build
+per parameter layout.
+"""
+
+import triton
+import triton.language as tl
+
+# Elements per program: 4096 fp32 = 16 KB of each stream in flight. The CPU interpreter runs
+# programs one after another, so there a few large blocks are far cheaper.
+BLOCK = 4096
+INTERPRETER_BLOCK = 1 << 20
+# Tensors per launch: each adds a pointer argument a stream and a select a stream to every program
+MAX_TENSORS = 64
+
+
+def block_starts(numels, block: int) -> tuple[int, ...]:
+    """Each tensor's first program, then the number of programs."""
+    starts = [0]
+    for n in numels:
+        starts.append(starts[-1] + triton.cdiv(n, block))
+    return tuple(starts)
+
+
+def launch_groups(rows, key, block: int = 0) -> tuple[int, list]:
+    """(elements per program, the rows of each launch): rows grouped by key(row) and cut into
+    MAX_TENSORS, rows whose first tensor is empty left out. block 0 picks BLOCK on a GPU and
+    INTERPRETER_BLOCK on the CPU."""
+    rows = [r for r in rows if r[0].numel() > 0]
+    if not rows:
+        return block, []
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    launches = [same[i:i + MAX_TENSORS] for same in groups.values() for i in range(0, len(same), MAX_TENSORS)]
+    return block or (BLOCK if rows[0][0].is_cuda else INTERPRETER_BLOCK), launches
+
+
+@triton.jit
+def pick(values, pid, STARTS: tl.constexpr):
+    """values[i] for the tensor i whose blocks hold program pid (STARTS: block_starts)."""
+    value = values[0]
+    for i in tl.static_range(1, len(values)):
+        value = tl.where(pid >= STARTS[i], values[i], value)
+    return value
+
+
+@triton.jit
+def block_offsets(pid, STARTS: tl.constexpr, BLOCK: tl.constexpr):
+    """(this program's element offsets in its tensor, its block's first offset); 64-bit: a
+    tensor may hold more than 2^31 elements."""
+    start = (pid - pick(STARTS, pid, STARTS)).to(tl.int64) * BLOCK
+    return start + tl.arange(0, BLOCK), start
+
+
+@triton.jit
+def to_bf16(x):
+    """fp32 x rounded to the nearest bf16, ties to even, as torch's cast rounds (the CPU
+    interpreter's own cast truncates): a copy equals param.to(torch.bfloat16) bit for bit."""
+    bits = x.to(tl.uint32, bitcast=True)
+    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
+    # NaN keeps a quiet NaN's pattern: the rounding carry could turn its payload into infinity
+    rounded = tl.where(x != x, 0x7FC0, rounded)
+    return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
