@@ -55,11 +55,11 @@ train_run() {  # the settings that on the CPU reached the paper's ~95% c1 accura
 }
 
 # deterministic cuBLAS: the graphed-vs-eager tests compare runs whose only difference is the graph
-CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 150 python3 -m pytest tests -m cuda -v -rfE -p no:cacheprovider
+CUBLAS_WORKSPACE_CONFIG=:4096:8 step cuda_tests 180 python3 -m pytest tests -m cuda -v -rfE -p no:cacheprovider
 bench bench_train 120 bench/test_train_step.py::test_train_step -k "not compile and not inductor"
 # all three options for every model first, then infogan's other compiled modes
 bench bench_compile 120 bench/test_train_step.py::test_train_step -k "amp_compile_graphs and not two_d and not copies"
-bench bench_copies 120 bench/test_train_step.py::test_train_step -k "weight_copies"
+bench bench_copies 120 bench/test_train_step.py::test_train_step -k "compile_graphs_weight_copies"
 bench bench_compile_more 60 bench/test_train_step.py::test_train_step -k "compile and (two_d or not amp_compile_graphs)"
 bench bench_kernels 150 bench --ignore=bench/test_train_step.py --ignore=bench/test_rmsprop.py \
     --ignore=bench/test_gradient_penalty.py --ignore=bench/test_adam.py -k "not tiling" \

@@ -26,6 +26,7 @@ from fastinfo.train import build_model, matmul_precision
 MODES = {  # the order they run in, the most telling first: a time limit cuts the end
     "reference": {}, "eager": {}, "amp": {"amp": "bf16"},
     "amp_graphs": {"amp": "bf16", "cuda_graphs": True},
+    "amp_graphs_weight_copies": {"amp": "bf16", "cuda_graphs": True, "weight_copies": True},
     "amp_compile_graphs": {"amp": "bf16", "compile": True, "cuda_graphs": True},
     # the same on bf16 copies of the weights, which the optimisers write: no weight casts
     "amp_compile_graphs_weight_copies": {"amp": "bf16", "compile": True, "cuda_graphs": True, "weight_copies": True},
@@ -47,11 +48,11 @@ MODES = {  # the order they run in, the most telling first: a time limit cuts th
                                         "inductor": "layout_optimization=False"},
 }
 # modes timed for some models only, at batch 128: the compiled ones, to keep compile time
-# bounded, and the two-forward D, for a comparison with the default
+# bounded; the two-forward D, for a comparison with the default; the weight copies without compile
 EVERY_MODEL = ("infogan", "gan", "minegan", "infowgan", "infowgan-gp")
 ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": EVERY_MODEL,
-            "amp_compile_graphs_weight_copies": EVERY_MODEL, "compile_graphs": ("infogan",),
-            "amp_graphs_two_d": ("infogan", "infowgan"),
+            "amp_compile_graphs_weight_copies": EVERY_MODEL, "amp_graphs_weight_copies": ("infogan",),
+            "compile_graphs": ("infogan",), "amp_graphs_two_d": ("infogan", "infowgan"),
             "amp_compile_graphs_two_d": ("infogan",), "inductor_combo_kernels": ("infogan",),
             "inductor_no_split_reductions": ("infogan",), "inductor_no_layout_optimization": ("infogan",)}
 
