@@ -7,6 +7,7 @@ import math
 import torch
 
 from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, use_triton
+from fastinfo.weight_copies import write_copies
 
 if HAVE_TRITON:
     from fastinfo.kernels import adam as _adam_kernel
@@ -69,7 +70,7 @@ def rmsprop_step_(params, grads, square_avgs, *, lr: float, alpha: float, eps: f
     if clip_value:
         torch._foreach_clamp_min_(ps, -clip_value)
         torch._foreach_clamp_max_(ps, clip_value)
-    _write_copies(ps, cs)
+    write_copies(ps, cs)
 
 
 def _kernel_rows(rows, fused: bool | None):
@@ -95,13 +96,6 @@ def _by_copy(rows):
         same = [row for row in rows if (row[-1] is not None) == copied]
         if same:
             yield tuple(map(list, zip(*same))), copied
-
-
-@torch.no_grad()
-def _write_copies(params, copies) -> None:
-    pairs = [(c, p) for p, c in zip(params, copies) if c is not None]
-    if pairs:
-        torch._foreach_copy_(*map(list, zip(*pairs)))
 
 
 def _check(name: str, value, low: float, high: float = math.inf, low_open: bool = False) -> None:
@@ -253,4 +247,4 @@ class Adam(_UpdatesCopies, torch.optim.Adam):
             self.param_groups = groups
             for p in assigned:
                 p.grad = None
-        _write_copies([p for p, _, _ in rows], [c for _, _, c in rows])
+        write_copies([p for p, _, _ in rows], [c for _, _, c in rows])

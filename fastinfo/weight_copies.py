@@ -47,12 +47,10 @@ class WeightCopies:
                     self.slots.append((layer, name, p, copy))
                     self.of[p] = copy
 
-    @torch.no_grad()
     def refresh(self) -> None:
         """Copy the parameters again: after they were changed other than by the optimisers'
         steps (a loaded state dict)."""
-        if self.slots:
-            torch._foreach_copy_([s[3] for s in self.slots], [s[2] for s in self.slots])
+        write_copies([s[2] for s in self.slots], [s[3] for s in self.slots])
 
     @contextlib.contextmanager
     def in_layers(self):
@@ -64,3 +62,11 @@ class WeightCopies:
         finally:
             for layer, name, p, _ in self.slots:
                 layer._parameters[name] = p
+
+
+@torch.no_grad()
+def write_copies(params, copies) -> None:
+    """copy <- bf16(param) for each pair whose copy is not None, in one multi-tensor call."""
+    pairs = [(c, p) for p, c in zip(params, copies, strict=True) if c is not None]
+    if pairs:
+        torch._foreach_copy_(*map(list, zip(*pairs)))

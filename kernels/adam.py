@@ -16,7 +16,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from fastinfo.kernels.multi_tensor import block_offsets, block_starts, launch_groups, pick, to_bf16
+from fastinfo.kernels.multi_tensor import block_offsets, launches, pick, to_bf16
 
 
 @triton.jit
@@ -72,13 +72,9 @@ def adam_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[
     parameter and its moments share a dtype; all of a parameter's tensors share shape and
     strides and are dense. block: elements per program; 0 picks one for the device. One launch
     per dtype pair and per MAX_TENSORS tensors."""
-    columns = (params, grads, exp_avgs, exp_avg_sqs, steps, *([copies] if copies else []))
     log2_beta1, log2_beta2 = (math.log2(b) if b > 0 else -math.inf for b in (beta1, beta2))
-    block, launches = launch_groups(list(zip(*columns)), key=lambda r: (r[0].dtype, r[1].dtype), block=block)
-    for group in launches:
-        p, g, m, v, t, *c = zip(*group)
-        numels = tuple(x.numel() for x in p)
-        starts = block_starts(numels, block)
+    block, groups = launches((params, grads, exp_avgs, exp_avg_sqs, steps, *([copies] if copies else [])), block)
+    for (p, g, m, v, t, *c), numels, starts in groups:
         _adam_kernel[(starts[-1],)](
             p, g, m, v, t, c[0] if c else p, lr, beta1, beta2, log2_beta1, log2_beta2, eps, weight_decay,
             NUMELS=numels, STARTS=starts, HAS_WEIGHT_DECAY=weight_decay != 0, HAS_COPY=bool(c), BLOCK=block,

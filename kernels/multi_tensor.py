@@ -18,31 +18,34 @@ INTERPRETER_BLOCK = 1 << 20
 MAX_TENSORS = 64
 
 
-def block_starts(numels, block: int) -> tuple[int, ...]:
-    """Each tensor's first program, then the number of programs."""
-    starts = [0]
-    for n in numels:
-        starts.append(starts[-1] + triton.cdiv(n, block))
-    return tuple(starts)
-
-
-def launch_groups(rows, key, block: int = 0) -> tuple[int, list]:
-    """(elements per program, the rows of each launch): rows grouped by key(row) and cut into
-    MAX_TENSORS, rows whose first tensor is empty left out. block 0 picks BLOCK on a GPU and
-    INTERPRETER_BLOCK on the CPU."""
-    rows = [r for r in rows if r[0].numel() > 0]
+def launches(columns, block: int = 0) -> tuple[int, list]:
+    """(elements per program, one (columns, numels, starts) a launch) for parallel lists of
+    tensors, one tensor a column a parameter: the parameters grouped by their own dtype and
+    their gradient's (the first two columns) and cut into MAX_TENSORS, empty ones left out;
+    starts holds each tensor's first program, then the number of programs. block 0 picks BLOCK
+    on a GPU and INTERPRETER_BLOCK on the CPU."""
+    rows = [r for r in zip(*columns) if r[0].numel() > 0]
     if not rows:
         return block, []
+    block = block or (BLOCK if rows[0][0].is_cuda else INTERPRETER_BLOCK)
     groups: dict = {}
     for r in rows:
-        groups.setdefault(key(r), []).append(r)
-    launches = [same[i:i + MAX_TENSORS] for same in groups.values() for i in range(0, len(same), MAX_TENSORS)]
-    return block or (BLOCK if rows[0][0].is_cuda else INTERPRETER_BLOCK), launches
+        groups.setdefault((r[0].dtype, r[1].dtype), []).append(r)
+    out = []
+    for same in groups.values():
+        for i in range(0, len(same), MAX_TENSORS):
+            cut = tuple(zip(*same[i:i + MAX_TENSORS]))
+            numels = tuple(t.numel() for t in cut[0])
+            starts = [0]
+            for n in numels:
+                starts.append(starts[-1] + triton.cdiv(n, block))
+            out.append((cut, numels, tuple(starts)))
+    return block, out
 
 
 @triton.jit
 def pick(values, pid, STARTS: tl.constexpr):
-    """values[i] for the tensor i whose blocks hold program pid (STARTS: block_starts)."""
+    """values[i] for the tensor i whose blocks hold program pid (STARTS: as launches gives them)."""
     value = values[0]
     for i in tl.static_range(1, len(values)):
         value = tl.where(pid >= STARTS[i], values[i], value)

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 from fastinfo.kernels.clip import DTYPE_CODES, clamp, clip_in_each_dtype
-from fastinfo.kernels.multi_tensor import block_offsets, block_starts, launch_groups, pick, to_bf16
+from fastinfo.kernels.multi_tensor import block_offsets, launches, pick, to_bf16
 
 
 @triton.jit
@@ -66,12 +66,8 @@ def rmsprop_(params: list[torch.Tensor], grads: list[torch.Tensor], square_avgs:
     then the copies' (bf16). p and v share a dtype; all of a parameter's tensors share shape and
     strides and are dense. block: elements per program; 0 picks one for the device. One launch
     per dtype and per MAX_TENSORS tensors."""
-    rows = list(zip(params, grads, square_avgs, copies)) if copies else list(zip(params, grads, square_avgs))
-    block, launches = launch_groups(rows, key=lambda r: (r[0].dtype, r[1].dtype), block=block)
-    for group in launches:
-        p, g, v, *c = zip(*group)
-        numels = tuple(t.numel() for t in p)
-        starts = block_starts(numels, block)
+    block, groups = launches((params, grads, square_avgs, *([copies] if copies else [])), block)
+    for (p, g, v, *c), numels, starts in groups:
         clip = clip_in_each_dtype(clip_value)[DTYPE_CODES[p[0].dtype]] if clip_value else 0.0
         _rmsprop_kernel[(starts[-1],)](
             p, g, v, c[0] if c else p, lr, alpha, eps, weight_decay, clip, NUMELS=numels, STARTS=starts,
