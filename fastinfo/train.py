@@ -10,12 +10,14 @@ info_curve.png, traverse_c<i>.png and eval.json.
 """
 
 import contextlib
+import importlib
 import json
 import math
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,10 +25,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastinfo import checkpoint, data, plots, runner
+from fastinfo import checkpoint, data, runner
 from fastinfo.codes import LatentSpec
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, make_config, parse_args
-from fastinfo.evaluate import evaluate_model
 from fastinfo.infogan import InfoGAN
 from fastinfo.minegan import MineGAN
 from fastinfo.wgan import InfoWGAN
@@ -47,6 +48,24 @@ class RunError(RuntimeError):
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+def import_in_background(names) -> threading.Thread:
+    """Import modules on a worker thread. The figures' and the evaluation's modules import
+    matplotlib, scikit-learn and scipy, seconds of a short run's wall time; imported while the loop
+    trains (its torch calls release the GIL), they cost none. A first use before the import is
+    done waits for it. Not a daemon: interpreter shutdown never cuts an import short."""
+
+    def run():
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the import at the first use raises it again, in the main thread
+                return
+
+    thread = threading.Thread(target=run, name="fastinfo-late-imports")
+    thread.start()
+    return thread
 
 
 def resolve_device(name: str) -> torch.device:
@@ -219,6 +238,8 @@ class Trainer:
 
     # -- figures -----------------------------------------------------------------------------
     def write_figures(self) -> None:
+        from fastinfo import plots
+
         spec, title = self.model.spec, f"{self.cfg.model} ({self.cfg.preset}) on {self.cfg.dataset}"
         # a fixed generator: the same noise rows at every step and across resumes
         gen = torch.Generator(self.device).manual_seed(self.cfg.seed + 12345)
@@ -260,6 +281,7 @@ class Trainer:
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
                    desc=f"{cfg.model}")
+        import_in_background(["fastinfo.plots"] + (["fastinfo.evaluate"] if cfg.eval_at_end else []))
         try:
             self.interval_start = time.perf_counter()
             while self.step < self.total:
@@ -290,6 +312,8 @@ class Trainer:
                 self.tb.close()
         self.write_figures()
         if cfg.eval_at_end:
+            from fastinfo.evaluate import evaluate_model
+
             result = {"step": self.step, **evaluate_model(self.model, cfg)}
             (self.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
             print(json.dumps(result))

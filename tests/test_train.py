@@ -3,6 +3,9 @@
 import json
 import os
 import signal
+import subprocess
+import sys
+import threading
 
 import pytest
 import torch
@@ -216,6 +219,31 @@ def test_inductor_options_reach_every_compiled_function(monkeypatch):
             make_config(dict(compile=True, inductor=bad))
     with pytest.raises(ConfigError, match="pass --compile too"):
         make_config(dict(inductor="combo_kernels=True"))
+
+
+def test_figure_and_evaluation_libraries_load_while_the_loop_trains(tmp_path, monkeypatch):
+    """Importing the trainer leaves matplotlib and scikit-learn out; the run imports them on a
+    worker thread once its loop starts, and its figures and evaluation are still written."""
+    probe = "import sys, fastinfo.train; print(sorted({'matplotlib', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    started = []
+    monkeypatch.setattr(train_mod, "import_in_background", lambda names: started.append(list(names)))
+    assert run(tmp_path / "a", "--model", "infogan", "--steps", 2) == 0
+    assert run(tmp_path / "b", "--model", "gan", "--steps", 2, "--no-eval-at-end") == 0
+    assert started == [["fastinfo.plots", "fastinfo.evaluate"], ["fastinfo.plots"]]
+    assert (tmp_path / "a" / "eval.json").is_file() and not (tmp_path / "b" / "eval.json").exists()
+    assert (tmp_path / "b" / "loss_curves.png").is_file()
+
+
+def test_background_import_loads_modules_and_leaves_failures_to_the_first_use(monkeypatch):
+    uncaught = []
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    monkeypatch.delitem(sys.modules, "fastinfo.report", raising=False)
+    train_mod.import_in_background(["fastinfo.report"]).join()
+    assert "fastinfo.report" in sys.modules
+    train_mod.import_in_background(["fastinfo.no_such_module", "fastinfo.report"]).join()
+    assert uncaught == []
 
 
 def test_help_documents_every_option(capsys):
