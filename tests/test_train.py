@@ -1,5 +1,6 @@
 """The command line end to end on tiny synthetic data: outputs, exact resume, every bad input."""
 
+import importlib
 import json
 import os
 import signal
@@ -244,6 +245,8 @@ def test_background_import_loads_modules_and_leaves_failures_to_the_first_use(mo
     assert "fastinfo.report" in sys.modules
     train_mod.import_in_background(["fastinfo.no_such_module", "fastinfo.report"]).join()
     assert uncaught == []
+    with pytest.raises(ModuleNotFoundError, match="fastinfo.no_such_module"):
+        importlib.import_module("fastinfo.no_such_module")
 
 
 def test_help_documents_every_option(capsys):
