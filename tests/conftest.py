@@ -29,6 +29,13 @@ def real_data(monkeypatch):
     return Path(root)
 
 
+def pytest_configure(config):
+    from fastinfo.losses._dispatch import INTERPRETER_PROBLEM
+
+    if os.environ.get("TRITON_INTERPRET") == "1" and INTERPRETER_PROBLEM:
+        raise pytest.UsageError(INTERPRETER_PROBLEM)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

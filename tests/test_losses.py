@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastinfo import losses
-from fastinfo.losses import reference
+from fastinfo.losses import _dispatch, reference
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPLS = {"fused": losses.info_nll, "reference": reference.info_nll}
@@ -94,3 +94,33 @@ def test_info_nll_bad_inputs(change, error, msg):
 def test_info_nll_bad_reduction():
     with pytest.raises(ValueError, match="reduction must be one of"):
         losses.info_nll(**_args(), reduction="avg")
+
+
+@pytest.mark.parametrize(
+    "triton_version, numpy_version, refused",
+    [
+        ("3.6.0", "2.4.6", True),
+        ("3.6.0", "2.3.5", False),
+        ("3.7.0", "2.4.0", False),
+        ("3.8.0", "2.5.0.dev0+git20261101", False),
+        ("3.6.0+git4b3a1c2", "3.0.0", True),
+        ("2.3.1", "1.26.4", False),
+    ],
+)
+def test_interpreter_problem_names_both_releases_and_the_fix(triton_version, numpy_version, refused):
+    problem = _dispatch.interpreter_problem(triton_version, numpy_version)
+    if not refused:
+        assert problem is None
+        return
+    assert triton_version in problem and numpy_version in problem
+    assert "numpy<2.4" in problem and "Triton >= 3.7" in problem
+
+
+def test_interpreted_kernels_refused_with_the_reason_when_the_releases_clash(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_dispatch, "HAVE_TRITON", True)
+    monkeypatch.setattr(_dispatch, "INTERPRETER_PROBLEM", "Triton 3.6.0's CPU interpreter cannot run")
+    with pytest.raises(RuntimeError, match="Triton 3.6.0's CPU interpreter"):
+        _dispatch.use_triton(torch.zeros(1))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not _dispatch.use_triton(torch.zeros(1))

@@ -4,10 +4,11 @@ the implementations share."""
 
 import os
 
+import numpy
 import torch
 
 try:
-    import triton  # noqa: F401
+    import triton
 
     HAVE_TRITON = True
 except ImportError:  # a CPU-only torch build without Triton: the reference serves every call
@@ -23,8 +24,34 @@ def to_acc(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
+    """Why Triton's CPU interpreter (TRITON_INTERPRET=1) cannot run the kernels, or None."""
+    # Before 3.7 the interpreter turns a scalar into a Python int with int() of a one-element
+    # array, which NumPy 2.4 refuses: every kernel whose loop bounds come from its arguments fails
+    if _major_minor(triton_version) < (3, 7) and _major_minor(numpy_version) >= (2, 4):
+        return (
+            f"Triton {triton_version}'s CPU interpreter (TRITON_INTERPRET=1) cannot run fastinfo's "
+            f"kernels with NumPy {numpy_version}: it needs NumPy < 2.4 (pip install 'numpy<2.4') "
+            "or Triton >= 3.7"
+        )
+    return None
+
+
+INTERPRETER_PROBLEM = interpreter_problem(triton.__version__, numpy.__version__) if HAVE_TRITON else None
+
+
 def use_triton(t: torch.Tensor) -> bool:
     """Whether the fused kernels serve tensors on t's device."""
     if not HAVE_TRITON:
         return False
-    return t.device.type == "cuda" or (t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+    if t.device.type == "cuda":
+        return True
+    interpreted = t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+    if interpreted and INTERPRETER_PROBLEM:
+        raise RuntimeError(INTERPRETER_PROBLEM)
+    return interpreted
