@@ -6,7 +6,7 @@
     python -m fastinfo.train --model infogan --amp --compile --cuda-graphs  # fastest, on a GPU
 
 Writes to the run folder: config.json, checkpoint.pt, metrics.jsonl, loss_curves.png,
-info_curve.png, traverse_c<i>.png and eval.json.
+info_curve.png, traverse_c<i>.png, eval.json and timings.json.
 """
 
 import contextlib
@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from fastinfo import checkpoint, data, runner
+from fastinfo.atomic import atomic_write
 from fastinfo.codes import LatentSpec
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, make_config, parse_args
 from fastinfo.infogan import InfoGAN
@@ -66,6 +67,36 @@ def import_in_background(names) -> threading.Thread:
     thread = threading.Thread(target=run, name="fastinfo-late-imports")
     thread.start()
     return thread
+
+
+def process_age() -> float | None:
+    """Seconds since this process started, as Linux's /proc tells it (to 10 ms); None elsewhere."""
+    try:
+        # the fields after the command name, which may hold spaces; the start time is field 22
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class RunClock:
+    """When each part of a run ended, in seconds since the trainer was made, and how long the
+    process had run by then (the interpreter and the imports; earlier runs of the same process)."""
+
+    def __init__(self):
+        self.process_age_at_start = process_age()
+        self.origin = time.perf_counter()
+        self.marks: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = round(time.perf_counter() - self.origin, 3)
+
+    def write(self, path: Path, **extra) -> None:
+        age = self.process_age_at_start
+        record = {"process_age_at_start": None if age is None else round(age, 2), "since_start": self.marks, **extra}
+        with atomic_write(path) as f:
+            f.write((json.dumps(record, indent=2) + "\n").encode())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,6 +181,7 @@ class Trainer:
     """The loop every model shares: data, sampling, metrics, checkpoints, figures."""
 
     def __init__(self, cfg: TrainConfig, resume: Path | None = None):
+        self.clock = RunClock()
         self.cfg, self.run = cfg, cfg.run_dir() if resume is None else resume
         self.device = resolve_device(cfg.device)
         if cfg.cuda_graphs and self.device.type != "cuda":
@@ -173,6 +205,7 @@ class Trainer:
         self.tb = None
         if resume is not None:
             self._restore()
+        self.first_step = self.step
 
     # -- state -------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -264,9 +297,13 @@ class Trainer:
         then, and the final write overlaps the figures and the evaluation."""
         try:
             with matmul_precision(self.cfg, self.device):
-                return self._train()
+                code = self._train()
         finally:
             self.checkpoints.close()
+        if code == 0:
+            self.clock.mark("end")
+            self.clock.write(self.run / "timings.json", steps_trained=self.step - self.first_step)
+        return code
 
     def _train(self) -> int:
         cfg = self.cfg
@@ -283,6 +320,7 @@ class Trainer:
                    desc=f"{cfg.model}")
         import_in_background(["fastinfo.plots"] + (["fastinfo.evaluate"] if cfg.eval_at_end else []))
         try:
+            self.clock.mark("loop_start")
             self.interval_start = time.perf_counter()
             while self.step < self.total:
                 self.pending.append(self.runner(self.step))
@@ -301,6 +339,7 @@ class Trainer:
                     self.write_figures()
             self.flush_metrics(bar)
             self.save_checkpoint()
+            self.clock.mark("loop_end")
         except NonFiniteLoss as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_NON_FINITE
@@ -311,12 +350,14 @@ class Trainer:
             if self.tb is not None:
                 self.tb.close()
         self.write_figures()
+        self.clock.mark("figures_end")
         if cfg.eval_at_end:
             from fastinfo.evaluate import evaluate_model
 
             result = {"step": self.step, **evaluate_model(self.model, cfg)}
             (self.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
             print(json.dumps(result))
+            self.clock.mark("eval_end")
         return 0
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ def run(tmp_path, *args):
 def test_infogan_smoke_writes_every_output(tmp_path):
     assert run(tmp_path, "--model", "infogan", "--steps", 6, "--ckpt-every", 3, "--sample-every", 3) == 0
     for name in ("config.json", "checkpoint.pt", "metrics.jsonl", "loss_curves.png", "info_curve.png",
-                 "traverse_c1.png", "traverse_c2.png", "traverse_c3.png", "eval.json"):
+                 "traverse_c1.png", "traverse_c2.png", "traverse_c3.png", "eval.json", "timings.json"):
         assert (tmp_path / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 7))
@@ -114,8 +115,10 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
     monkeypatch.setattr(InfoGAN, "step", step)
     assert run(tmp_path, "--steps", 10, "--ckpt-every", 100) == train_mod.EXIT_INTERRUPTED
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 3
+    assert not (tmp_path / "timings.json").exists()  # written by a run that ends
     assert main(["--resume", str(tmp_path), "--no-progress"]) == 0
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 10
+    assert json.loads((tmp_path / "timings.json").read_text())["steps_trained"] == 7
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
@@ -247,6 +250,43 @@ def test_background_import_loads_modules_and_leaves_failures_to_the_first_use(mo
     assert uncaught == []
     with pytest.raises(ModuleNotFoundError, match="fastinfo.no_such_module"):
         importlib.import_module("fastinfo.no_such_module")
+
+
+@pytest.mark.parametrize("eval_at_end", [True, False])
+def test_timings_mark_each_part_of_the_run_in_order(tmp_path, monkeypatch, eval_at_end):
+    real_figures = train_mod.Trainer.write_figures
+
+    def slow_figures(self):
+        time.sleep(0.2)
+        return real_figures(self)
+
+    monkeypatch.setattr(train_mod.Trainer, "write_figures", slow_figures)
+    assert run(tmp_path, "--steps", 4, *([] if eval_at_end else ["--no-eval-at-end"])) == 0
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    marks = timings["since_start"]
+    names = ["loop_start", "loop_end", "figures_end"] + (["eval_end"] if eval_at_end else []) + ["end"]
+    assert list(marks) == names
+    assert all(a <= b for a, b in zip(marks.values(), list(marks.values())[1:]))
+    assert marks["figures_end"] - marks["loop_end"] >= 0.2
+    assert timings["steps_trained"] == 4
+    if sys.platform == "linux":  # the interpreter and the imports came before this run
+        assert 0 < timings["process_age_at_start"] < 600
+
+
+def test_process_age_counts_from_the_process_start():
+    code = "import time; time.sleep(1.0); from fastinfo.train import process_age; print(process_age())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    if sys.platform != "linux":
+        assert out.strip() == "None"
+        return
+    assert 1.0 <= float(out) < 120
+
+
+def test_timings_without_a_process_start_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "process_age", lambda: None)
+    assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert timings["process_age_at_start"] is None and timings["since_start"]["end"] > 0
 
 
 def test_help_documents_every_option(capsys):
