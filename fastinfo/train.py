@@ -10,6 +10,7 @@ info_curve.png, traverse_c<i>.png, eval.json and timings.json.
 """
 
 import contextlib
+import gc
 import importlib
 import json
 import math
@@ -417,7 +418,16 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (`python -m fastinfo.train`, `fastinfo-train`): main() and its exit code."""
     # a run's shapes are fixed: cuDNN times its convolution algorithms once and keeps the fastest
     torch.backends.cudnn.benchmark = True
-    sys.exit(main())
+    code = main()
+    # the interpreter's exit collects garbage over every object torch and the libraries made: 1.5 s
+    # of a run's wall time on a 2-core CPU, 0.3 s with them frozen (the run's files are all closed)
+    gc.freeze()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    cli()

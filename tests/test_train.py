@@ -1,5 +1,6 @@
 """The command line end to end on tiny synthetic data: outputs, exact resume, every bad input."""
 
+import gc
 import importlib
 import json
 import os
@@ -287,6 +288,18 @@ def test_timings_without_a_process_start_time(tmp_path, monkeypatch):
     assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert timings["process_age_at_start"] is None and timings["since_start"]["end"] > 0
+
+
+def test_command_line_exits_with_the_code_of_main_and_its_objects_frozen(monkeypatch):
+    monkeypatch.setattr(train_mod, "main", lambda: train_mod.EXIT_NON_FINITE)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            train_mod.cli()
+        assert exit_info.value.code == train_mod.EXIT_NON_FINITE
+        assert gc.get_freeze_count() > 0 and torch.backends.cudnn.benchmark
+    finally:
+        gc.unfreeze()
 
 
 def test_help_documents_every_option(capsys):
