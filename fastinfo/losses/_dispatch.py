@@ -15,7 +15,7 @@ except ImportError:  # a CPU-only torch build without Triton: the reference serv
     HAVE_TRITON = False
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# the element types the elementwise kernels (clip, RMSprop) take; float64 goes to torch's ops
+# the element types the elementwise kernels (clip, RMSprop, Adam) take; float64 goes to torch's ops
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
