@@ -93,13 +93,18 @@ def cases():
     yield ("clip", clip._clip_kernel, {"table_ptr": "*i64", "clip_f32": F32, "clip_bf16": F32, "clip_f16": F32},
            {"BLOCK": clip.BLOCK}, 4)
     for f_div in (False, True):
-        yield (f"mine fwd f_div={f_div}", mine._mine_fwd_kernel,
-               {"tj_ptr": P32, "tm_ptr": P32, "ema_ptr": P32, "bound_ptr": P32, "new_ema_ptr": P32, "B": I32,
-                "log_b": F32, "log_keep": F32, "log_rate": F32},
-               dict(F_DIV=f_div, HAS_EMA=True, ACC=tl.float32, BLOCK=1024), 4)
+        logs = {"B": I32, "log_b": F32, "log_keep": F32, "log_rate": F32}
+        for partials in (False, True):
+            yield (f"mine fwd f_div={f_div} partials={partials}", mine._mine_fwd_kernel,
+                   {"tj_ptr": P32, "tm_ptr": P32, "ema_ptr": P32, "bound_ptr": P32, "new_ema_ptr": P32,
+                    "part_ptr": P32, **logs},
+                   dict(F_DIV=f_div, HAS_EMA=True, PARTIALS=partials, ACC=tl.float32, BLOCK=mine.REDUCE_BLOCK), 4)
+        yield (f"mine combine f_div={f_div}", mine._mine_combine_kernel,
+               {"part_ptr": P32, "ema_ptr": P32, "bound_ptr": P32, "new_ema_ptr": P32, "n_prog": I32, **logs},
+               dict(F_DIV=f_div, HAS_EMA=True, ACC=tl.float32, BLOCK_P=mine.MAX_PROGRAMS), 4)
         yield (f"mine bwd f_div={f_div}", mine._mine_bwd_kernel,
                {"tm_ptr": P32, "ema_ptr": P32, "g_ptr": P32, "dtj_ptr": P32, "dtm_ptr": P32, "B": I32},
-               dict(F_DIV=f_div, ACC=tl.float32, BLOCK=1024), 4)
+               dict(F_DIV=f_div, ACC=tl.float32, BLOCK=mine.REDUCE_BLOCK), 4)
     # the pairwise bound at the launch parameters its wrapper picks, for narrow and wide embeddings
     for dt, torch_dtype in (("*fp32", torch.float32), ("*bf16", torch.bfloat16)):
         for D in (64, 256):
@@ -153,9 +158,12 @@ def wrapper_launches() -> list[str]:
                                                         reduction)
                     info_nll.info_nll_bwd(logits, codes, mean, cont, log_std, lse, torch.ones_like(loss), None,
                                           list(sizes), 1.0, 0.1, reduction)
-        t = torch.randn(256)
-        mine.mine_dv_bound_op(t, t, torch.zeros(()), 0.01)
-        mine.mine_f_bound_op(t, t)
+        for B in (256, 65536):  # one program; programs and the launch that combines them
+            t = torch.randn(B)
+            with mock.patch.object(mine, "_n_programs", lambda device, B: min(triton.cdiv(B, mine.REDUCE_BLOCK),
+                                                                              mine.MAX_PROGRAMS)):
+                mine.mine_dv_bound_op(t, t, torch.zeros(()), 0.01)
+                mine.mine_f_bound_op(t, t)
         mine.mine_bound_bwd(t, torch.zeros(()), torch.ones(()), False, torch.float32)
         for D in (64, 256):
             f = torch.randn(128, D)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import triton
 from fastinfo.kernels import mine as kernel
 
 from fastinfo import graphs, losses
@@ -34,7 +35,11 @@ def assert_grads_match(out, ref, inputs, ref_inputs, atol, rtol):
 @pytest.mark.parametrize("ema", ["none", "value", "nan"])
 @pytest.mark.parametrize("shape1", [False, True])
 def test_dv_bound_matches_reference(B, ema, shape1):
-    tj, tm = scores(B, shape1=shape1)
+    check_dv_bound(*scores(B, shape1=shape1), ema)
+
+
+def check_dv_bound(tj, tm, ema):
+    """The DV bound, its new average and its gradients equal the float64 reference's."""
     log_ema = {"none": None, "value": torch.tensor(0.7), "nan": torch.tensor(float("nan"))}[ema]
     bound, new = losses.mine_dv_bound(tj, tm, log_ema, 0.05)
     rtj, rtm = f64(tj, tm)
@@ -67,6 +72,25 @@ def test_f_bound_matches_reference_and_hand_value():
         ref = reference.mine_f_bound(rtj, rtm)
         torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
         assert_grads_match(out, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ema", ["none", "value", "nan"])
+def test_batch_split_over_programs(monkeypatch, ema):
+    """A batch of many blocks goes to several programs, each walking several blocks, whose
+    partial sums a second launch combines; the maxima of the programs' blocks differ widely."""
+    monkeypatch.setattr(kernel, "REDUCE_BLOCK", 64)
+    monkeypatch.setattr(kernel, "_n_programs", lambda device, B: min(triton.cdiv(B, 64), 3))
+    tj, tm = scores(1000)
+    with torch.no_grad():
+        tm[130:140] += 60.0  # one program's block dominates the log-mean-exp
+        tm[900:] -= 80.0
+    check_dv_bound(tj, tm, ema)
+    tj, tm = scores(1000, scale=1.0)
+    out = losses.mine_f_bound(tj, tm)
+    rtj, rtm = f64(tj, tm)
+    ref = reference.mine_f_bound(rtj, rtm)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    assert_grads_match(out, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -176,18 +200,26 @@ def test_bad_inputs(call, error, msg):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cuda_matches_reference(dtype):
-    tj, tm = scores(4099, dtype=dtype, device="cuda", scale=1.0)
-    bound, new = losses.mine_dv_bound(tj, tm, torch.tensor(0.3, device="cuda"), 0.01)
-    rtj, rtm = f64(tj, tm)
-    ref, ref_new = reference.mine_dv_bound(rtj, rtm, torch.tensor(0.3, device="cuda", dtype=torch.float64), 0.01)
-    torch.testing.assert_close(bound.double(), ref, atol=1e-4, rtol=1e-4)
+    # one program, then the batch split over programs whose partial sums a second launch combines
+    for B in (4096, 4099, 70001):
+        tj, tm = scores(B, dtype=dtype, device="cuda", scale=1.0)
+        bound, new = losses.mine_dv_bound(tj, tm, torch.tensor(0.3, device="cuda"), 0.01)
+        rtj, rtm = f64(tj, tm)
+        ref, ref_new = reference.mine_dv_bound(rtj, rtm, torch.tensor(0.3, device="cuda", dtype=torch.float64), 0.01)
+        torch.testing.assert_close(bound.double(), ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(new.double(), ref_new, atol=1e-4, rtol=1e-4)
+        assert_grads_match(bound, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-2)
+        out = losses.mine_f_bound(tj, tm)
+        ref = reference.mine_f_bound(rtj, rtm)
+        torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-4)
     f, g = (torch.randn(1000, 64, device="cuda").div(8).to(dtype).requires_grad_() for _ in range(2))
     check_pairwise(f, g, 1e-4 if dtype == torch.float32 else 3e-2)
 
 
 @pytest.mark.cuda
-def test_cuda_graph_capture_of_the_bounds():
-    tj, tm = scores(512, device="cuda")
+@pytest.mark.parametrize("B", [512, 70001])  # one program; programs and a combining launch
+def test_cuda_graph_capture_of_the_bounds(B):
+    tj, tm = scores(B, device="cuda")
     f, g = (torch.randn(256, 32, device="cuda", requires_grad=True) for _ in range(2))
     log_ema = torch.tensor(float("nan"), device="cuda")
 
