@@ -4,16 +4,34 @@ torch.compile needs each op as a torch.library custom op with its autograd regis
 eagerly, such an op costs about 35 µs of host time more than a torch.autograd.Function with the
 same forward and backward (on a 2-core CPU, 76 against 40 µs for a forward and backward that
 launch nothing): in an eager training loop, time the GPU waits. So eager calls go through an
-autograd.Function and torch.compile traces the custom op, both running the same functions.
+autograd.Function and torch.compile traces the custom op, both running the same functions; the
+backward's ops and the optimisers' ops are called directly the same way.
 """
 
 import torch
 
 
+def op_must_be_seen() -> bool:
+    """Whether a call has to reach the registered op rather than its function: torch.compile or
+    export traces it, or a dispatch mode is active (AOTAutograd tracing a backward, which
+    torch.compile does not mark as compiling before torch 2.14; fake tensors; a FLOP counter),
+    where the function would launch kernels on tensors that have no data."""
+    return torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
+
+
+def eager_entry(op, impl):
+    """op while it has to be seen (op_must_be_seen), otherwise impl, op's own function."""
+
+    def call(*args):
+        return op(*args) if op_must_be_seen() else impl(*args)
+
+    return call
+
+
 def differentiable_entry(op, impl, setup_context, backward):
     """Register setup_context and backward as op's autograd formula; return the op's entry point:
-    op itself while torch.compile traces, otherwise impl (op's own function) under the same
-    formula in a torch.autograd.Function."""
+    op itself while it has to be seen, otherwise impl under the same formula in a
+    torch.autograd.Function."""
     op.register_autograd(backward, setup_context=setup_context)
 
     class Eager(torch.autograd.Function):
@@ -28,6 +46,6 @@ def differentiable_entry(op, impl, setup_context, backward):
             return backward(ctx, *grads)
 
     def call(*args):
-        return op(*args) if torch.compiler.is_compiling() else Eager.apply(*args)
+        return op(*args) if op_must_be_seen() else Eager.apply(*args)
 
     return call

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
-from fastinfo.kernels.entry import differentiable_entry
+from fastinfo.kernels.entry import differentiable_entry, eager_entry
 
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
@@ -331,8 +331,7 @@ def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, cat
     return loss, ref.new_empty(n_cat + n_cont, dtype=acc), ref.new_empty(B, n_cat, dtype=acc)
 
 
-@torch.library.custom_op("fastinfo::info_nll_bwd", mutates_args=())
-def info_nll_bwd(
+def _info_nll_bwd(
     cat_logits: torch.Tensor | None,
     cat_codes: torch.Tensor | None,
     cont_mean: torch.Tensor | None,
@@ -371,10 +370,16 @@ def info_nll_bwd(
     return [g for g in grads if g is not None]
 
 
-@info_nll_bwd.register_fake
+info_nll_bwd_op = torch.library.custom_op("fastinfo::info_nll_bwd", _info_nll_bwd, mutates_args=())
+
+
+@info_nll_bwd_op.register_fake
 def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse, grad_loss, grad_per_code,
       cat_sizes, cat_weight, cont_weight, reduction):
     return [torch.empty_like(t) for t in (cat_logits, cont_mean, cont_log_std) if t is not None]
+
+
+info_nll_bwd = eager_entry(info_nll_bwd_op, _info_nll_bwd)
 
 
 def _setup_context(ctx, inputs, output):

@@ -17,7 +17,7 @@ import math
 import torch
 import triton
 import triton.language as tl
-from fastinfo.kernels.entry import differentiable_entry
+from fastinfo.kernels.entry import differentiable_entry, eager_entry
 
 NEG_BIG = tl.constexpr(-1.0e30)  # finite stand-in for -inf (see info_nll.py)
 REDUCE_BLOCK = 1024  # scores a program reads at once
@@ -184,15 +184,20 @@ def _(t_joint, t_marginal, log_ema, ema_rate):
     return t_joint.new_empty((), dtype=acc), t_joint.new_empty((), dtype=acc)
 
 
-@torch.library.custom_op("fastinfo::mine_bound_bwd", mutates_args=())
-def mine_bound_bwd(t_marginal: torch.Tensor, shift: torch.Tensor, grad: torch.Tensor, f_div: bool,
-                   joint_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _mine_bound_bwd(t_marginal: torch.Tensor, shift: torch.Tensor, grad: torch.Tensor, f_div: bool,
+                    joint_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return _launch_bound_bwd(t_marginal, shift, grad, f_div, (joint_dtype, t_marginal.dtype))
 
 
-@mine_bound_bwd.register_fake
+mine_bound_bwd_op = torch.library.custom_op("fastinfo::mine_bound_bwd", _mine_bound_bwd, mutates_args=())
+
+
+@mine_bound_bwd_op.register_fake
 def _(t_marginal, shift, grad, f_div, joint_dtype):
     return t_marginal.new_empty(t_marginal.shape, dtype=joint_dtype), torch.empty_like(t_marginal)
+
+
+mine_bound_bwd = eager_entry(mine_bound_bwd_op, _mine_bound_bwd)
 
 
 def _dv_setup(ctx, inputs, output):
@@ -346,9 +351,8 @@ def _(f_x, g_y):
     return f_x.new_empty((), dtype=acc), f_x.new_empty((), dtype=acc)
 
 
-@torch.library.custom_op("fastinfo::mine_dv_bound_pairwise_bwd", mutates_args=())
-def mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torch.Tensor,
-                               grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torch.Tensor,
+                                grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, D = f_x.shape
     meta, _ = _pair_config(D, f_x.dtype, f_x.is_cuda)
     grads = []
@@ -360,9 +364,16 @@ def mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torc
     return grads[0], grads[1]
 
 
-@mine_dv_bound_pairwise_bwd.register_fake
+mine_dv_bound_pairwise_bwd_op = torch.library.custom_op(
+    "fastinfo::mine_dv_bound_pairwise_bwd", _mine_dv_bound_pairwise_bwd, mutates_args=())
+
+
+@mine_dv_bound_pairwise_bwd_op.register_fake
 def _(f_x, g_y, total, grad):
     return torch.empty_like(f_x), torch.empty_like(g_y)
+
+
+mine_dv_bound_pairwise_bwd = eager_entry(mine_dv_bound_pairwise_bwd_op, _mine_dv_bound_pairwise_bwd)
 
 
 def _pair_setup(ctx, inputs, output):

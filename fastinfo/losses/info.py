@@ -3,6 +3,7 @@
 import torch
 import torch.nn.functional as F
 
+from fastinfo.kernels.entry import op_must_be_seen
 from fastinfo.losses import reference
 from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton
 
@@ -76,7 +77,8 @@ def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_si
         if cat_codes.device != device:
             raise ValueError(f"cat_codes is on {cat_codes.device}, the other inputs on {device}")
         # A value check on a GPU would sync with the host; there the kernel gives NaN instead.
-        if device.type == "cpu" and not torch.compiler.is_compiling():
+        # A traced call, or one under a dispatch mode (fake tensors), may have no values to check.
+        if device.type == "cpu" and not op_must_be_seen():
             sizes = torch.tensor(cat_sizes)
             bad = (cat_codes < 0) | (cat_codes >= sizes)
             if bad.any():

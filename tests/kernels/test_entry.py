@@ -1,0 +1,94 @@
+"""How a fused op is reached: eager calls run its functions directly; a traced call, or one under
+a dispatch mode, reaches the registered op (its fake implementation, its place in a graph)."""
+
+from unittest import mock
+
+import pytest
+import torch
+from torch._library.custom_ops import CustomOpDef
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from fastinfo import losses
+
+
+def info_nll_inputs():
+    B = 6
+    return (torch.randn(B, 10, requires_grad=True), torch.randint(0, 10, (B, 1)),
+            torch.randn(B, 2, requires_grad=True), torch.rand(B, 2) * 2 - 1, torch.randn(B, 2, requires_grad=True))
+
+
+def mine_inputs():
+    return torch.randn(9, requires_grad=True), torch.randn(9, requires_grad=True)
+
+
+def pairwise_inputs():
+    return torch.randn(7, 4, requires_grad=True), torch.randn(7, 4, requires_grad=True)
+
+
+# (make inputs, fused call, its ops as the profiler names them: forward, backward)
+CALLS = {
+    "info_nll": (info_nll_inputs, lambda *a: losses.info_nll(*a, cont_weight=0.1),
+                 ("fastinfo::info_nll_fwd", "fastinfo::info_nll_bwd")),
+    "mine_dv_bound": (mine_inputs, lambda *a: losses.mine_dv_bound(*a, torch.tensor(0.3), 0.01)[0],
+                      ("fastinfo::mine_dv_bound", "fastinfo::mine_bound_bwd")),
+    "mine_f_bound": (mine_inputs, losses.mine_f_bound, ("fastinfo::mine_f_bound", "fastinfo::mine_bound_bwd")),
+    "mine_dv_bound_pairwise": (pairwise_inputs, losses.mine_dv_bound_pairwise,
+                               ("fastinfo::mine_dv_bound_pairwise", "fastinfo::mine_dv_bound_pairwise_bwd")),
+}
+
+
+def value_and_grads(make, fn, inputs=None):
+    inputs = make() if inputs is None else inputs
+    leaves = [t for t in inputs if t.requires_grad]
+    out = fn(*inputs)
+    return out, torch.autograd.grad(out, leaves)
+
+
+def ops_called(fn) -> set[str]:
+    """The fastinfo ops fn calls through the dispatcher."""
+    called = set()
+    call = CustomOpDef.__call__
+
+    def spy(op, *args, **kwargs):
+        called.add(op._qualname)
+        return call(op, *args, **kwargs)
+
+    with mock.patch.object(CustomOpDef, "__call__", spy):
+        fn()
+    return {name for name in called if name.startswith("fastinfo::")}
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_eager_calls_skip_the_dispatcher(name):
+    make, fn, ops = CALLS[name]
+    assert ops_called(lambda: value_and_grads(make, fn)) == set()
+    with FlopCounterMode(display=False):  # a dispatch mode sees both ops
+        assert ops_called(lambda: value_and_grads(make, fn)) == set(ops)
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_under_fake_tensors_no_kernel_runs(name):
+    """Shape inference with fake tensors: the ops' fake implementations answer, forward and
+    backward; the kernels (which would read memory a fake tensor does not have) do not run."""
+    make, fn, _ = CALLS[name]
+    real = make()
+    want, want_grads = value_and_grads(make, fn, real)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake = [mode.from_tensor(t) for t in real]
+        for t, r in zip(fake, real):
+            t.requires_grad_(r.requires_grad)
+        out, grads = value_and_grads(make, fn, fake)
+    assert (out.shape, out.dtype) == (want.shape, want.dtype)
+    assert [(g.shape, g.dtype) for g in grads] == [(g.shape, g.dtype) for g in want_grads]
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_under_a_dispatch_mode_the_results_are_the_eager_ones(name):
+    make, fn, _ = CALLS[name]
+    inputs = make()
+    want, want_grads = value_and_grads(make, fn, inputs)
+    with FlopCounterMode(display=False):
+        out, grads = value_and_grads(make, fn, inputs)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(grads, want_grads)
