@@ -116,6 +116,36 @@ def test_half_precision_inputs(dtype):
     check_against_reference(args, kw, "mean", atol=2e-3, rtol=1e-2)
 
 
+def test_mixed_dtypes():
+    """Each input keeps its own dtype (autocast leaves some outputs in fp32); each gradient
+    comes back in its input's dtype."""
+    (logits, codes, mean, cont, log_std), kw = make_inputs(29, (10,), 2, True)
+    args = (logits.detach().bfloat16().requires_grad_(), codes, mean, cont.half(),
+            log_std.detach().half().requires_grad_())
+    check_against_reference(args, kw, "mean", atol=2e-3, rtol=1e-2)
+
+
+def test_under_autocast_matches_the_reference_under_autocast():
+    """A Q head run under bf16 autocast feeds the op bf16 outputs: the loss, and the gradient
+    reaching the head's fp32 weights, equal the reference's under the same autocast."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 10 + 2 + 2)
+    x, codes, cont = torch.randn(40, 16), torch.randint(0, 10, (40, 1)), torch.rand(40, 2) * 2 - 1
+
+    def loss_and_grad(fn):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, mean, log_std = head(x).split([10, 2, 2], dim=1)
+            assert logits.dtype == torch.bfloat16
+            loss = fn(logits, codes, mean, cont, log_std, cat_weight=1.0, cont_weight=0.1)
+        return loss, torch.autograd.grad(loss, head.weight)[0]
+
+    loss, grad = loss_and_grad(losses.info_nll)
+    want, want_grad = loss_and_grad(reference.info_nll)
+    assert loss.dtype == torch.float32 and grad.dtype == torch.float32
+    torch.testing.assert_close(loss, want.float(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grad, want_grad, atol=1e-3, rtol=1e-2)
+
+
 def test_non_contiguous_inputs():
     B, sizes = 21, (10, 3)
     big = torch.randn(sum(sizes) + 4, B, dtype=torch.float64)
