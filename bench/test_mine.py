@@ -8,7 +8,9 @@ import torch
 
 from bench.conftest import ON_GPU
 from fastinfo import losses
+from fastinfo.config import make_config
 from fastinfo.losses import reference
+from fastinfo.train import matmul_precision
 
 _COMPILED = {}
 
@@ -54,7 +56,7 @@ def test_bound(record, B, bound, impl):
 
 
 @pytest.mark.parametrize("impl", ["fused", "eager", "compiled"])
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", ["fp32", "tf32", "bf16"])  # tf32: fp32 inputs, TF32 products allowed
 @pytest.mark.parametrize("d", [64, 256])
 @pytest.mark.parametrize("B", [1024, 4096, 16384])
 def test_pairwise(record, B, d, dtype, impl):
@@ -63,8 +65,16 @@ def test_pairwise(record, B, d, dtype, impl):
         pytest.skip("torch.compile is compared at B = 1024 only, to keep compile time bounded")
     if dtype == "bf16" and (B, d) != (4096, 256):
         pytest.skip("bf16 is measured at B = 4096, d = 256 only")
+    if dtype == "tf32" and (B != 4096 or not ON_GPU):
+        pytest.skip("tf32 is measured on a GPU at B = 4096 only")
     device = "cuda" if ON_GPU else "cpu"
-    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    # TF32 allowed as a training run's --tf32 allows it, for the fused kernel and torch alike
+    with matmul_precision(make_config({"tf32": dtype == "tf32"}), torch.device(device)):
+        time_pairwise(record, B, d, dtype, impl, device)
+
+
+def time_pairwise(record, B, d, dtype, impl, device):
+    dt = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}[dtype]
     f, g = (torch.randn(B, d, device=device).div(d**0.5).to(dt).requires_grad_() for _ in range(2))
     fn = impl_of(impl, losses.mine_dv_bound_pairwise, reference.mine_dv_bound_pairwise)
 

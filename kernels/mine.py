@@ -306,19 +306,25 @@ def _pairwise_grad_kernel(a_ptr, b_ptr, stride_a, stride_b, lse_ptr, g_ptr, da_p
     tl.store(da_ptr + rows[:, None] * D + dims[None, :], g * (b_diag / B - acc), mask=mask)
 
 
-def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool):
-    """(launch parameters, accumulator dtype) for [B, D] embeddings of this dtype."""
+def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool, tf32: bool):
+    """(launch parameters, accumulator dtype) for [B, D] embeddings of this dtype. tf32: whether
+    fp32 products may run on tensor cores in TF32 (torch.backends.cuda.matmul.allow_tf32, which
+    torch.set_float32_matmul_precision("high") sets), as torch's own products then do."""
     block_d = max(16, triton.next_power_of_2(D))
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     # halves multiply on tensor cores on a GPU; the CPU interpreter's half-precision dot is
     # unreliable, so there they are upcast first
     half = dtype in (torch.float16, torch.bfloat16) and on_gpu
     dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype] if half else _tl(acc)
-    # fp32 products in full precision (tf32 would cost ~1e-3 relative error); halves use tensor cores
-    precision = "tf32" if half else "ieee"
-    if half:
-        # tiles of 64 rows x 64 columns while the [rows, D] accumulators stay small; 32 for wide D
-        block, num_warps = (64 if block_d <= 64 else 32), 4
+    # fp32 products in full precision unless TF32 is allowed (~1e-3 relative error a product)
+    on_tensor_cores = half or (dtype == torch.float32 and tf32)
+    precision = "tf32" if on_tensor_cores else "ieee"
+    if on_tensor_cores:
+        # tiles of 64 rows x 64 columns while the [rows, D] accumulators stay small; 32 for wide
+        # D. fp32 tiles take twice the registers of half ones: at 4 warps the TF32 gradient kernel
+        # used 204-251 registers a thread on sm_90 (Triton 3.6 and 3.8), at 8 warps 150-166
+        block = 64 if block_d <= 64 else 32
+        num_warps = 4 if half else 8
     else:
         # full-precision products run on FMA units with both tiles and the accumulator in
         # registers. Larger tiles spill on sm_90 with one Triton release or another: 64 rows at
@@ -329,10 +335,15 @@ def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool):
                 BLOCK_D=block_d, num_warps=num_warps), acc
 
 
+def _pair_meta(t: torch.Tensor):
+    """_pair_config for embeddings like t, under torch's current TF32 setting."""
+    return _pair_config(t.shape[1], t.dtype, t.is_cuda, torch.backends.cuda.matmul.allow_tf32)
+
+
 def _mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """f_x, g_y: [B, d] with unit stride along d. Returns (bound [], total log-sum-exp [])."""
     B, D = f_x.shape
-    meta, acc = _pair_config(D, f_x.dtype, f_x.is_cuda)
+    meta, acc = _pair_meta(f_x)
     row_lse = torch.empty(B, device=f_x.device, dtype=acc)
     diag = torch.empty(B, device=f_x.device, dtype=acc)
     _pairwise_lse_kernel[(triton.cdiv(B, meta["BLOCK_I"]),)](
@@ -354,7 +365,7 @@ def _(f_x, g_y):
 def _mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torch.Tensor,
                                 grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, D = f_x.shape
-    meta, _ = _pair_config(D, f_x.dtype, f_x.is_cuda)
+    meta, _ = _pair_meta(f_x)
     grads = []
     for a, b in ((f_x, g_y), (g_y, f_x)):
         da = torch.empty(B, D, device=a.device, dtype=a.dtype)

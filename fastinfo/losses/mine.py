@@ -72,7 +72,9 @@ def mine_dv_bound_pairwise(f_x, g_y):
     """DV bound of a separable critic T(x, y) = <f(x), g(y)> using every off-diagonal pair as a
     marginal sample: mean_i <f_i, g_i> - log((1 / (B (B - 1))) sum_{i != j} exp <f_i, g_j>).
 
-    On a GPU the B x B score matrix is never stored (O(B d) memory).
+    On a GPU the B x B score matrix is never stored (O(B d) memory). fp32 products run in full
+    precision, or in TF32 on tensor cores where torch.backends.cuda.matmul.allow_tf32 allows
+    it (torch.set_float32_matmul_precision("high"); fastinfo.train's --tf32), as torch's do.
 
     Args:
         f_x, g_y: [B, d] embeddings of x and y, B >= 2, d <= 512.

@@ -10,6 +10,8 @@ runs, put a directory holding it first on PYTHONPATH. Then each op's wrapper mak
 as on a GPU, through Triton's JIT with a stand-in sm_90 driver that builds them and runs nothing.
 """
 
+import contextlib
+import itertools
 import os
 import re
 import subprocess
@@ -106,15 +108,29 @@ def cases():
                {"tm_ptr": P32, "ema_ptr": P32, "g_ptr": P32, "dtj_ptr": P32, "dtm_ptr": P32, "B": I32},
                dict(F_DIV=f_div, ACC=tl.float32, BLOCK=mine.REDUCE_BLOCK), 4)
     # the pairwise bound at the launch parameters its wrapper picks, for narrow and wide embeddings
-    for dt, torch_dtype in (("*fp32", torch.float32), ("*bf16", torch.bfloat16)):
+    # (fp32 in full precision and in TF32)
+    for dt, torch_dtype, tf32 in (("*fp32", torch.float32, False), ("*fp32", torch.float32, True),
+                                  ("*bf16", torch.bfloat16, False)):
         for D in (64, 256):
-            meta, _ = mine._pair_config(D, torch_dtype, on_gpu=True)
+            meta, _ = mine._pair_config(D, torch_dtype, on_gpu=True, tf32=tf32)
             num_warps = meta.pop("num_warps")
             pair = {"a_ptr": dt, "b_ptr": dt, "stride_a": I32, "stride_b": I32}
-            yield (f"pairwise lse D={D} {dt[1:]}", mine._pairwise_lse_kernel,
+            name = f"D={D} {dt[1:]}{' tf32' if tf32 else ''}"
+            yield (f"pairwise lse {name}", mine._pairwise_lse_kernel,
                    {**pair, "row_lse_ptr": P32, "diag_ptr": P32, "B": I32, "D": I32}, meta, num_warps)
-            yield (f"pairwise grad D={D} {dt[1:]}", mine._pairwise_grad_kernel,
+            yield (f"pairwise grad {name}", mine._pairwise_grad_kernel,
                    {**pair, "lse_ptr": P32, "g_ptr": P32, "da_ptr": dt, "B": I32, "D": I32}, meta, num_warps)
+
+
+@contextlib.contextmanager
+def tf32_allowed(allowed: bool):
+    """torch.backends.cuda.matmul.allow_tf32 set within (mock cannot restore that attribute)."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 class Sm90Driver:
@@ -165,10 +181,11 @@ def wrapper_launches() -> list[str]:
                 mine.mine_dv_bound_op(t, t, torch.zeros(()), 0.01)
                 mine.mine_f_bound_op(t, t)
         mine.mine_bound_bwd(t, torch.zeros(()), torch.ones(()), False, torch.float32)
-        for D in (64, 256):
+        for D, tf32 in itertools.product((64, 256), (False, True)):
             f = torch.randn(128, D)
-            _, total = mine.mine_dv_bound_pairwise_op(f, f)
-            mine.mine_dv_bound_pairwise_bwd(f, f, total, torch.ones(()))
+            with tf32_allowed(tf32):
+                _, total = mine.mine_dv_bound_pairwise_op(f, f)
+                mine.mine_dv_bound_pairwise_bwd(f, f, total, torch.ones(()))
         clip.clip_weights_([torch.randn(3000), torch.randn(7, dtype=torch.bfloat16)], 0.01, clip.BLOCK)
         metric_ring.write_row_([torch.zeros(()), torch.zeros(2, dtype=torch.bfloat16)[1]], torch.zeros(5, 2),
                                torch.zeros(1, dtype=torch.long))

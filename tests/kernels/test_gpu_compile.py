@@ -37,7 +37,7 @@ def test_every_kernel_compiles_for_sm90(toolchain):
     assert version.startswith("triton "), result.stdout
     launched = {line.split()[1] for line in lines if line.startswith("launched")}
     assert launched == KERNELS, result.stdout
-    assert sum(line.startswith("compiled") for line in lines) == 38, result.stdout
+    assert sum(line.startswith("compiled") for line in lines) == 42, result.stdout
     # spills at the layouts the benchmarks time and the wrappers launch (the strided wide-code
     # case may spill a little)
     spills = [line for line in lines

@@ -129,6 +129,28 @@ def test_pairwise_matches_reference(B, d, dtype):
     check_pairwise(f, g, 1e-5 if dtype == torch.float32 else 1e-10)
 
 
+@pytest.fixture
+def tf32():
+    """fp32 matrix products may use TF32 within (torch.backends.cuda.matmul.allow_tf32)."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    yield
+    torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize("B, d", [(70, 64), (33, 200)])
+def test_pairwise_fp32_on_tensor_cores_when_tf32_is_allowed(B, d, request):
+    """Where TF32 is allowed the fp32 products run in TF32 with the tensor-core tiles, as torch's
+    own products do. The interpreter multiplies in full precision: here the tiles are checked,
+    not TF32's rounding."""
+    f = torch.randn(B, d).div(math.sqrt(d)).requires_grad_()
+    g = torch.randn(B, d).requires_grad_()
+    assert kernel._pair_meta(f)[0]["PRECISION"] == "ieee"
+    request.getfixturevalue("tf32")
+    assert kernel._pair_meta(f)[0]["PRECISION"] == "tf32"
+    check_pairwise(f, g, 1e-5)
+
+
 def test_pairwise_bf16_and_non_contiguous():
     base = torch.randn(40, 2 * 24)
     f, g = base[:, ::2].requires_grad_(), base[:, 1::2].bfloat16().float()
@@ -214,6 +236,13 @@ def test_cuda_matches_reference(dtype):
         torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-4)
     f, g = (torch.randn(1000, 64, device="cuda").div(8).to(dtype).requires_grad_() for _ in range(2))
     check_pairwise(f, g, 1e-4 if dtype == torch.float32 else 3e-2)
+
+
+@pytest.mark.cuda
+def test_cuda_pairwise_in_tf32(tf32):
+    for d in (64, 256):
+        f, g = (torch.randn(1000, d, device="cuda").div(d ** 0.5).requires_grad_() for _ in range(2))
+        check_pairwise(f, g, 5e-3)
 
 
 @pytest.mark.cuda
