@@ -126,16 +126,19 @@ def continuous_code_scores(model, n_rows: int = 64, n_values: int = 9, span: flo
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets a [N, d] and b [M, d]."""
-    from scipy import linalg
-
+    """Fréchet distance between Gaussians fitted to feature sets a [N, d] and b [M, d]:
+    |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():  # singular covariances (dead ReLU features): regularise
-        offset = np.eye(len(cov_a)) * 1e-6
-        covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean.real))
+    # tr (C_a C_b)^(1/2) = tr (S C_b S)^(1/2) with S = C_a^(1/2): S C_b S is symmetric and
+    # positive semi-definite, so its eigenvalues are real and >= 0 up to rounding, also where a
+    # covariance is singular (dead classifier features, a collapsed generator), where sqrtm of
+    # the product is inaccurate
+    w, v = np.linalg.eigh(cov_a)
+    s = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = s @ cov_b @ s
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0.0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -61,6 +62,26 @@ def test_frechet_distance_known_values():
     # N(0, I) vs N(0, 4I) in 3-D: 3 * (1 + 4 - 2 * 2) = 3
     b = rng.normal(size=(200000, 3))
     assert evaluate.frechet_distance(b, 2 * rng.normal(size=(200000, 3))) == pytest.approx(3.0, rel=0.03)
+
+
+def test_frechet_distance_of_singular_covariances():
+    """Features that never vary (dead units; a collapsed generator's samples) make singular
+    covariances: the distance stays finite and right, with no warning."""
+    rng = np.random.default_rng()
+    a = np.zeros((5000, 6))
+    a[:, :3] = rng.normal(size=(5000, 3))  # three dead features
+    b = a.copy()
+    b[:, :3] *= 2.0
+    b[:, 5] = 1.5  # a dead feature at another value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+        # C_b = 4 C_a: tr C_a + tr 4 C_a - 2 tr 2 C_a = tr C_a (~3), plus the means' distance (~1.5^2)
+        want = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(np.cov(a, rowvar=False))
+        assert evaluate.frechet_distance(a, b) == pytest.approx(want, rel=1e-9)
+        collapsed = np.tile(rng.normal(size=(1, 6)), (4000, 1))  # one sample repeated: covariance 0
+        want = ((a.mean(0) - collapsed[0]) ** 2).sum() + np.trace(np.cov(a, rowvar=False))
+        assert evaluate.frechet_distance(a, collapsed) == pytest.approx(want, rel=1e-9)
 
 
 def test_continuous_scores_of_a_generator_with_known_factors():
