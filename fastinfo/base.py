@@ -166,12 +166,15 @@ class InfoModel:
                 p.requires_grad_(True)
 
     def backward_step(self, loss: torch.Tensor, names: tuple[str, ...]) -> None:
-        """Zero, backward and step the named optimisers."""
+        """Zero, backward and step the named optimisers. With fp16's loss scaler this is one
+        iteration of it (scale, step, update): the scaler steps an optimiser once an update, and
+        a WGAN critic steps n_critic times before its generator does."""
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward(self.grad_seed)
         for n in names:
             self.scaler.step(self.optimizers[n])
+        self.scaler.update()
 
     @torch.no_grad()
     def generate(self, z, cat, cont) -> torch.Tensor:

@@ -32,7 +32,6 @@ class InfoGAN(InfoModel):
         with self.frozen(self.D):
             loss_g, d_fake, per_code = self.gan_g_loss(fake, cat, cont)
         self.backward_step(loss_g, ("G",))
-        self.scaler.update()
 
         metrics = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_real, "d_fake": d_fake}
         if self.use_q:

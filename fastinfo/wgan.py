@@ -105,7 +105,6 @@ class InfoWGAN(InfoModel):
         with self.frozen(self.D):
             loss_g, per_code = self.wgan_g_loss(fake, cat, cont)
         self.backward_step(loss_g, ("G",))
-        self.scaler.update()
 
         metrics = {"loss_d": loss_d, "loss_g": loss_g.detach(), "wasserstein": distance}
         if self.use_q:

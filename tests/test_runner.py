@@ -169,6 +169,29 @@ def test_joint_d_forward_gives_q_only_the_fake_rows():
     assert d_real.shape == d_fake.shape == (8,) and logits.shape == (8, 10) and mean.shape == (8, 2)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the interpreter's, meant here
+@pytest.mark.parametrize("model", [m for m in MODELS if not MODELS[m].get("wgan_schedule")])
+def test_fp16_loss_scaling_trains_and_skips_overflowing_steps(model):
+    """--amp fp16: one loss scaler for every optimiser, an iteration of it per optimiser step (a
+    critic steps n_critic times per generator step). Steps train; a step whose fp16 gradients
+    overflow leaves every parameter as it was, clipping included, and lowers the scale."""
+    m, step = build(model, torch.device("cpu"), runner.EagerStep, amp="fp16")
+
+    def params():  # each optimiser's parameters, as one flat tensor
+        return {n: torch.cat([p.detach().flatten() for g in opt.param_groups for p in g["params"]])
+                for n, opt in m.optimizers.items()}
+
+    start = params()
+    for i in range(2):
+        assert all(torch.isfinite(v).all() for v in step(i).values())
+    trained = params()
+    assert all(not torch.equal(start[n], trained[n]) for n in start)
+    m.scaler.update(2.0**100)  # the scaled losses' gradients overflow in fp16
+    step(2)
+    assert all(torch.equal(trained[n], p) for n, p in params().items())
+    assert m.scaler.get_scale() < 2.0**100
+
+
 def test_cuda_graphs_option_errors():
     with pytest.raises(ConfigError, match="not fp16"):
         make_config(dict(cuda_graphs=True, amp="fp16"))
