@@ -182,7 +182,7 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
     if model.use_q and model.spec.n_cat > 0:
         result.update(c1_scores(model, images, labels))
     else:
-        result["c1_accuracy"] = "n/a (no Q head trained)"
+        result["c1_accuracy"] = "n/a (no Q head trained)" if not model.use_q else "n/a (no categorical code)"
     if clf is not None:
         result.update(generated_class_scores(model, clf, samples_per_value))
     if full:

@@ -54,6 +54,12 @@ def test_infogan_smoke_writes_every_output(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["preset"] == "paper"
 
 
+def test_infogan_with_continuous_codes_only(tmp_path):
+    assert run(tmp_path, "--model", "infogan", "--steps", 2, "--cat-sizes=", "--n-cont", 2) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["c1_accuracy"] == "n/a (no categorical code)"
+    assert (tmp_path / "info_curve.png").exists()
+
+
 def test_gan_baseline_has_no_q_metrics(tmp_path):
     assert run(tmp_path, "--model", "gan", "--steps", 2, "--preset", "openai") == 0
     assert "n/a" in json.loads((tmp_path / "eval.json").read_text())["c1_accuracy"]
