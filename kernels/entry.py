@@ -5,7 +5,7 @@ eagerly, such an op costs about 35 µs of host time more than a torch.autograd.F
 same forward and backward (on a 2-core CPU, 76 against 40 µs for a forward and backward that
 launch nothing): in an eager training loop, time the GPU waits. So eager calls go through an
 autograd.Function and torch.compile traces the custom op, both running the same functions; the
-backward's ops and the optimisers' ops are called directly the same way.
+ops a backward calls are reached the same way.
 """
 
 import torch
@@ -13,9 +13,9 @@ import torch
 
 def op_must_be_seen() -> bool:
     """Whether a call has to reach the registered op rather than its function: torch.compile or
-    export traces it, or a dispatch mode is active (AOTAutograd tracing a backward, which
-    torch.compile does not mark as compiling before torch 2.14; fake tensors; a FLOP counter),
-    where the function would launch kernels on tensors that have no data."""
+    export traces it, or a dispatch mode is active (AOTAutograd tracing a backward, which torch
+    2.11 does not mark as compiling, 2.14 does; fake tensors; a FLOP counter), where the
+    function would launch kernels on tensors that have no data."""
     return torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
 
 
