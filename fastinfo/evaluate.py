@@ -194,16 +194,21 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
     return result
 
 
-def main(argv=None) -> int:
-    from fastinfo.train import RunError, load_run  # train imports this module
-
-    p = argparse.ArgumentParser(prog="python -m fastinfo.evaluate", description=__doc__.split("\n")[0])
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fastinfo.evaluate", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quick", action="store_true",
                    help="c1 accuracy only: no classifier, no continuous-code measures, no Fréchet distance")
     p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    from fastinfo.train import RunError, load_run  # train imports this module
+
+    args = arg_parser().parse_args(argv)
     clfs = {}
     for run in args.runs:
         try:

@@ -55,16 +55,22 @@ def estimate(d: int, rho: float, estimator: str, steps: int = 3000, batch: int =
     return torch.stack(tail).mean().item()
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fastinfo.mine_check", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dims", default="1,5,20", help="comma-separated dimensions d of x and of y")
+    p.add_argument("--rhos", default="0.2,0.5,0.8,0.95", help="comma-separated correlations rho of x_i and y_i")
+    p.add_argument("--estimators", default=",".join(ESTIMATORS),
+                   help=f"comma-separated estimators, of {', '.join(ESTIMATORS)}")
+    p.add_argument("--steps", type=int, default=3000, help="training steps of each statistics network")
+    p.add_argument("--batch-size", type=int, default=512, help="samples of (x, y) a step")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--out", default="runs/mine_check", help="folder for the table and the plot")
+    return p
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastinfo.mine_check", description=__doc__.split("\n")[0])
-    p.add_argument("--dims", default="1,5,20")
-    p.add_argument("--rhos", default="0.2,0.5,0.8,0.95")
-    p.add_argument("--estimators", default=",".join(ESTIMATORS))
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default="runs/mine_check")
-    args = p.parse_args(argv)
+    args = arg_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dims = [int(v) for v in args.dims.split(",")]

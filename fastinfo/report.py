@@ -99,11 +99,16 @@ def write_report(runs: list[Path], out: Path) -> Path:
     return path
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fastinfo.report", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
+    p.add_argument("--out", default="report", help="folder for index.html and the figures it shows")
+    return p
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fastinfo.report", description=__doc__.split("\n")[0])
-    p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--out", default="report")
-    args = p.parse_args(argv)
+    args = arg_parser().parse_args(argv)
     missing = [r for r in args.runs if not (Path(r) / "config.json").is_file()]
     if missing:
         print(f"error: not a run folder (no config.json): {', '.join(missing)}", file=sys.stderr)

@@ -114,21 +114,27 @@ def summarise(rows: list[dict]) -> tuple[list[dict], str]:
     return table, "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    p = argparse.ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0])
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="Arguments after -- go to every run's python -m fastinfo.train.")
     p.add_argument("--models", default="gan,infogan", help="comma-separated models")
     p.add_argument("--seeds", default="0-2", help="e.g. 0,1,2 or 0-4")
     p.add_argument("--steps", type=int, required=True, help="generator steps per run")
     p.add_argument("--out", required=True, help="sweep folder")
-    p.add_argument("--dataset", default="mnist")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--samples-per-value", type=int, default=200, help="generated images per c1 value")
     p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
     p.add_argument("--procs", type=int, default=1, help="train this many runs at once, each in its own process")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    args = arg_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extra = ["--dataset", args.dataset, "--device", args.device, *extra]
