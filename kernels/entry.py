@@ -46,6 +46,11 @@ def differentiable_entry(op, impl, setup_context, backward):
             return backward(ctx, *grads)
 
     def call(*args):
-        return op(*args) if op_must_be_seen() else Eager.apply(*args)
+        if op_must_be_seen():
+            return op(*args)
+        if torch._C._functorch.peek_interpreter_stack() is not None:
+            raise RuntimeError(f"fastinfo's fused ops ({op._qualname}) do not support torch.func's transforms "
+                               "(grad, vmap, ...): inside them use the PyTorch references, fastinfo.losses.reference")
+        return Eager.apply(*args)
 
     return call

@@ -92,3 +92,16 @@ def test_under_a_dispatch_mode_the_results_are_the_eager_ones(name):
         out, grads = value_and_grads(make, fn, inputs)
     torch.testing.assert_close(out, want)
     torch.testing.assert_close(grads, want_grads)
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_torch_func_transforms_are_refused_with_the_way_out(name):
+    make, fn, _ = CALLS[name]
+    inputs = [t.detach() for t in make()]
+    first = next(i for i, t in enumerate(inputs) if t.is_floating_point())
+
+    def of_first(x):
+        return fn(*inputs[:first], x, *inputs[first + 1 :])
+
+    with pytest.raises(RuntimeError, match="torch.func's transforms .* fastinfo.losses.reference"):
+        torch.func.grad(of_first)(inputs[first])
