@@ -20,17 +20,23 @@ def op_must_be_seen() -> bool:
 
 
 def eager_entry(op, impl):
-    """op while it has to be seen (op_must_be_seen), otherwise impl, op's own function."""
+    """op while it has to be seen (op_must_be_seen), otherwise impl, the same computation without
+    the dispatcher. Under torch.func's transforms neither serves: a clear error instead."""
 
     def call(*args):
-        return op(*args) if op_must_be_seen() else impl(*args)
+        if op_must_be_seen():
+            return op(*args)
+        if torch._C._functorch.peek_interpreter_stack() is not None:
+            raise RuntimeError(f"fastinfo's fused ops ({op._qualname}) do not support torch.func's transforms "
+                               "(grad, vmap, ...): inside them use the PyTorch references, fastinfo.losses.reference")
+        return impl(*args)
 
     return call
 
 
 def differentiable_entry(op, impl, setup_context, backward):
-    """Register setup_context and backward as op's autograd formula; return the op's entry point:
-    op itself while it has to be seen, otherwise impl under the same formula in a
+    """Register setup_context and backward as op's autograd formula; return the op's entry point
+    (eager_entry): op itself while it has to be seen, otherwise impl under the same formula in a
     torch.autograd.Function."""
     op.register_autograd(backward, setup_context=setup_context)
 
@@ -45,12 +51,4 @@ def differentiable_entry(op, impl, setup_context, backward):
         def backward(ctx, *grads):
             return backward(ctx, *grads)
 
-    def call(*args):
-        if op_must_be_seen():
-            return op(*args)
-        if torch._C._functorch.peek_interpreter_stack() is not None:
-            raise RuntimeError(f"fastinfo's fused ops ({op._qualname}) do not support torch.func's transforms "
-                               "(grad, vmap, ...): inside them use the PyTorch references, fastinfo.losses.reference")
-        return Eager.apply(*args)
-
-    return call
+    return eager_entry(op, Eager.apply)

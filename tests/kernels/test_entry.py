@@ -26,7 +26,7 @@ def pairwise_inputs():
     return torch.randn(7, 4, requires_grad=True), torch.randn(7, 4, requires_grad=True)
 
 
-# (make inputs, fused call, its ops as the profiler names them: forward, backward)
+# (make inputs, fused call, its registered ops: forward, backward)
 CALLS = {
     "info_nll": (info_nll_inputs, lambda *a: losses.info_nll(*a, cont_weight=0.1),
                  ("fastinfo::info_nll_fwd", "fastinfo::info_nll_bwd")),
