@@ -26,6 +26,9 @@ from fastinfo.kernels.entry import differentiable_entry, eager_entry
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
 NEG_BIG = tl.constexpr(-1.0e30)
+# Float arguments are declared float64 and taken into the accumulation dtype at a kernel's start:
+# Triton types a Python float argument float32, which would round a float64 loss's weights and 1/B
+# (errors of ~1e-8). The CPU interpreter passes them as Python floats; tl.full takes either.
 # NaN is made in the kernel as INF - INF: Triton checks at each launch that the globals a kernel
 # read are unchanged, and a NaN global compares unequal to itself (Triton 3.8 then refuses to launch)
 INF = tl.constexpr(float("inf"))
@@ -73,13 +76,15 @@ def _info_nll_fwd_kernel(
     logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn,
     mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
     loss_ptr, code_sum_ptr, lse_ptr,
-    B, cat_weight, cont_weight, scale,
+    B, cat_weight: tl.float64, cont_weight: tl.float64, scale: tl.float64,
     OFFSETS: tl.constexpr, N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr,
     PER_ROW: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_NC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
+    cat_weight, cont_weight = tl.full([], cat_weight, ACC), tl.full([], cont_weight, ACC)
+    scale = tl.full([], scale, ACC)
     # Every row's NLLs live in one [BLOCK_B, BLOCK_NC] tile, a column per code (categorical codes
     # first), summed over the rows once at the end: the batch-mean loss is the weighted sum of the
     # per-code sums, so a whole launch has one cross-warp reduction, not one per code and block.
@@ -130,13 +135,15 @@ def _info_nll_bwd_kernel(
     logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn,
     mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
     lse_ptr, gloss_ptr, gcode_ptr, dlogits_ptr, dmean_ptr, dls_ptr,
-    B, cat_weight, cont_weight, scale,
+    B, cat_weight: tl.float64, cont_weight: tl.float64, scale: tl.float64,
     OFFSETS: tl.constexpr, N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr,
     PER_ROW: tl.constexpr, HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr,
     ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
+    cat_weight, cont_weight = tl.full([], cat_weight, ACC), tl.full([], cont_weight, ACC)
+    scale = tl.full([], scale, ACC)
     for blk in range(pid, tl.cdiv(B, BLOCK_B), n_prog):
         rows = blk * BLOCK_B + tl.arange(0, BLOCK_B)
         row_mask = rows < B
@@ -205,17 +212,19 @@ class Tiling(NamedTuple):
 
 
 @functools.lru_cache(maxsize=256)
-def _tiling(cat_sizes: tuple[int, ...], n_cont: int, B: int) -> Tiling:
+def _tiling(cat_sizes: tuple[int, ...], n_cont: int, B: int, acc_bytes: int = 4) -> Tiling:
     """The categorical chunk covers the widest code (up to MAX_BLOCK_K); the row block is no taller
     than the batch (at InfoGAN's batch sizes a taller one only computes masked rows) and no larger
-    than MAX_WARPS warps hold at VALUES_PER_THREAD; the warps are as many as the tile needs."""
+    than MAX_WARPS warps hold at VALUES_PER_THREAD; the warps are as many as the tile needs. A
+    float64 value (acc_bytes = 8) counts as two, as it takes two registers."""
     block_k = min(MAX_BLOCK_K, triton.next_power_of_2(max(cat_sizes, default=1)))
     block_c = triton.next_power_of_2(max(n_cont, 1))
     block_nc = triton.next_power_of_2(max(2, len(cat_sizes) + n_cont))
     width = max(block_k, block_c, block_nc)
+    values_per_row = width * acc_bytes // 4
     max_tile = MAX_WARPS * 32 * VALUES_PER_THREAD
-    block_b = max(1, min(max_tile // width, triton.next_power_of_2(max(B, 1))))
-    return Tiling(block_b, block_k, block_c, block_nc, _warps_for(block_b * width))
+    block_b = max(1, min(max_tile // values_per_row, triton.next_power_of_2(max(B, 1))))
+    return Tiling(block_b, block_k, block_c, block_nc, _warps_for(block_b * values_per_row))
 
 
 def _warps_for(tile_size: int) -> int:
@@ -293,7 +302,7 @@ def _info_nll_fwd(
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     sizes = tuple(cat_sizes)
-    tiling = _tiling(sizes, n_cont, B)
+    tiling = _tiling(sizes, n_cont, B, acc.itemsize)
     n_prog = _n_programs(ref.device, triton.cdiv(B, tiling.block_b))
     per_row = reduction == "none"
     loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
@@ -349,7 +358,7 @@ def _info_nll_bwd(
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     sizes = tuple(cat_sizes)
-    tiling = _tiling(sizes, n_cont, B)
+    tiling = _tiling(sizes, n_cont, B, acc.itemsize)
     grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
              for t in (cat_logits, cont_mean, cont_log_std)]
     # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel

@@ -47,7 +47,9 @@ def _tl(dtype):
 def _finish_bound(sum_j, m, s, bound_ptr, ema_ptr, new_ema_ptr, B, log_b, log_keep, log_rate,
                   F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, ACC: tl.constexpr):
     """Store the bound (and the new log-average) from vectors of partial sums: sum_j of t_joint;
-    for MINE-f, s of exp(t_marginal - 1); for DV, s of exp(t_marginal - m) with m each lane's max."""
+    for MINE-f, s of exp(t_marginal - 1); for DV, s of exp(t_marginal - m) with m each lane's max.
+    The logs arrive as float64 (see info_nll.py) and are taken into the accumulation dtype."""
+    log_b, log_keep, log_rate = tl.full([], log_b, ACC), tl.full([], log_keep, ACC), tl.full([], log_rate, ACC)
     mean_j = tl.sum(sum_j, axis=0) / B
     if F_DIV:
         tl.store(bound_ptr, mean_j - tl.sum(s, axis=0) / B)
@@ -67,7 +69,8 @@ def _finish_bound(sum_j, m, s, bound_ptr, ema_ptr, new_ema_ptr, B, log_b, log_ke
 
 
 @triton.jit
-def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, bound_ptr, new_ema_ptr, part_ptr, B, log_b, log_keep, log_rate,
+def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, bound_ptr, new_ema_ptr, part_ptr, B,
+                     log_b: tl.float64, log_keep: tl.float64, log_rate: tl.float64,
                      F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, PARTIALS: tl.constexpr, ACC: tl.constexpr,
                      BLOCK: tl.constexpr):
     """One program: the bound. Several (PARTIALS): program p walks blocks p, p + P, ... and stores
@@ -100,7 +103,8 @@ def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, bound_ptr, new_ema_ptr, part_ptr, 
 
 
 @triton.jit
-def _mine_combine_kernel(part_ptr, ema_ptr, bound_ptr, new_ema_ptr, n_prog, B, log_b, log_keep, log_rate,
+def _mine_combine_kernel(part_ptr, ema_ptr, bound_ptr, new_ema_ptr, n_prog, B,
+                         log_b: tl.float64, log_keep: tl.float64, log_rate: tl.float64,
                          F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr):
     """The bound from the forward programs' partial sums, added in a fixed order (no run-to-run
     variation)."""

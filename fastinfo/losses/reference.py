@@ -83,7 +83,10 @@ def _new_log_ema(lme: torch.Tensor, log_ema: torch.Tensor | None, ema_rate: floa
     lme = lme.detach()
     if log_ema is None:
         return lme
-    mixed = torch.logaddexp(math.log1p(-ema_rate) + log_ema.to(lme), math.log(ema_rate) + lme)
+    # at rate 1 (or 0) the old average's (or the batch's) term has weight 0: log 0 = -inf
+    keep = math.log1p(-ema_rate) if ema_rate < 1 else -math.inf
+    take = math.log(ema_rate) if ema_rate > 0 else -math.inf
+    mixed = torch.logaddexp(keep + log_ema.to(lme), take + lme)
     return torch.where(torch.isnan(log_ema.to(lme)), lme, mixed)
 
 

@@ -31,7 +31,8 @@ from triton.runtime.driver import driver  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
-I32, F32, P32 = "i32", "fp32", "*fp32"
+I32, F32, F64, P32 = "i32", "fp32", "fp64", "*fp32"
+FLOAT_BITS = {"fp16": 16, "bf16": 16, "fp32": 32, "fp64": 64}
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 # info_nll's layouts (B, cat_sizes, n_cont, unit inner strides): MNIST's (one 10-way code, two
 # continuous) at the benchmark's batch sizes, a 1000-way code, and strided codes wider than one
@@ -60,6 +61,17 @@ def resources(kernel) -> str:
     return f"REG={regs[1]} STACK={stack[1]} SPILL={stack[2]}"
 
 
+def rounded_scalars(signature: dict) -> list[str]:
+    """The float scalar arguments of a build narrower than its widest float tensor, such as a
+    float64 loss's weights rounded to float32 on their way in."""
+    def flat(ty):  # a tuple argument's type is the tuple of its members' types
+        return [t for member in ty for t in flat(member)] if isinstance(ty, tuple) else [ty]
+
+    types = {name: flat(ty) for name, ty in signature.items()}
+    widest = max((FLOAT_BITS.get(t[1:], 0) for ts in types.values() for t in ts if t.startswith("*")), default=0)
+    return [f"{name}: {t}" for name, ts in types.items() for t in ts if FLOAT_BITS.get(t, 64) < widest]
+
+
 def info_nll_cases():
     for dt in ("*fp32", "*bf16"):
         inputs = {
@@ -67,7 +79,7 @@ def info_nll_cases():
             "mean_ptr": dt, "stride_mb": I32, "cc_ptr": dt, "stride_ccb": I32, "ls_ptr": dt, "stride_sb": I32,
         }
         inner = ("stride_lk", "stride_cn", "stride_mn", "stride_ccn", "stride_sn")
-        scalars = {"B": I32, "cat_weight": F32, "cont_weight": F32, "scale": F32}
+        scalars = {"B": I32, "cat_weight": F64, "cont_weight": F64, "scale": F64}
         for B, sizes, n_cont, unit in INFO_NLL_LAYOUTS:
             # a unit stride is a constant, as Triton specialises an integer argument equal to 1
             strides = {k: 1 for k in inner} if unit else {}
@@ -95,7 +107,7 @@ def cases():
     yield ("clip", clip._clip_kernel, {"table_ptr": "*i64", "clip_f32": F32, "clip_bf16": F32, "clip_f16": F32},
            {"BLOCK": clip.BLOCK}, 4)
     for f_div in (False, True):
-        logs = {"B": I32, "log_b": F32, "log_keep": F32, "log_rate": F32}
+        logs = {"B": I32, "log_b": F64, "log_keep": F64, "log_rate": F64}
         for partials in (False, True):
             yield (f"mine fwd f_div={f_div} partials={partials}", mine._mine_fwd_kernel,
                    {"tj_ptr": P32, "tm_ptr": P32, "ema_ptr": P32, "bound_ptr": P32, "new_ema_ptr": P32,
@@ -147,18 +159,22 @@ class Sm90Driver:
         return 0
 
 
-def wrapper_launches() -> list[str]:
+def wrapper_launches() -> tuple[list[str], list[str]]:
     """Each op's wrapper called as on a GPU (CPU tensors standing in), every launch it makes going
     through Triton's JIT for sm_90 (argument specialisation, constexpr binding, the build, the
     checks before a launch) and stopping short of running: this catches what only that path
-    checks. Returns the kernels launched, with their warps and ptxas's report. The stand-in
-    driver stays active (a real one cannot be made without a GPU): call this last in a process."""
-    launched = set()
+    checks. Returns the kernels launched, with their warps and ptxas's report, and the launches
+    whose float arguments the JIT typed narrower than their tensors (the interpreter keeps Python
+    floats as they are). The stand-in driver stays active (a real one cannot be made without a
+    GPU): call this last in a process."""
+    launched, rounded = set(), set()
 
     def build_only(kernel, grid):
         def launch(*args, **kwargs):
             built = kernel.run(*args, grid=grid, warmup=True, **kwargs)
             launched.add(f"{kernel.fn.__name__} num_warps={built.metadata.num_warps}: {resources(built)}")
+            if narrow := rounded_scalars(built.src.signature):
+                rounded.add(f"{kernel.fn.__name__} ({', '.join(narrow)})")
         return launch
 
     driver.set_active(Sm90Driver())
@@ -166,7 +182,8 @@ def wrapper_launches() -> list[str]:
     with mock.patch.object(JITFunction, "__getitem__", build_only), \
             mock.patch.object(info_nll, "_n_programs", lambda device, n_blocks: min(n_blocks, 528)):
         for B, sizes, n_cont in ((64, (10,), 2), (65536, (10,), 2), (4096, (1000,), 2), (37, (7, 3, 5), 3)):
-            for dtype in (torch.float32, torch.bfloat16):
+            # float64 at the odd layout: its builds' argument types are checked too
+            for dtype in (torch.float32, torch.bfloat16) + ((torch.float64,) if B == 37 else ()):
                 logits, mean, log_std, cont = (torch.randn(B, n, dtype=dtype) for n in (sum(sizes), *[n_cont] * 3))
                 codes = torch.zeros(B, len(sizes), dtype=torch.long)
                 for reduction in ("mean", "none"):
@@ -174,11 +191,12 @@ def wrapper_launches() -> list[str]:
                                                         reduction)
                     info_nll.info_nll_bwd(logits, codes, mean, cont, log_std, lse, torch.ones_like(loss), None,
                                           list(sizes), 1.0, 0.1, reduction)
-        for B in (256, 65536):  # one program; programs and the launch that combines them
-            t = torch.randn(B)
+        # one program; programs and the launch that combines them
+        for B, dtype in itertools.product((256, 65536), (torch.float32, torch.float64)):
+            t = torch.randn(B, dtype=dtype)
             with mock.patch.object(mine, "_n_programs", lambda device, B: min(triton.cdiv(B, mine.REDUCE_BLOCK),
                                                                               mine.MAX_PROGRAMS)):
-                mine.mine_dv_bound_op(t, t, torch.zeros(()), 0.01)
+                mine.mine_dv_bound_op(t, t, torch.zeros((), dtype=dtype), 0.01)
                 mine.mine_f_bound_op(t, t)
         mine.mine_bound_bwd(t, torch.zeros(()), torch.ones(()), False, torch.float32)
         for D, tf32 in itertools.product((64, 256), (False, True)):
@@ -201,15 +219,18 @@ def wrapper_launches() -> list[str]:
         cs = [p.bfloat16() for p in ps]
         rmsprop.rmsprop_(ps, cs, ps, cs, 5e-5, 0.99, 1e-8, 0.0, 0.01, multi_tensor.BLOCK)
         adam.adam_(ps, cs, ps, ps, [torch.ones(()) for _ in ps], cs, 1e-3, 0.5, 0.999, 1e-8, 0.0, multi_tensor.BLOCK)
-    return sorted(launched)
+    return sorted(launched), sorted(rounded)
 
 
 def main():
     print(f"triton {triton.__version__}")
     for name, fn, signature, constexprs, num_warps in cases():
         print(f"compiled {name} for sm_90: {resources(build(fn, signature, constexprs, num_warps))}")
-    for kernel in wrapper_launches():
+    launched, rounded = wrapper_launches()
+    for kernel in launched:
         print(f"launched {kernel}")
+    for kernel in rounded:
+        print(f"rounded arguments of {kernel}")
 
 
 if __name__ == "__main__":

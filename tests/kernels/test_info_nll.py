@@ -62,6 +62,18 @@ def test_matches_float64_reference(layout, learn_std, reduction):
     check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("n_prog", [1, 3])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_float64_inputs_keep_float64_precision(monkeypatch, device, n_prog, reduction):
+    """The weights and 1/B reach the kernels in float64 (Triton types a Python float argument
+    float32, which put errors of ~1e-8 into float64 losses); over programs too."""
+    monkeypatch.setattr(kernel, "_n_programs", lambda device, n_blocks: min(n_blocks, n_prog))
+    monkeypatch.setattr(kernel, "MAX_SUM_BLOCK", 2)
+    args, kw = make_inputs(23, (1030, 2), 3, True, dtype=torch.float64, device=device)
+    check_against_reference(args, kw, reduction, atol=1e-12, rtol=1e-12, weights=(0.7, 0.1))
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_several_programs_each_walking_several_row_blocks(monkeypatch, reduction):
     """As on a GPU: programs take row blocks in turn and one more launch adds up their partial

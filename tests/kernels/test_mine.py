@@ -62,6 +62,23 @@ def test_dv_bound_hand_computed_and_ema_semantics():
     torch.testing.assert_close(g, -torch.tensor([1.0, 3.0]) / 1.1 / 2)  # -exp(t - new) / B
 
 
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_average_rates_at_the_ends_of_the_range(rate):
+    """Rate 0 keeps the old average, rate 1 takes the batch's: the reference (which raised on
+    the log of 0) and the fused op alike, and the gradient uses the average they return."""
+    tj, tm = scores(37)
+    rtj, rtm = f64(tj, tm)
+    old = torch.tensor(0.7, dtype=torch.float64)
+    lme = torch.logsumexp(rtm.detach(), 0) - math.log(37)
+    ref, ref_new = reference.mine_dv_bound(rtj, rtm, old, rate)
+    torch.testing.assert_close(ref_new, old if rate == 0 else lme)
+    (g,) = torch.autograd.grad(ref, rtm, retain_graph=True)
+    torch.testing.assert_close(g, -torch.exp(rtm.detach() - ref_new) / 37)
+    bound, new = losses.mine_dv_bound(tj, tm, old.float(), rate)
+    torch.testing.assert_close(new.double(), ref_new, atol=1e-6, rtol=1e-6)
+    assert_grads_match(bound, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-5)
+
+
 def test_f_bound_matches_reference_and_hand_value():
     tj, tm = torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0])
     assert losses.mine_f_bound(tj, tm).item() == pytest.approx(2.0 - 1.0)
@@ -91,6 +108,25 @@ def test_batch_split_over_programs(monkeypatch, ema):
     ref = reference.mine_f_bound(rtj, rtm)
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
     assert_grads_match(out, ref, [tj, tm], [rtj, rtm], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("n_prog", [1, 3])
+def test_float64_scores_keep_float64_precision(monkeypatch, device, n_prog):
+    """log B and the logs of the rates reach the kernels in float64, in one program or over
+    several (Triton types a Python float argument float32)."""
+    monkeypatch.setattr(kernel, "REDUCE_BLOCK", 64)
+    monkeypatch.setattr(kernel, "_n_programs", lambda device, B: min(triton.cdiv(B, 64), n_prog))
+    tj, tm = scores(1000, dtype=torch.float64, device=device)
+    old = torch.tensor(0.7, dtype=torch.float64, device=device)
+    bound, new = losses.mine_dv_bound(tj, tm, old, 0.3)
+    rtj, rtm = f64(tj, tm)
+    ref, ref_new = reference.mine_dv_bound(rtj, rtm, old, 0.3)
+    torch.testing.assert_close(bound, ref, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(new, ref_new, atol=1e-12, rtol=1e-12)
+    assert_grads_match(bound, ref, [tj, tm], [rtj, rtm], atol=1e-12, rtol=1e-12)
+    out, ref = losses.mine_f_bound(tj, tm), reference.mine_f_bound(rtj, rtm)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
