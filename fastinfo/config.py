@@ -147,8 +147,11 @@ class TrainConfig:
         need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")
         need(self.steps is None or self.steps > 0, f"--steps must be positive, got {self.steps}")
         need(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
-        need(0 < self.batch_size <= 60000, f"--batch-size must be in 1..60000, got {self.batch_size}")
+        need(2 <= self.batch_size <= 60000,
+             f"--batch-size must be in 2..60000 (batch norm needs two samples), got {self.batch_size}")
         need(self.noise_dim >= 0 and self.n_cont >= 0, "--noise-dim and --n-cont must be >= 0")
+        need(self.noise_dim + sum(self.cat_sizes) + self.n_cont > 0,
+             "G's input is empty: give --noise-dim, --cat-sizes or --n-cont")
         need(all(k >= 2 for k in self.cat_sizes), f"--cat-sizes need >= 2 categories each, got {self.cat_sizes}")
         need(not self.model.startswith("info") or self.cat_sizes or self.n_cont,
              f"{self.model} needs at least one latent code (--cat-sizes or --n-cont)")

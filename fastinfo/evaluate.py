@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from fastinfo import classifier, data
+from fastinfo.arguments import int_at_least
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -201,7 +202,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quick", action="store_true",
                    help="c1 accuracy only: no classifier, no continuous-code measures, no Fréchet distance")
-    p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
+    p.add_argument("--fid-samples", type=int_at_least(2), default=10000,
+                   help="generated images for the Fréchet distance")
     return p
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
+from fastinfo.arguments import comma_list, float_between, int_at_least
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
 
 ESTIMATORS = ("dv", "dv-ema", "f", "pairwise")
 
 
 def true_mi(d: int, rho: float) -> float:
-    return -0.5 * d * math.log(1 - rho**2)
+    return -0.5 * d * math.log1p(-(rho**2))
 
 
 def sample(n: int, d: int, rho: float, gen: torch.Generator, device):
@@ -58,12 +59,15 @@ def estimate(d: int, rho: float, estimator: str, steps: int = 3000, batch: int =
 def arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fastinfo.mine_check", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dims", default="1,5,20", help="comma-separated dimensions d of x and of y")
-    p.add_argument("--rhos", default="0.2,0.5,0.8,0.95", help="comma-separated correlations rho of x_i and y_i")
+    p.add_argument("--dims", default="1,5,20", type=comma_list(int_at_least(1)),
+                   help="comma-separated dimensions d of x and of y")
+    p.add_argument("--rhos", default="0.2,0.5,0.8,0.95", type=comma_list(float_between(-1, 1)),
+                   help="comma-separated correlations rho of x_i and y_i, each in (-1, 1)")
     p.add_argument("--estimators", default=",".join(ESTIMATORS),
                    help=f"comma-separated estimators, of {', '.join(ESTIMATORS)}")
-    p.add_argument("--steps", type=int, default=3000, help="training steps of each statistics network")
-    p.add_argument("--batch-size", type=int, default=512, help="samples of (x, y) a step")
+    p.add_argument("--steps", type=int_at_least(1), default=3000, help="training steps of each statistics network")
+    p.add_argument("--batch-size", type=int_at_least(2), default=512,
+                   help="samples of (x, y) a step (the shuffled marginals need two)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs/mine_check", help="folder for the table and the plot")
     return p
@@ -73,8 +77,7 @@ def main(argv=None) -> int:
     args = arg_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dims = [int(v) for v in args.dims.split(",")]
-    rhos = [float(v) for v in args.rhos.split(",")]
+    dims, rhos = args.dims, args.rhos
     estimators = args.estimators.split(",")
     bad = set(estimators) - set(ESTIMATORS)
     if bad:
@@ -93,7 +96,8 @@ def main(argv=None) -> int:
                                                      "rows": rows}, indent=2) + "\n")
     lines = ["| d | rho | true MI | " + " | ".join(estimators) + " |", "|" + " --- |" * (3 + len(estimators))]
     for r in rows:
-        cells = [f"{r[e]:.3f} ({100 * (r[e] - r['true']) / r['true']:+.0f}%)" for e in estimators]
+        cells = [f"{r[e]:.3f}" + (f" ({100 * (r[e] - r['true']) / r['true']:+.0f}%)" if r["true"] else "")
+                 for e in estimators]
         lines.append(f"| {r['d']} | {r['rho']} | {r['true']:.3f} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     (out / "mine_check.md").write_text(table)

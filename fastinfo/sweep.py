@@ -23,15 +23,8 @@ from pathlib import Path
 import torch
 
 from fastinfo import classifier, data, report, train
+from fastinfo.arguments import int_at_least, seed_list
 from fastinfo.evaluate import evaluate_model
-
-
-def parse_seeds(text: str) -> list[int]:
-    seeds = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-    return seeds
 
 
 def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
@@ -119,14 +112,16 @@ def arg_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Arguments after -- go to every run's python -m fastinfo.train.")
     p.add_argument("--models", default="gan,infogan", help="comma-separated models")
-    p.add_argument("--seeds", default="0-2", help="e.g. 0,1,2 or 0-4")
-    p.add_argument("--steps", type=int, required=True, help="generator steps per run")
+    p.add_argument("--seeds", default="0-2", type=seed_list, help="e.g. 0,1,2 or 0-4")
+    p.add_argument("--steps", type=int_at_least(1), required=True, help="generator steps per run")
     p.add_argument("--out", required=True, help="sweep folder")
     p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--samples-per-value", type=int, default=200, help="generated images per c1 value")
-    p.add_argument("--fid-samples", type=int, default=10000, help="generated images for the Fréchet distance")
-    p.add_argument("--procs", type=int, default=1, help="train this many runs at once, each in its own process")
+    p.add_argument("--samples-per-value", type=int_at_least(1), default=200, help="generated images per c1 value")
+    p.add_argument("--fid-samples", type=int_at_least(2), default=10000,
+                   help="generated images for the Fréchet distance")
+    p.add_argument("--procs", type=int_at_least(1), default=1,
+                   help="train this many runs at once, each in its own process")
     return p
 
 
@@ -146,7 +141,7 @@ def main(argv=None) -> int:
         return 2
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
-            for model in args.models.split(",") for seed in parse_seeds(args.seeds)]
+            for model in args.models.split(",") for seed in args.seeds]
     if args.procs > 1:
         run_parallel(jobs, args.procs)
     rows = []

@@ -1,4 +1,5 @@
-"""The commands besides fastinfo.train (tests/test_train.py) explain every option in --help."""
+"""The commands besides fastinfo.train (tests/test_train.py) explain every option in --help and
+refuse bad values of them."""
 
 import pytest
 
@@ -17,3 +18,33 @@ def test_every_option_has_help_and_shows_its_default(module, capsys):
     assert parser.description in " ".join(out.split())
     defaults = [a for a in parser._actions if a.option_strings and a.default not in (None, False, "==SUPPRESS==")]
     assert all(f"(default: {a.default})" in " ".join(out.split()) for a in defaults)
+
+
+@pytest.mark.parametrize(
+    "module, args, msg",
+    [
+        (evaluate, ["RUN", "--fid-samples", "1"], "--fid-samples: expected an integer >= 2, got 1"),
+        (sweep, ["--steps", "0"], "--steps: expected an integer >= 1, got 0"),
+        (sweep, ["--steps", "1", "--seeds", "3-1"], "the seed range 3-1 is empty"),
+        (sweep, ["--steps", "1", "--seeds", "a,b"], "expected seeds such as 0,1,2 or 0-4, got 'a,b'"),
+        (sweep, ["--steps", "1", "--samples-per-value", "0"], "--samples-per-value: expected an integer >= 1"),
+        (sweep, ["--steps", "1", "--procs", "x"], "--procs: expected an integer >= 1, got 'x'"),
+        (mine_check, ["--rhos", "0.5,1"], "--rhos: expected a number in (-1, 1), got 1.0"),
+        (mine_check, ["--dims", "0"], "--dims: expected an integer >= 1, got 0"),
+        (mine_check, ["--dims", ","], "--dims: expected comma-separated values, got ','"),
+        (mine_check, ["--batch-size", "1"], "--batch-size: expected an integer >= 2, got 1"),
+    ],
+)
+def test_bad_values_exit_2_naming_the_option_and_what_it_accepts(module, args, msg, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*args, "--out", str(tmp_path / "out")] if module is not evaluate else args)
+    assert exit_info.value.code == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_mine_check_table_for_independent_variables(tmp_path):
+    """rho = 0: the true MI is 0, and the table gives the estimates without a relative error."""
+    assert mine_check.main(["--dims", "1", "--rhos", "0", "--estimators", "f", "--steps", "2", "--batch-size", "8",
+                            "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert "| 1 | 0.0 | 0.000 |" in (tmp_path / "mine_check.md").read_text()

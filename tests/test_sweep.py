@@ -89,8 +89,8 @@ def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8])])
-def test_parse_seeds(text, seeds):
-    assert sweep.parse_seeds(text) == seeds
+def test_seeds(text, seeds):
+    assert sweep.arg_parser().parse_args(["--steps", "1", "--out", "x", "--seeds", text]).seeds == seeds
 
 
 @pytest.mark.data

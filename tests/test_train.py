@@ -160,7 +160,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     [
         (["--model", "vae"], "unknown model 'vae'; accepted: gan, infogan, wgan"),
         (["--dataset", "svhn"], "unknown dataset 'svhn'"),
-        (["--batch-size", "0"], "--batch-size must be in 1..60000"),
+        (["--batch-size", "0"], "--batch-size must be in 2..60000"),
+        (["--batch-size", "1"], "batch norm needs two samples"),
+        (["--model", "gan", "--noise-dim", "0", "--cat-sizes", "", "--n-cont", "0"], "G's input is empty"),
         (["--steps", "-3"], "--steps must be positive"),
         (["--cat-sizes", "1"], "need >= 2 categories"),
         (["--model", "infogan", "--cat-sizes", "", "--n-cont", "0"], "needs at least one latent code"),

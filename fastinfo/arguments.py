@@ -1,0 +1,60 @@
+"""Types for the commands' arguments: each parses its text, or says what was wrong and what is
+accepted (argparse prints it with the option's name and exits with code 2)."""
+
+import argparse
+
+
+def int_at_least(lowest: int):
+    """An integer >= lowest."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {value}")
+        return value
+
+    return parse
+
+
+def float_between(low: float, high: float):
+    """A number strictly between low and high."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in ({low}, {high}), got {text!r}") from None
+        if not low < value < high:
+            raise argparse.ArgumentTypeError(f"expected a number in ({low}, {high}), got {value}")
+        return value
+
+    return parse
+
+
+def comma_list(item):
+    """Comma-separated values, at least one, each parsed by item."""
+
+    def parse(text: str) -> list:
+        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+        return values
+
+    return parse
+
+
+def seed_list(text: str) -> list[int]:
+    """Seeds as 0,1,2 or 0-4 or both (5,7-8): non-negative integers and ranges, low-high."""
+    seeds = []
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = part.partition("-")
+        if not (low.isdigit() and (high.isdigit() or not dash)):
+            raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2 or 0-4, got {text!r}")
+        first, last = int(low), int(high or low)
+        if last < first:
+            raise argparse.ArgumentTypeError(f"the seed range {part} is empty: write it low-high")
+        seeds.extend(range(first, last + 1))
+    return seeds
