@@ -320,6 +320,9 @@ class Trainer:
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
                    desc=f"{cfg.model}")
         import_in_background(["fastinfo.plots"] + (["fastinfo.evaluate"] if cfg.eval_at_end else []))
+        if self.step >= self.total:
+            print(f"{self.run} has trained {self.step} steps, the {self.total} asked for: nothing to train "
+                  f"(a larger --steps or --epochs continues it)", file=sys.stderr)
         try:
             self.clock.mark("loop_start")
             self.interval_start = time.perf_counter()

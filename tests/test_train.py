@@ -201,6 +201,10 @@ def test_resume_errors(tmp_path, capsys):
     assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
     assert main(["--resume", str(tmp_path), "--model", "gan"]) == 2
     assert "cannot change model" in capsys.readouterr().err
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    assert main(["--resume", str(tmp_path), "--steps", "1", "--no-eval-at-end", "--no-progress"]) == 0
+    assert "has trained 2 steps, the 1 asked for: nothing to train" in capsys.readouterr().err
+    assert (tmp_path / "metrics.jsonl").read_text() == metrics
     # a checkpoint whose shapes do not fit the configuration
     cfg = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "noise_dim": 10}))
