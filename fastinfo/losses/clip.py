@@ -19,14 +19,15 @@ def clip_weights_(params, clip_value: float) -> None:
 
     Args:
         params: an iterable of float32 / bfloat16 / float16 tensors on one device, contiguous;
-            parameters (leaves) or tensors that do not require grad.
+            parameters (leaves) or tensors that do not require grad. Or one such tensor, as
+            torch.nn.utils.clip_grad_norm_ takes it (iterating it would give its rows).
         clip_value: c > 0.
 
     Raises:
         ValueError / TypeError: a bad clip value, dtype, device mix, non-contiguous tensor or a
         non-leaf tensor that requires grad (clamping it in place would corrupt its graph).
     """
-    params = list(params)
+    params = [params] if isinstance(params, torch.Tensor) else list(params)
     if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:
         raise ValueError(f"clip_value must be a positive finite number, got {clip_value!r}")
     for i, p in enumerate(params):

@@ -65,6 +65,15 @@ def test_bad_inputs(params, clip, error, msg):
         losses.clip_weights_(params, clip)
 
 
+def test_one_tensor_for_a_list():
+    """One parameter, as torch.nn.utils.clip_grad_norm_ takes it: clipped whole, and left a
+    parameter (its rows, had it been iterated, are non-leaf views)."""
+    p = torch.nn.Parameter(torch.randn(4, 3))
+    want = p.detach().clamp(-0.01, 0.01)
+    losses.clip_weights_(p, 0.01)
+    assert torch.equal(p, want) and p.is_leaf
+
+
 def test_empty_list_is_a_no_op():
     losses.clip_weights_([], 0.01)
     losses.clip_weights_([torch.empty(0)], 0.01)
