@@ -26,9 +26,6 @@ from fastinfo.kernels.entry import differentiable_entry, eager_entry
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
 NEG_BIG = tl.constexpr(-1.0e30)
-# Float arguments are declared float64 and taken into the accumulation dtype at a kernel's start:
-# Triton types a Python float argument float32, which would round a float64 loss's weights and 1/B
-# (errors of ~1e-8). The CPU interpreter passes them as Python floats; tl.full takes either.
 # NaN is made in the kernel as INF - INF: Triton checks at each launch that the globals a kernel
 # read are unchanged, and a NaN global compares unequal to itself (Triton 3.8 then refuses to launch)
 INF = tl.constexpr(float("inf"))
@@ -83,6 +80,10 @@ def _info_nll_fwd_kernel(
 ):
     pid = tl.program_id(0)
     n_prog = tl.num_programs(0)
+    # The float arguments are declared float64 (as in the backward) and taken into the
+    # accumulation dtype here: Triton types a Python float argument float32, which would round a
+    # float64 loss's weights and 1/B (errors of ~1e-8). The CPU interpreter passes Python floats;
+    # tl.full takes either.
     cat_weight, cont_weight = tl.full([], cat_weight, ACC), tl.full([], cont_weight, ACC)
     scale = tl.full([], scale, ACC)
     # Every row's NLLs live in one [BLOCK_B, BLOCK_NC] tile, a column per code (categorical codes

@@ -48,7 +48,7 @@ def _finish_bound(sum_j, m, s, bound_ptr, ema_ptr, new_ema_ptr, B, log_b, log_ke
                   F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, ACC: tl.constexpr):
     """Store the bound (and the new log-average) from vectors of partial sums: sum_j of t_joint;
     for MINE-f, s of exp(t_marginal - 1); for DV, s of exp(t_marginal - m) with m each lane's max.
-    The logs arrive as float64 (see info_nll.py) and are taken into the accumulation dtype."""
+    The logs arrive as float64 (see _info_nll_fwd_kernel) and are taken into the accumulation dtype."""
     log_b, log_keep, log_rate = tl.full([], log_b, ACC), tl.full([], log_keep, ACC), tl.full([], log_rate, ACC)
     mean_j = tl.sum(sum_j, axis=0) / B
     if F_DIV:
