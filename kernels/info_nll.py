@@ -135,10 +135,10 @@ def _info_nll_fwd_kernel(
 def _info_nll_bwd_kernel(
     logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn,
     mean_ptr, stride_mb, stride_mn, cc_ptr, stride_ccb, stride_ccn, ls_ptr, stride_sb, stride_sn,
-    lse_ptr, gloss_ptr, gcode_ptr, dlogits_ptr, dmean_ptr, dls_ptr,
+    lse_ptr, gloss_ptr, gcode_ptr, dlogits_ptr, dmean_ptr, dcc_ptr, dls_ptr,
     B, cat_weight: tl.float64, cont_weight: tl.float64, scale: tl.float64,
     OFFSETS: tl.constexpr, N_CAT: tl.constexpr, N_CONT: tl.constexpr, HAS_LOG_STD: tl.constexpr,
-    PER_ROW: tl.constexpr, HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr,
+    PER_ROW: tl.constexpr, HAS_GLOSS: tl.constexpr, HAS_GCODE: tl.constexpr, HAS_DCODES: tl.constexpr,
     ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -189,10 +189,13 @@ def _info_nll_bwd_kernel(
                 ls = tl.load(ls_ptr + rows[:, None] * stride_sb + cols[None, :] * stride_sn,
                              mask=mask, other=0.0).to(ACC)
                 inv_var = tl.exp(-2.0 * ls)
-                tl.store(dmean_ptr + out, w * (mu - c) * inv_var, mask=mask)
+                d_mean = w * (mu - c) * inv_var
                 tl.store(dls_ptr + out, w * (1.0 - (c - mu) * (c - mu) * inv_var), mask=mask)
             else:
-                tl.store(dmean_ptr + out, w * (mu - c), mask=mask)
+                d_mean = w * (mu - c)
+            tl.store(dmean_ptr + out, d_mean, mask=mask)
+            if HAS_DCODES:
+                tl.store(dcc_ptr + out, -d_mean, mask=mask)
 
 
 def _acc_dtype(*tensors):
@@ -341,6 +344,17 @@ def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, cat
     return loss, ref.new_empty(n_cat + n_cont, dtype=acc), ref.new_empty(B, n_cat, dtype=acc)
 
 
+def _grad_inputs(cat_logits, cont_mean, cont_codes, cont_log_std, codes_grad):
+    """The inputs that get a gradient, in the backward's order; None where one has none."""
+    return cat_logits, cont_mean, cont_codes if codes_grad else None, cont_log_std
+
+
+def _grad_buffers(*inputs):
+    """Contiguous buffers for the gradients of _grad_inputs(*inputs), which the kernel writes."""
+    return [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
+            for t in _grad_inputs(*inputs)]
+
+
 def _info_nll_bwd(
     cat_logits: torch.Tensor | None,
     cat_codes: torch.Tensor | None,
@@ -354,14 +368,15 @@ def _info_nll_bwd(
     cat_weight: float,
     cont_weight: float,
     reduction: str,
+    codes_grad: bool,
 ) -> list[torch.Tensor]:
-    """Gradients, in order, of those of cat_logits, cont_mean, cont_log_std that were given."""
+    """Gradients, in order, of those of cat_logits, cont_mean, cont_codes (if codes_grad),
+    cont_log_std that were given."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     sizes = tuple(cat_sizes)
     tiling = _tiling(sizes, n_cont, B, acc.itemsize)
-    grads = [None if t is None else torch.empty(t.shape, device=t.device, dtype=t.dtype)
-             for t in (cat_logits, cont_mean, cont_log_std)]
+    grads = _grad_buffers(cat_logits, cont_mean, cont_codes, cont_log_std, codes_grad)
     # the gradient of .sum() arrives with stride 0: make it a real buffer for the kernel
     grad_loss = None if grad_loss is None else grad_loss.contiguous()
     grad_per_code = None if grad_per_code is None else grad_per_code.contiguous()
@@ -373,7 +388,8 @@ def _info_nll_bwd(
         B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
         OFFSETS=_offsets(sizes), N_CAT=n_cat, N_CONT=n_cont,
         HAS_LOG_STD=cont_log_std is not None, PER_ROW=reduction == "none",
-        HAS_GLOSS=grad_loss is not None, HAS_GCODE=grad_per_code is not None, ACC=_tl_dtype(acc),
+        HAS_GLOSS=grad_loss is not None, HAS_GCODE=grad_per_code is not None,
+        HAS_DCODES=grads[2] is not None, ACC=_tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_C=tiling.block_c,
         num_warps=tiling.num_warps,
     )
@@ -385,8 +401,8 @@ info_nll_bwd_op = torch.library.custom_op("fastinfo::info_nll_bwd", _info_nll_bw
 
 @info_nll_bwd_op.register_fake
 def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse, grad_loss, grad_per_code,
-      cat_sizes, cat_weight, cont_weight, reduction):
-    return [torch.empty_like(t) for t in (cat_logits, cont_mean, cont_log_std) if t is not None]
+      cat_sizes, cat_weight, cont_weight, reduction, codes_grad):
+    return [g for g in _grad_buffers(cat_logits, cont_mean, cont_codes, cont_log_std, codes_grad) if g is not None]
 
 
 info_nll_bwd = eager_entry(info_nll_bwd_op, _info_nll_bwd)
@@ -405,12 +421,16 @@ def _backward(ctx, grad_loss, grad_per_code, _grad_lse):
     if grad_loss is None and grad_per_code is None:
         return (None,) * 9
     cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse = ctx.saved_tensors
+    # the codes are samples, without a gradient, unless a caller's codes carry one (an encoder's
+    # reparameterised sample): only then is d/dc = -d/dmu written out
+    codes_grad = ctx.needs_input_grad[3]
     grads = iter(info_nll_bwd(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, lse,
-                              grad_loss, grad_per_code, *ctx.rest))
-    d_logits, d_mean, d_log_std = (
-        None if t is None else next(grads) for t in (cat_logits, cont_mean, cont_log_std)
+                              grad_loss, grad_per_code, *ctx.rest, codes_grad))
+    d_logits, d_mean, d_codes, d_log_std = (
+        None if t is None else next(grads)
+        for t in _grad_inputs(cat_logits, cont_mean, cont_codes, cont_log_std, codes_grad)
     )
-    return d_logits, None, d_mean, None, d_log_std, None, None, None, None
+    return d_logits, None, d_mean, d_codes, d_log_std, None, None, None, None
 
 
 # (loss, per-code NLL, lse) = info_nll(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,

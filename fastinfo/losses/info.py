@@ -150,7 +150,8 @@ def info_nll(
         cat_logits: [B, sum(cat_sizes)] float, or None when there is no categorical code.
         cat_codes: [B, len(cat_sizes)] int64, the sampled categories, or None.
         cont_mean: [B, n_cont] float, or None when there is no continuous code.
-        cont_codes: [B, n_cont] float, the sampled continuous codes, or None.
+        cont_codes: [B, n_cont] float, the sampled continuous codes, or None. Codes that carry a
+            gradient (an encoder's reparameterised sample) get theirs.
         cont_log_std: [B, n_cont] float log sigma; None means unit variance.
         cat_sizes: categories per code; None means one code of size cat_logits.shape[1].
         cat_weight, cont_weight: the lambdas of the two kinds of code.

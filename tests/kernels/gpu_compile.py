@@ -93,8 +93,9 @@ def info_nll_cases():
                    dict(common, PER_ROW=False, BLOCK_NC=t.block_nc), t.num_warps)
             yield (f"info_nll bwd {name}", info_nll._info_nll_bwd_kernel,
                    {**inputs_b, "lse_ptr": P32, "gloss_ptr": P32, "gcode_ptr": P32, "dlogits_ptr": dt,
-                    "dmean_ptr": dt, "dls_ptr": dt, **scalars},
-                   dict(common, PER_ROW=False, HAS_GLOSS=True, HAS_GCODE=True, BLOCK_C=t.block_c), t.num_warps)
+                    "dmean_ptr": dt, "dcc_ptr": dt, "dls_ptr": dt, **scalars},
+                   dict(common, PER_ROW=False, HAS_GLOSS=True, HAS_GCODE=True, HAS_DCODES=not unit,
+                        BLOCK_C=t.block_c), t.num_warps)
     # the forward's partial sums from as many programs as an H200 (132 SMs) gets, MNIST's three codes
     block_p = min(info_nll.MAX_SUM_BLOCK, triton.next_power_of_2(info_nll.PROGRAMS_PER_SM * 132))
     yield ("info_nll sum of partials", info_nll._sum_partials_kernel,
@@ -190,7 +191,7 @@ def wrapper_launches() -> tuple[list[str], list[str]]:
                     loss, _, lse = info_nll.info_nll_op(logits, codes, mean, cont, log_std, list(sizes), 1.0, 0.1,
                                                         reduction)
                     info_nll.info_nll_bwd(logits, codes, mean, cont, log_std, lse, torch.ones_like(loss), None,
-                                          list(sizes), 1.0, 0.1, reduction)
+                                          list(sizes), 1.0, 0.1, reduction, B == 37)
         # one program; programs and the launch that combines them
         for B, dtype in itertools.product((256, 65536), (torch.float32, torch.float64)):
             t = torch.randn(B, dtype=dtype)

@@ -132,9 +132,18 @@ def test_mixed_dtypes():
     """Each input keeps its own dtype (autocast leaves some outputs in fp32); each gradient
     comes back in its input's dtype."""
     (logits, codes, mean, cont, log_std), kw = make_inputs(29, (10,), 2, True)
-    args = (logits.detach().bfloat16().requires_grad_(), codes, mean, cont.half(),
+    args = (logits.detach().bfloat16().requires_grad_(), codes, mean, cont.half().requires_grad_(),
             log_std.detach().half().requires_grad_())
     check_against_reference(args, kw, "mean", atol=2e-3, rtol=1e-2)
+
+
+@pytest.mark.parametrize("learn_std", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_gradient_reaches_continuous_codes_that_carry_one(learn_std, reduction):
+    """Codes sampled with a gradient (a reparameterised encoder's) get d/dc = -d/dmu."""
+    (logits, codes, mean, cont, log_std), kw = make_inputs(23, (10,), 3, learn_std)
+    args = (logits, codes, mean, cont.requires_grad_(), log_std)
+    check_against_reference(args, kw, reduction, atol=1e-5, rtol=1e-5)
 
 
 def test_under_autocast_matches_the_reference_under_autocast():
@@ -186,12 +195,12 @@ def test_int32_codes_and_grad_of_sum():
 def test_gradcheck_float64():
     args, kw = make_inputs(6, (4, 3), 2, True, dtype=torch.float64)
 
-    def fn(logits, mean, log_std):
+    def fn(logits, mean, cont, log_std):
         loss, per_code = losses.info_nll_and_per_code(
-            logits, args[1], mean, args[3], log_std, **kw, cat_weight=0.5, cont_weight=2.0)
+            logits, args[1], mean, cont, log_std, **kw, cat_weight=0.5, cont_weight=2.0)
         return loss, per_code
 
-    assert torch.autograd.gradcheck(fn, (args[0], args[2], args[4]))
+    assert torch.autograd.gradcheck(fn, (args[0], args[2], args[3].requires_grad_(), args[4]))
 
 
 def test_opcheck():
@@ -203,7 +212,12 @@ def test_opcheck():
 
 
 def test_compile_fullgraph_matches_eager():
-    args, kw = make_inputs(16, (10,), 2, True)
+    """Inductor checks each gradient's strides against the op's fake: a transposed mean and
+    codes with a gradient of their own among the inputs."""
+    (logits, codes, _, _, log_std), kw = make_inputs(16, (10,), 2, True)
+    mean = torch.randn(2, 16).t().requires_grad_()
+    cont = (torch.rand(16, 2) * 2 - 1).requires_grad_()
+    args = (logits, codes, mean, cont, log_std)
 
     def step(logits, codes, mean, cont, log_std):
         loss = losses.info_nll(logits * 2.0, codes, mean, cont, log_std, cat_weight=1.0,
@@ -211,13 +225,14 @@ def test_compile_fullgraph_matches_eager():
         return loss * 3.0
 
     torch._dynamo.reset()
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(step, fullgraph=True, backend="inductor")
+    differentiable = [t for t in args if t.requires_grad]
     out = compiled(*args)
-    (g,) = torch.autograd.grad(out, args[0])
+    grads = torch.autograd.grad(out, differentiable)
     eager = step(*args)
-    (g_eager,) = torch.autograd.grad(eager, args[0])
     torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(g, g_eager)
+    for g, g_eager in zip(grads, torch.autograd.grad(eager, differentiable), strict=True):
+        torch.testing.assert_close(g, g_eager)
 
 
 def test_out_of_range_code_gives_nan_row_in_kernel():
