@@ -45,10 +45,38 @@ def differentiable_entry(op, impl, setup_context, backward):
         def forward(ctx, *args):
             output = impl(*args)
             setup_context(ctx, args, output)
+            ctx.differentiable_inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
             return output
 
         @staticmethod
         def backward(ctx, *grads):
-            return backward(ctx, *grads)
+            if not torch.is_grad_enabled():
+                return backward(ctx, *grads)
+            # create_graph=True: the kernels' gradients know nothing of the tensors they depend
+            # on and would count as constants, so a second derivative would silently lack this
+            # op's part. Tied to those tensors, they raise instead if differentiated again.
+            with torch.no_grad():
+                out = backward(ctx, *grads)
+            defined = [g for g in out if g is not None]
+            if not defined:
+                return out
+            depends = [*ctx.differentiable_inputs, *(g for g in grads if g is not None and g.requires_grad)]
+            tied = iter(FirstOrderOnly.apply(op._qualname, len(defined), *defined, *depends))
+            return tuple(None if g is None else next(tied) for g in out)
 
     return eager_entry(op, Eager.apply)
+
+
+class FirstOrderOnly(torch.autograd.Function):
+    """FirstOrderOnly.apply(name, n, *grads, *depends): the n gradients unchanged, as functions
+    of the tensors they depend on whose derivative is an error naming the op."""
+
+    @staticmethod
+    def forward(ctx, name, n, *tensors):
+        ctx.name = name
+        return tensors[:n]
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(f"{ctx.name} has no second derivative (its backward is a fused kernel): to differentiate "
+                           "twice, use the PyTorch reference in fastinfo.losses.reference")

@@ -105,3 +105,18 @@ def test_torch_func_transforms_are_refused_with_the_way_out(name):
 
     with pytest.raises(RuntimeError, match="torch.func's transforms .* fastinfo.losses.reference"):
         torch.func.grad(of_first)(inputs[first])
+
+
+@pytest.mark.parametrize("name", CALLS)
+def test_a_second_derivative_is_refused_not_left_out(name):
+    """create_graph=True gives the first derivative; differentiating it again, even summed with
+    terms that have a second derivative, raises instead of counting it as a constant."""
+    make, fn, ops = CALLS[name]
+    inputs = make()
+    leaves = [t for t in inputs if t.requires_grad]
+    _, want = value_and_grads(make, fn, inputs)
+    grads = torch.autograd.grad(fn(*inputs), leaves, create_graph=True)
+    torch.testing.assert_close(grads, want)
+    penalty = sum((g ** 2).sum() + (x ** 3).sum() for g, x in zip(grads, leaves))
+    with pytest.raises(RuntimeError, match=f"{ops[0]} has no second derivative .* fastinfo.losses.reference"):
+        torch.autograd.grad(penalty, leaves)
