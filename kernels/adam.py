@@ -16,7 +16,8 @@ import math
 import torch
 import triton
 import triton.language as tl
-from fastinfo.kernels.multi_tensor import block_offsets, launches, pick, to_bf16
+from fastinfo.kernels.convert import to_bf16
+from fastinfo.kernels.multi_tensor import block_offsets, launches, pick
 
 
 @triton.jit

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 import triton
 import triton.language as tl
+from fastinfo.kernels.convert import store_narrowed
 from fastinfo.kernels.entry import differentiable_entry, eager_entry
 
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
@@ -171,8 +172,8 @@ def _info_nll_bwd_kernel(
                 softmax = tl.exp(tl.where(mask, x - lse[:, None], NEG_BIG))
                 d = w[:, None] * (softmax - onehot)
                 # gradients are written contiguous [B, sum K]
-                tl.store(dlogits_ptr + rows[:, None] * OFFSETS[N_CAT] + (start + cols)[None, :],
-                         d, mask=mask)
+                store_narrowed(dlogits_ptr + rows[:, None] * OFFSETS[N_CAT] + (start + cols)[None, :],
+                               d, mask)
         if N_CONT > 0:
             cols = tl.arange(0, BLOCK_C)
             mask = row_mask[:, None] & (cols < N_CONT)[None, :]
@@ -190,12 +191,12 @@ def _info_nll_bwd_kernel(
                              mask=mask, other=0.0).to(ACC)
                 inv_var = tl.exp(-2.0 * ls)
                 d_mean = w * (mu - c) * inv_var
-                tl.store(dls_ptr + out, w * (1.0 - (c - mu) * (c - mu) * inv_var), mask=mask)
+                store_narrowed(dls_ptr + out, w * (1.0 - (c - mu) * (c - mu) * inv_var), mask)
             else:
                 d_mean = w * (mu - c)
-            tl.store(dmean_ptr + out, d_mean, mask=mask)
+            store_narrowed(dmean_ptr + out, d_mean, mask)
             if HAS_DCODES:
-                tl.store(dcc_ptr + out, -d_mean, mask=mask)
+                store_narrowed(dcc_ptr + out, -d_mean, mask)
 
 
 def _acc_dtype(*tensors):

@@ -17,6 +17,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from fastinfo.kernels.convert import store_narrowed
 from fastinfo.kernels.entry import differentiable_entry, eager_entry
 
 NEG_BIG = tl.constexpr(-1.0e30)  # finite stand-in for -inf (see info_nll.py)
@@ -128,8 +129,8 @@ def _mine_bwd_kernel(tm_ptr, ema_ptr, g_ptr, dtj_ptr, dtm_ptr, B,
         shift = 1.0
     else:
         shift = tl.load(ema_ptr).to(ACC)
-    tl.store(dtj_ptr + offs, tl.zeros([BLOCK], ACC) + g, mask=mask)
-    tl.store(dtm_ptr + offs, -g * tl.exp(tl.where(mask, x - shift, NEG_BIG)), mask=mask)
+    store_narrowed(dtj_ptr + offs, tl.zeros([BLOCK], ACC) + g, mask)
+    store_narrowed(dtm_ptr + offs, -g * tl.exp(tl.where(mask, x - shift, NEG_BIG)), mask)
 
 
 def _n_programs(device, B):

@@ -1,5 +1,5 @@
 """What the optimiser kernels share: one launch walks a list of tensors, one block of one tensor
-per program, and writes bf16 copies rounded as torch rounds them.
+per program.
 
 The tensors are tuple arguments, not a device table of addresses as in clip.py: autograd gives
 each step's gradients new addresses, and a table would have to be rebuilt and copied to the
@@ -59,13 +59,3 @@ def block_offsets(pid, STARTS: tl.constexpr, BLOCK: tl.constexpr):
     start = (pid - pick(STARTS, pid, STARTS)).to(tl.int64) * BLOCK
     return start + tl.arange(0, BLOCK), start
 
-
-@triton.jit
-def to_bf16(x):
-    """fp32 x rounded to the nearest bf16, ties to even, as torch's cast rounds (the CPU
-    interpreter's own cast truncates): a copy equals param.to(torch.bfloat16) bit for bit."""
-    bits = x.to(tl.uint32, bitcast=True)
-    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
-    # NaN keeps a quiet NaN's pattern: the rounding carry could turn its payload into infinity
-    rounded = tl.where(x != x, 0x7FC0, rounded)
-    return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)

@@ -14,7 +14,8 @@ import torch
 import triton
 import triton.language as tl
 from fastinfo.kernels.clip import DTYPE_CODES, clamp, clip_in_each_dtype
-from fastinfo.kernels.multi_tensor import block_offsets, launches, pick, to_bf16
+from fastinfo.kernels.convert import to_bf16
+from fastinfo.kernels.multi_tensor import block_offsets, launches, pick
 
 
 @triton.jit

@@ -183,9 +183,12 @@ def wrapper_launches() -> tuple[list[str], list[str]]:
     with mock.patch.object(JITFunction, "__getitem__", build_only), \
             mock.patch.object(info_nll, "_n_programs", lambda device, n_blocks: min(n_blocks, 528)):
         for B, sizes, n_cont in ((64, (10,), 2), (65536, (10,), 2), (4096, (1000,), 2), (37, (7, 3, 5), 3)):
-            # float64 at the odd layout: its builds' argument types are checked too
-            for dtype in (torch.float32, torch.bfloat16) + ((torch.float64,) if B == 37 else ()):
-                logits, mean, log_std, cont = (torch.randn(B, n, dtype=dtype) for n in (sum(sizes), *[n_cont] * 3))
+            # float64 at the odd layout, alone and beside 16-bit inputs: its builds' argument types
+            # and its gradients' stores into 16-bit tensors are checked too
+            float64 = [(torch.float64,) * 4, (torch.bfloat16, torch.float64, torch.float16, torch.float64)]
+            for dtypes in [(torch.float32,) * 4, (torch.bfloat16,) * 4] + (float64 if B == 37 else []):
+                logits, mean, log_std, cont = (torch.randn(B, n, dtype=dtype)
+                                               for n, dtype in zip((sum(sizes), *[n_cont] * 3), dtypes))
                 codes = torch.zeros(B, len(sizes), dtype=torch.long)
                 for reduction in ("mean", "none"):
                     loss, _, lse = info_nll.info_nll_op(logits, codes, mean, cont, log_std, list(sizes), 1.0, 0.1,
@@ -199,7 +202,8 @@ def wrapper_launches() -> tuple[list[str], list[str]]:
                                                                               mine.MAX_PROGRAMS)):
                 mine.mine_dv_bound_op(t, t, torch.zeros((), dtype=dtype), 0.01)
                 mine.mine_f_bound_op(t, t)
-        mine.mine_bound_bwd(t, torch.zeros(()), torch.ones(()), False, torch.float32)
+        # float64 scores beside bf16 ones
+        mine.mine_bound_bwd(t, torch.zeros(()), torch.ones(()), False, torch.bfloat16)
         for D, tf32 in itertools.product((64, 256), (False, True)):
             f = torch.randn(128, D)
             with tf32_allowed(tf32):

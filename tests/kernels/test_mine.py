@@ -26,8 +26,8 @@ def assert_grads_match(out, ref, inputs, ref_inputs, atol, rtol):
     g = torch.randn((), dtype=torch.float64)
     got = torch.autograd.grad(out * g.to(out.dtype), inputs)
     want = torch.autograd.grad(ref * g, ref_inputs)
-    for a, b in zip(got, want):
-        assert a.dtype == inputs[0].dtype
+    for a, b, t in zip(got, want, inputs, strict=True):
+        assert a.dtype == t.dtype
         torch.testing.assert_close(a.double(), b, atol=atol, rtol=rtol)
 
 
@@ -138,6 +138,21 @@ def test_half_precision_scores(dtype):
     ref, _ = reference.mine_dv_bound(rtj, rtm)
     torch.testing.assert_close(bound.double(), ref, atol=1e-4, rtol=1e-4)
     assert_grads_match(bound, ref, [tj, tm], [rtj, rtm], atol=1e-4, rtol=1e-2)
+
+
+@pytest.mark.parametrize("dtypes", [(torch.bfloat16, torch.float64), (torch.float64, torch.float16),
+                                    (torch.float32, torch.bfloat16)], ids=str)
+def test_mixed_dtypes(dtypes):
+    """Each critic output keeps its dtype, and gets its gradient in it; with float64 the
+    bound is float64."""
+    tj, tm = (t.detach().to(dtype).requires_grad_() for t, dtype in zip(scores(41, scale=1.0), dtypes))
+    rtj, rtm = f64(tj, tm)
+    for fused, ref in ((lambda a, b: losses.mine_dv_bound(a, b)[0], lambda a, b: reference.mine_dv_bound(a, b)[0]),
+                       (losses.mine_f_bound, reference.mine_f_bound)):
+        bound, want = fused(tj, tm), ref(rtj, rtm)
+        assert bound.dtype == (torch.float64 if torch.float64 in dtypes else torch.float32)
+        torch.testing.assert_close(bound.double(), want, atol=1e-5, rtol=1e-5)
+        assert_grads_match(bound, want, [tj, tm], [rtj, rtm], atol=1e-4, rtol=1e-2)
 
 
 def test_large_scores_stay_finite():
