@@ -1,6 +1,7 @@
 """Loss values on hand-computed cases and the bad-input errors of the public API."""
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -124,3 +125,28 @@ def test_interpreted_kernels_refused_with_the_reason_when_the_releases_clash(mon
         _dispatch.use_triton(torch.zeros(1))
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert not _dispatch.use_triton(torch.zeros(1))
+
+
+def test_inputs_past_32_bit_offsets_take_the_reference(monkeypatch):
+    """The kernels compute element offsets in 32 bits: an input whose last element lies
+    INDEX_LIMIT (lowered here to 60) or more past its first takes the PyTorch reference."""
+    from fastinfo.losses import info, mine
+
+    monkeypatch.setattr(_dispatch, "INDEX_LIMIT", 60)
+    codes = torch.zeros(6, 1, dtype=torch.long)
+    calls = [  # (kernel module, its function, a call within the limit, a call past it)
+        (info._kernel, "info_nll", lambda: losses.info_nll(torch.randn(6, 10), codes, None, None),
+         lambda: losses.info_nll(torch.randn(6, 20)[:, :10], codes, None, None)),  # 60 elements, span 110
+        (mine._kernel, "mine_dv_bound", lambda: losses.mine_dv_bound(torch.randn(60), torch.randn(60)),
+         lambda: losses.mine_dv_bound(torch.randn(61), torch.randn(61))),
+        (mine._kernel, "mine_f_bound", lambda: losses.mine_f_bound(torch.randn(60), torch.randn(60)),
+         lambda: losses.mine_f_bound(torch.randn(61), torch.randn(61))),
+        (mine._kernel, "mine_dv_bound_pairwise", lambda: losses.mine_dv_bound_pairwise(*torch.randn(2, 6, 10)),
+         lambda: losses.mine_dv_bound_pairwise(*torch.randn(2, 7, 10))),
+    ]
+    for module, name, within, past in calls:
+        with mock.patch.object(module, name, wraps=getattr(module, name)) as kernel:
+            within()
+            assert kernel.call_count == 1, name
+            past()
+            assert kernel.call_count == 1, name

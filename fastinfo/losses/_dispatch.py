@@ -19,6 +19,16 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
+# The loss kernels compute element offsets in 32-bit integers: an input whose elements reach this
+# many past its first one takes the PyTorch reference instead.
+INDEX_LIMIT = 2**31
+
+
+def within_index_limit(*tensors: torch.Tensor | None) -> bool:
+    """Whether the last element of each tensor lies less than INDEX_LIMIT elements past its first."""
+    return all(t is None or sum((n - 1) * s for n, s in zip(t.shape, t.stride())) < INDEX_LIMIT for t in tensors)
+
+
 def to_acc(t: torch.Tensor) -> torch.Tensor:
     """t in its accumulation dtype: float32, as the kernels accumulate; float64 stays float64."""
     return t if t.dtype == torch.float64 else t.float()

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from fastinfo.kernels.entry import op_must_be_seen
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton
+from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton, within_index_limit
 
 if HAVE_TRITON:
     from fastinfo.kernels import info_nll as _kernel
@@ -117,7 +117,7 @@ def info_nll_and_per_code(
         cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction
     )
     ref = cat_logits if cat_logits is not None else cont_mean
-    if use_triton(ref):
+    if use_triton(ref) and within_index_limit(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std):
         loss, per_code, _ = _kernel.info_nll(
             cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std,
             cat_sizes, float(cat_weight), float(cont_weight), reduction,
@@ -145,6 +145,10 @@ def info_nll(
 
     Per sample: cat_weight * sum_i CE(logits slice i, code i)
               + cont_weight * sum_j [log(2 pi)/2 + log sigma_j + (c_j - mu_j)^2 / (2 sigma_j^2)].
+
+    On a GPU one kernel computes it and one its gradients; inputs of 2^31 elements or more
+    (a [B, K] logits tensor with B * K >= 2^31) take the PyTorch reference, as the kernels
+    index in 32 bits.
 
     Args:
         cat_logits: [B, sum(cat_sizes)] float, or None when there is no categorical code.

@@ -4,7 +4,7 @@
 import torch
 
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton
+from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton, within_index_limit
 
 if HAVE_TRITON:
     from fastinfo.kernels import mine as _kernel
@@ -53,7 +53,7 @@ def mine_dv_bound(t_joint, t_marginal, log_ema=None, ema_rate: float = 0.01):
         if log_ema.device != t_joint.device:
             raise ValueError(f"log_ema is on {log_ema.device}, the critic outputs on {t_joint.device}")
         log_ema = log_ema.detach().reshape(())
-    if use_triton(t_joint):
+    if use_triton(t_joint) and within_index_limit(t_joint):
         return _kernel.mine_dv_bound(t_joint, t_marginal, log_ema, float(ema_rate))
     return reference.mine_dv_bound(t_joint, t_marginal, log_ema, ema_rate)
 
@@ -63,7 +63,7 @@ def mine_f_bound(t_joint, t_marginal):
 
     Args and dtypes as :func:`mine_dv_bound`; returns the 0-dim bound."""
     t_joint, t_marginal = _scores(t_joint, t_marginal)
-    if use_triton(t_joint):
+    if use_triton(t_joint) and within_index_limit(t_joint):
         return _kernel.mine_f_bound(t_joint, t_marginal)
     return reference.mine_f_bound(t_joint, t_marginal)
 
@@ -72,7 +72,8 @@ def mine_dv_bound_pairwise(f_x, g_y):
     """DV bound of a separable critic T(x, y) = <f(x), g(y)> using every off-diagonal pair as a
     marginal sample: mean_i <f_i, g_i> - log((1 / (B (B - 1))) sum_{i != j} exp <f_i, g_j>).
 
-    On a GPU the B x B score matrix is never stored (O(B d) memory). fp32 products run in full
+    On a GPU the B x B score matrix is never stored (O(B d) memory); embeddings of 2^31
+    elements or more take the PyTorch reference (which stores it). fp32 products run in full
     precision, or in TF32 on tensor cores where torch.backends.cuda.matmul.allow_tf32 allows
     it (torch.set_float32_matmul_precision("high"); fastinfo.train's --tf32), as torch's do.
 
@@ -101,7 +102,8 @@ def mine_dv_bound_pairwise(f_x, g_y):
             raise ValueError(f"d = {f_x.shape[1]} is over the fused kernel's {_kernel.MAX_PAIRWISE_DIM}")
         f_x = f_x if f_x.stride(1) == 1 else f_x.contiguous()
         g_y = g_y if g_y.stride(1) == 1 else g_y.contiguous()
-        return _kernel.mine_dv_bound_pairwise(f_x, g_y)[0]
+        if within_index_limit(f_x, g_y):
+            return _kernel.mine_dv_bound_pairwise(f_x, g_y)[0]
     return reference.mine_dv_bound_pairwise(f_x, g_y)
 
 
