@@ -8,6 +8,7 @@ from fastinfo import losses
 from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
+from fastinfo.losses._dispatch import tag_compile_cache
 from fastinfo.nets import Discriminator, Generator
 from fastinfo.optim import Adam, ClippedRMSprop
 from fastinfo.weight_copies import WeightCopies
@@ -46,8 +47,11 @@ class InfoModel:
         own (its output feeds both D's and G's step); each D forward is compiled together with
         its loss and metrics, so one graph fuses them with D's last layers (with --no-joint-d it
         also sums the gradients of D's two calls, real and fake, in its backward)."""
+        if not self.cfg.compile:
+            return fn
+        tag_compile_cache()
         options = {**self.cfg.inductor_options(), **inductor_options}
-        return torch.compile(fn, dynamic=False, options=options or None) if self.cfg.compile else fn
+        return torch.compile(fn, dynamic=False, options=options or None)
 
     def adam(self, params, lr: float, betas: tuple[float, float] | None = None) -> torch.optim.Adam:
         """Adam, fused into one kernel on a GPU; capturable (state on the device) for --cuda-graphs.

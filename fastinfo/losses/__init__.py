@@ -5,11 +5,12 @@ run the PyTorch reference (``fastinfo.losses.reference``), except under ``TRITON
 where the kernels run on the CPU through Triton's interpreter. ``gradient_penalty`` is PyTorch
 operations on every device: its gain is a first-order formulation that compiles (see its
 module). Every function works under autograd, torch.compile(fullgraph=True) and CUDA-graph
-capture.
+capture; ``tag_compile_cache()`` keeps torch.compile's on-disk caches from serving graphs
+compiled against other versions of the fused ops.
 """
 
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import use_triton
+from fastinfo.losses._dispatch import tag_compile_cache, use_triton
 from fastinfo.losses.clip import clip_weights_
 from fastinfo.losses.info import (
     gan_d_loss,
@@ -35,5 +36,6 @@ __all__ = [
     "mine_f_bound",
     "mutual_info_lower_bound",
     "reference",
+    "tag_compile_cache",
     "use_triton",
 ]

@@ -2,7 +2,11 @@
 tensors under TRITON_INTERPRET=1, for tests), the PyTorch reference otherwise; and the dtypes
 the implementations share."""
 
+import functools
+import hashlib
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy
 import torch
@@ -53,6 +57,33 @@ def interpreter_problem(triton_version: str, numpy_version: str) -> str | None:
 
 
 INTERPRETER_PROBLEM = interpreter_problem(triton.__version__, numpy.__version__) if HAVE_TRITON else None
+
+
+def fingerprint(folders) -> str:
+    """A hash of the names and contents of the Python files in these folders."""
+    digest = hashlib.sha256()
+    for path in sorted(f for folder in folders for f in Path(folder).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def sources_fingerprint() -> str:
+    """fingerprint of the fused ops' sources: their kernels, wrappers and autograd formulas."""
+    folders = [Path(__file__).parent]
+    if HAVE_TRITON:
+        folders += importlib.util.find_spec("fastinfo.kernels").submodule_search_locations
+    return fingerprint(folders)
+
+
+def tag_compile_cache() -> None:
+    """Add the fused ops' fingerprint to torch.compile's cache key tag. The caches know a custom
+    op by its name, not its code (pytorch/pytorch#144344): a graph compiled before fastinfo
+    changed would call the old op, or keep its old backward formula."""
+    tag = f"fastinfo-{sources_fingerprint()}"
+    current = torch.compiler.config.cache_key_tag
+    if tag not in current.split("+"):
+        torch.compiler.config.cache_key_tag = f"{current}+{tag}" if current else tag
 
 
 def use_triton(t: torch.Tensor) -> bool:
