@@ -152,14 +152,14 @@ def test_inputs_past_32_bit_offsets_take_the_reference(monkeypatch):
             assert kernel.call_count == 1, name
 
 
-def test_compile_cache_tag_follows_the_fused_ops_sources(tmp_path, monkeypatch):
+def test_compile_cache_tag_follows_the_fused_ops_sources(tmp_path):
     """torch.compile's caches know a custom op by its name: the tag that sets them apart holds a
     hash of the ops' sources, added once beside a tag of the user's."""
     (tmp_path / "op.py").write_text("x = 1\n")
     before = _dispatch.fingerprint([tmp_path])
     (tmp_path / "op.py").write_text("x = 2\n")
     assert _dispatch.fingerprint([tmp_path]) != before
-    monkeypatch.setattr(torch.compiler.config, "cache_key_tag", "users-tag")
-    losses.tag_compile_cache()
-    losses.tag_compile_cache()
-    assert torch.compiler.config.cache_key_tag == f"users-tag+fastinfo-{_dispatch.sources_fingerprint()}"
+    with torch.compiler.config.patch(cache_key_tag="users-tag"):
+        losses.tag_compile_cache()
+        losses.tag_compile_cache()
+        assert torch.compiler.config.cache_key_tag == f"users-tag+fastinfo-{_dispatch.sources_fingerprint()}"
