@@ -1,5 +1,7 @@
 """The GAN losses and InfoGAN's Q negative log-likelihood (fused: kernels/info_nll.py)."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -37,10 +39,23 @@ def _check_2d_float(name, t, batch, device):
         raise ValueError(f"{name} is on {t.device}, the other inputs on {device}")
 
 
-def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction):
+def _check_weight(name, w):
+    # a tensor would be read on the host (a sync, and an error in CUDA-graph capture) and any
+    # gradient of it dropped
+    if not isinstance(w, (int, float)) or isinstance(w, bool):
+        raise TypeError(f"{name} must be a Python number, got {type(w).__name__}; to weight the "
+                        "codes by tensors, combine the entries of info_nll_per_code")
+    if not math.isfinite(w):
+        raise ValueError(f"{name} must be finite, got {w}")
+
+
+def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction,
+              cat_weight, cont_weight):
     """Check the arguments of info_nll; return cat_sizes as a list of ints."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    _check_weight("cat_weight", cat_weight)
+    _check_weight("cont_weight", cont_weight)
     if (cat_logits is None) != (cat_codes is None):
         raise ValueError("cat_logits and cat_codes go together: give both or neither")
     if (cont_mean is None) != (cont_codes is None):
@@ -114,7 +129,8 @@ def info_nll_and_per_code(
 ):
     """:func:`info_nll` and :func:`info_nll_per_code` from one pass (one launch on a GPU)."""
     cat_sizes = _validate(
-        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction
+        cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction,
+        cat_weight, cont_weight,
     )
     ref = cat_logits if cat_logits is not None else cont_mean
     if use_triton(ref) and within_index_limit(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std):
