@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fastinfo import losses
+from fastinfo.losses._dispatch import check_number
 
 VARIANTS = ("dv", "f", "pairwise")
 
@@ -58,6 +59,7 @@ class MINE(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        check_number("ema_rate", ema_rate, 0.0, 1.0)
         if variant == "pairwise" and not hasattr(critic, "embed"):
             raise ValueError("variant 'pairwise' needs a separable critic with embed(x, y) -> (f(x), g(y))")
         self.critic, self.variant, self.ema_rate = critic, variant, ema_rate

@@ -2,11 +2,10 @@
 (kernels/rmsprop.py), and Adam and RMSprop that write the bf16 weight copies of --weight-copies
 (kernels/adam.py, fastinfo/weight_copies.py)."""
 
-import math
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, use_triton
+from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, use_triton
 from fastinfo.weight_copies import write_copies
 
 if HAVE_TRITON:
@@ -98,13 +97,6 @@ def _by_copy(rows):
             yield tuple(map(list, zip(*same))), copied
 
 
-def _check(name: str, value, low: float, high: float = math.inf, low_open: bool = False) -> None:
-    if isinstance(value, torch.Tensor) or not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a Python number, got {type(value).__name__}")
-    if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {value}")
-
-
 class _UpdatesCopies:
     """What both optimisers here do around their own update: a parameter with a bf16 copy in
     self.copies takes the copy's gradient, or its own where the copy has none (a gradient summed
@@ -156,12 +148,12 @@ class ClippedRMSprop(_UpdatesCopies, torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  clip_value: float | None = None, *, copies=None, fused: bool | None = None):
-        _check("lr", lr, 0.0)
-        _check("alpha", alpha, 0.0, 1.0)
-        _check("eps", eps, 0.0)
-        _check("weight_decay", weight_decay, 0.0)
+        check_number("lr", lr, 0.0)
+        check_number("alpha", alpha, 0.0, 1.0)
+        check_number("eps", eps, 0.0)
+        check_number("weight_decay", weight_decay, 0.0)
         if clip_value is not None:
-            _check("clip_value", clip_value, 0.0, low_open=True)
+            check_number("clip_value", clip_value, 0.0, low_open=True)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, clip_value=clip_value))
         self.fused, self.copies = fused, copies or {}
 

@@ -86,7 +86,7 @@ def _args(B=4, sizes=(3, 2), n=2):
         (dict(cont_mean=torch.randn(4, 2, device="meta")), ValueError, "is on meta"),
         (dict(cat_weight=torch.tensor(1.0)), TypeError, "cat_weight must be a Python number, got Tensor"),
         (dict(cont_weight=True), TypeError, "cont_weight must be a Python number, got bool"),
-        (dict(cont_weight=float("nan")), ValueError, "cont_weight must be finite"),
+        (dict(cont_weight=float("nan")), ValueError, "cont_weight must be a finite number, got nan"),
     ],
 )
 def test_info_nll_bad_inputs(change, error, msg):

@@ -83,11 +83,13 @@ def test_a_given_pairing_is_the_one_drawn_otherwise_and_compiles():
         m(x, y, perm=perm[:8])
 
 
-def test_variant_errors():
+def test_construction_errors():
     with pytest.raises(ValueError, match="variant must be one of"):
         MINE(ConcatCritic(1, 1), "nce")
     with pytest.raises(ValueError, match="separable critic"):
         MINE(ConcatCritic(1, 1), "pairwise")
+    with pytest.raises(ValueError, match=r"ema_rate must be a finite number in \[0.0, 1.0\], got -0.1"):
+        MINE(ConcatCritic(1, 1), ema_rate=-0.1)
     fx, gy = SeparableCritic(3, 2, embed_dim=4, hidden=8).embed(torch.randn(5, 3), torch.randn(5, 2))
     assert fx.shape == gy.shape == (5, 4)
 

@@ -5,6 +5,7 @@ the implementations share."""
 import functools
 import hashlib
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -21,6 +22,17 @@ except ImportError:  # a CPU-only torch build without Triton: the reference serv
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # the element types the elementwise kernels (clip, RMSprop, Adam) take; float64 goes to torch's ops
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_number(name: str, value, low: float = -math.inf, high: float = math.inf, low_open: bool = False,
+                 hint: str = "") -> None:
+    """Raise unless value is a finite Python number (not a bool, not a tensor: a tensor would be
+    read on the host, a sync and an error in CUDA-graph capture) in [low, high], or (low, high]."""
+    if isinstance(value, torch.Tensor) or not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a Python number, got {type(value).__name__}{hint}")
+    if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
+        bounds = "" if (low, high) == (-math.inf, math.inf) else f" in {'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number{bounds}, got {value}")
 
 
 # The loss kernels compute element offsets in 32-bit integers: an input whose elements reach this

@@ -1,10 +1,9 @@
 """WGAN weight clipping of a whole parameter list (fused: kernels/clip.py)."""
 
-import math
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, use_triton
+from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, use_triton
 
 if HAVE_TRITON:
     from fastinfo.kernels import clip as _kernel
@@ -28,8 +27,7 @@ def clip_weights_(params, clip_value: float) -> None:
         non-leaf tensor that requires grad (clamping it in place would corrupt its graph).
     """
     params = [params] if isinstance(params, torch.Tensor) else list(params)
-    if not isinstance(clip_value, (int, float)) or not math.isfinite(clip_value) or clip_value <= 0:
-        raise ValueError(f"clip_value must be a positive finite number, got {clip_value!r}")
+    check_number("clip_value", clip_value, 0.0, low_open=True)
     for i, p in enumerate(params):
         if not isinstance(p, torch.Tensor):
             raise TypeError(f"params[{i}] is a {type(p).__name__}, not a tensor")

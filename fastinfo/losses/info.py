@@ -1,13 +1,11 @@
 """The GAN losses and InfoGAN's Q negative log-likelihood (fused: kernels/info_nll.py)."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from fastinfo.kernels.entry import op_must_be_seen
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton, within_index_limit
+from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, check_number, use_triton, within_index_limit
 
 if HAVE_TRITON:
     from fastinfo.kernels import info_nll as _kernel
@@ -39,23 +37,13 @@ def _check_2d_float(name, t, batch, device):
         raise ValueError(f"{name} is on {t.device}, the other inputs on {device}")
 
 
-def _check_weight(name, w):
-    # a tensor would be read on the host (a sync, and an error in CUDA-graph capture) and any
-    # gradient of it dropped
-    if not isinstance(w, (int, float)) or isinstance(w, bool):
-        raise TypeError(f"{name} must be a Python number, got {type(w).__name__}; to weight the "
-                        "codes by tensors, combine the entries of info_nll_per_code")
-    if not math.isfinite(w):
-        raise ValueError(f"{name} must be finite, got {w}")
-
-
 def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction,
               cat_weight, cont_weight):
     """Check the arguments of info_nll; return cat_sizes as a list of ints."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    _check_weight("cat_weight", cat_weight)
-    _check_weight("cont_weight", cont_weight)
+    for name, w in (("cat_weight", cat_weight), ("cont_weight", cont_weight)):
+        check_number(name, w, hint="; to weight the codes by tensors, combine the entries of info_nll_per_code")
     if (cat_logits is None) != (cat_codes is None):
         raise ValueError("cat_logits and cat_codes go together: give both or neither")
     if (cont_mean is None) != (cont_codes is None):

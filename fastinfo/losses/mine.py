@@ -4,7 +4,7 @@
 import torch
 
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, use_triton, within_index_limit
+from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, check_number, use_triton, within_index_limit
 
 if HAVE_TRITON:
     from fastinfo.kernels import mine as _kernel
@@ -45,8 +45,7 @@ def mine_dv_bound(t_joint, t_marginal, log_ema=None, ema_rate: float = 0.01):
         average (detached), to store for the next call.
     """
     t_joint, t_marginal = _scores(t_joint, t_marginal)
-    if not 0.0 <= ema_rate <= 1.0:
-        raise ValueError(f"ema_rate must be in [0, 1], got {ema_rate}")
+    check_number("ema_rate", ema_rate, 0.0, 1.0)
     if log_ema is not None:
         if not isinstance(log_ema, torch.Tensor) or log_ema.numel() != 1:
             raise ValueError("log_ema must be a one-element tensor or None")

@@ -146,13 +146,13 @@ def test_loads_a_torch_rmsprop_state_dict_and_keeps_its_clip_value():
 @pytest.mark.parametrize(
     "kwargs, error, msg",
     [
-        (dict(lr=-1.0), ValueError, "lr must be in"),
+        (dict(lr=-1.0), ValueError, "lr must be a finite number in"),
         (dict(lr=torch.tensor(0.1)), TypeError, "lr must be a Python number"),
-        (dict(alpha=1.5), ValueError, "alpha must be in"),
-        (dict(eps=float("nan")), ValueError, "eps must be in"),
-        (dict(weight_decay=-0.1), ValueError, "weight_decay must be in"),
-        (dict(clip_value=0.0), ValueError, r"clip_value must be in \(0.0"),
-        (dict(clip_value=float("inf")), ValueError, "clip_value must be in"),
+        (dict(alpha=1.5), ValueError, "alpha must be a finite number in"),
+        (dict(eps=float("nan")), ValueError, "eps must be a finite number in"),
+        (dict(weight_decay=-0.1), ValueError, "weight_decay must be a finite number in"),
+        (dict(clip_value=0.0), ValueError, r"clip_value must be a finite number in \(0.0"),
+        (dict(clip_value=float("inf")), ValueError, "clip_value must be a finite number in"),
     ],
 )
 def test_bad_hyperparameters(kwargs, error, msg):
