@@ -130,10 +130,11 @@ def test_half_precision_inputs(dtype):
 
 @pytest.mark.parametrize("dtypes", [(torch.bfloat16, torch.float32, torch.float16, torch.float16),
                                     (torch.bfloat16, torch.float64, torch.float16, torch.float32)], ids=str)
-def test_mixed_dtypes(dtypes):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_mixed_dtypes(dtypes, device):
     """Each input keeps its own dtype (autocast leaves some outputs in fp32); each gradient
     comes back in its input's dtype, float64 ones accumulated in float64 too."""
-    args, kw = make_inputs(29, (10,), 2, True)
+    args, kw = make_inputs(29, (10,), 2, True, device=device)
     float_dtypes = iter(dtypes)
     args = [t if t.dtype == torch.long else t.detach().to(next(float_dtypes)).requires_grad_() for t in args]
     check_against_reference(args, kw, "mean", atol=2e-3, rtol=1e-2)

@@ -142,10 +142,12 @@ def test_half_precision_scores(dtype):
 
 @pytest.mark.parametrize("dtypes", [(torch.bfloat16, torch.float64), (torch.float64, torch.float16),
                                     (torch.float32, torch.bfloat16)], ids=str)
-def test_mixed_dtypes(dtypes):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_mixed_dtypes(dtypes, device):
     """Each critic output keeps its dtype, and gets its gradient in it; with float64 the
     bound is float64."""
-    tj, tm = (t.detach().to(dtype).requires_grad_() for t, dtype in zip(scores(41, scale=1.0), dtypes))
+    tj, tm = (t.detach().to(dtype).requires_grad_()
+              for t, dtype in zip(scores(41, scale=1.0, device=device), dtypes))
     rtj, rtm = f64(tj, tm)
     for fused, ref in ((lambda a, b: losses.mine_dv_bound(a, b)[0], lambda a, b: reference.mine_dv_bound(a, b)[0]),
                        (losses.mine_f_bound, reference.mine_f_bound)):
