@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 from fastinfo.kernels.convert import to_bf16
+from fastinfo.kernels.entry import on_inputs_device
 from fastinfo.kernels.multi_tensor import block_offsets, launches, pick
 
 
@@ -64,6 +65,7 @@ def _update(ptrs, offs, mask, step_size, bias_correction2_sqrt, beta1, beta2, ep
 
 
 @torch.library.custom_op("fastinfo::adam_", mutates_args=("params", "exp_avgs", "exp_avg_sqs", "copies"))
+@on_inputs_device
 def adam_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
           exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], copies: list[torch.Tensor], lr: float,
           beta1: float, beta2: float, eps: float, weight_decay: float, block: int = 0) -> None:

@@ -12,6 +12,7 @@ import functools
 import torch
 import triton
 import triton.language as tl
+from fastinfo.kernels.entry import on_inputs_device
 
 # Elements per program: 4096 fp32 = 16 KB in flight per program. The CPU interpreter runs
 # programs one after another (~1 ms each), so there a few large blocks are far cheaper.
@@ -60,7 +61,7 @@ def clip_in_each_dtype(clip_value: float) -> tuple[float, float, float]:
 
 def block_table(params: list[torch.Tensor], block: int = BLOCK) -> torch.Tensor:
     """[n_blocks, 4] int64 rows (address, start, numel, dtype code), cached per parameter list."""
-    key = (block, tuple((p.data_ptr(), p.numel(), p.dtype) for p in params))
+    key = (block, params[0].device, tuple((p.data_ptr(), p.numel(), p.dtype) for p in params))
     table = _TABLES.get(key)
     if table is None:
         rows = [(p.data_ptr(), start, p.numel(), DTYPE_CODES[p.dtype])
@@ -73,6 +74,7 @@ def block_table(params: list[torch.Tensor], block: int = BLOCK) -> torch.Tensor:
 
 
 @torch.library.custom_op("fastinfo::clip_weights_", mutates_args=("params",))
+@on_inputs_device
 def clip_weights_(params: list[torch.Tensor], clip_value: float, block: int = 0) -> None:
     """block: elements per program; 0 picks BLOCK on a GPU and INTERPRETER_BLOCK on the CPU."""
     params = [p for p in params if p.numel() > 0]

@@ -8,7 +8,28 @@ autograd.Function and torch.compile traces the custom op, both running the same 
 ops a backward calls are reached the same way.
 """
 
+import functools
+
 import torch
+
+
+def on_inputs_device(launcher):
+    """launcher, run with its first tensor's GPU as the current CUDA device. Triton launches on
+    the current device: a tensor on another GPU (a model moved to cuda:1 without
+    torch.cuda.set_device) would be read by a kernel running on this one. A tensor in a list
+    argument counts; a launcher without a tensor runs as it is."""
+
+    @functools.wraps(launcher)
+    def run(*args, **kwargs):
+        device = next((t.device for a in args for t in (a if isinstance(a, (list, tuple)) else [a])
+                       if isinstance(t, torch.Tensor)), None)
+        if device is None or device.type != "cuda" or device.index == torch.cuda.current_device():
+            return launcher(*args, **kwargs)
+        with torch.cuda.device(device):
+            return launcher(*args, **kwargs)
+
+    run.on_inputs_device = True
+    return run
 
 
 def op_must_be_seen() -> bool:

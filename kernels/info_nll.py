@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 from fastinfo.kernels.convert import store_narrowed
-from fastinfo.kernels.entry import differentiable_entry, eager_entry
+from fastinfo.kernels.entry import differentiable_entry, eager_entry, on_inputs_device
 
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
@@ -292,6 +292,7 @@ def _sum_partials_kernel(loss_part_ptr, code_part_ptr, loss_ptr, per_code_ptr, n
         tl.store(loss_ptr, tl.sum(loss_acc, axis=0))
 
 
+@on_inputs_device
 def _info_nll_fwd(
     cat_logits: torch.Tensor | None,
     cat_codes: torch.Tensor | None,
@@ -356,6 +357,7 @@ def _grad_buffers(*inputs):
             for t in _grad_inputs(*inputs)]
 
 
+@on_inputs_device
 def _info_nll_bwd(
     cat_logits: torch.Tensor | None,
     cat_codes: torch.Tensor | None,

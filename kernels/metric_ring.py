@@ -10,6 +10,7 @@ stores the row and advances the counter.
 import torch
 import triton
 import triton.language as tl
+from fastinfo.kernels.entry import on_inputs_device
 
 
 @triton.jit
@@ -20,6 +21,7 @@ def _write_row_kernel(values, table_ptr, row_ptr, N_ROWS: tl.constexpr):
     tl.store(row_ptr, (row + 1) % N_ROWS)
 
 
+@on_inputs_device
 def write_row_(values: list[torch.Tensor], table: torch.Tensor, row: torch.Tensor) -> None:
     """table[row] = values (0-dim tensors, cast to float32); row = (row + 1) % len(table).
     table: contiguous float32 [n_rows, len(values)]; row: int64 [1], on the table's device."""

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 from fastinfo.kernels.convert import store_narrowed
-from fastinfo.kernels.entry import differentiable_entry, eager_entry
+from fastinfo.kernels.entry import differentiable_entry, eager_entry, on_inputs_device
 
 NEG_BIG = tl.constexpr(-1.0e30)  # finite stand-in for -inf (see info_nll.py)
 REDUCE_BLOCK = 1024  # scores a program reads at once
@@ -175,6 +175,7 @@ def _launch_bound_bwd(t_marginal, shift, grad, f_div, dtypes):
     return d_joint, d_marg
 
 
+@on_inputs_device
 def _mine_dv_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor, log_ema: torch.Tensor | None,
                   ema_rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """t_joint, t_marginal: contiguous [B]. Returns (bound [], new_log_ema [])."""
@@ -190,6 +191,7 @@ def _(t_joint, t_marginal, log_ema, ema_rate):
     return t_joint.new_empty((), dtype=acc), t_joint.new_empty((), dtype=acc)
 
 
+@on_inputs_device
 def _mine_bound_bwd(t_marginal: torch.Tensor, shift: torch.Tensor, grad: torch.Tensor, f_div: bool,
                     joint_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return _launch_bound_bwd(t_marginal, shift, grad, f_div, (joint_dtype, t_marginal.dtype))
@@ -225,6 +227,7 @@ def _dv_backward(ctx, grad_bound, _grad_ema):
 mine_dv_bound = differentiable_entry(mine_dv_bound_op, _mine_dv_bound, _dv_setup, _dv_backward)
 
 
+@on_inputs_device
 def _mine_f_bound(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
     """t_joint, t_marginal: contiguous [B]. Returns the MINE-f bound []."""
     return _launch_bound(t_joint, t_marginal, None, 0.0, f_div=True)[0]
@@ -346,6 +349,7 @@ def _pair_meta(t: torch.Tensor):
     return _pair_config(t.shape[1], t.dtype, t.is_cuda, torch.backends.cuda.matmul.allow_tf32)
 
 
+@on_inputs_device
 def _mine_dv_bound_pairwise(f_x: torch.Tensor, g_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """f_x, g_y: [B, d] with unit stride along d. Returns (bound [], total log-sum-exp [])."""
     B, D = f_x.shape
@@ -368,6 +372,7 @@ def _(f_x, g_y):
     return f_x.new_empty((), dtype=acc), f_x.new_empty((), dtype=acc)
 
 
+@on_inputs_device
 def _mine_dv_bound_pairwise_bwd(f_x: torch.Tensor, g_y: torch.Tensor, total: torch.Tensor,
                                 grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, D = f_x.shape

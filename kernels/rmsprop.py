@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 from fastinfo.kernels.clip import DTYPE_CODES, clamp, clip_in_each_dtype
 from fastinfo.kernels.convert import to_bf16
+from fastinfo.kernels.entry import on_inputs_device
 from fastinfo.kernels.multi_tensor import block_offsets, launches, pick
 
 
@@ -59,6 +60,7 @@ def _update(p_ptr, g_ptr, v_ptr, c_ptr, offs, mask, lr, alpha, eps, weight_decay
 
 
 @torch.library.custom_op("fastinfo::rmsprop_", mutates_args=("params", "square_avgs", "copies"))
+@on_inputs_device
 def rmsprop_(params: list[torch.Tensor], grads: list[torch.Tensor], square_avgs: list[torch.Tensor],
              copies: list[torch.Tensor], lr: float, alpha: float, eps: float, weight_decay: float, clip_value: float,
              block: int = 0) -> None:

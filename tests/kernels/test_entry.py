@@ -1,10 +1,14 @@
 """How a fused op is reached: eager calls run its functions directly; a traced call, or one under
 a dispatch mode, reaches the registered op (its fake implementation, its place in a graph)."""
 
+import contextlib
+import importlib
 from unittest import mock
 
 import pytest
 import torch
+from fastinfo.kernels import metric_ring
+from fastinfo.kernels.entry import on_inputs_device
 from torch._library.custom_ops import CustomOpDef
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
@@ -120,3 +124,34 @@ def test_a_second_derivative_is_refused_not_left_out(name):
     penalty = sum((g ** 2).sum() + (x ** 3).sum() for g, x in zip(grads, leaves))
     with pytest.raises(RuntimeError, match=f"{ops[0]} has no second derivative .* fastinfo.losses.reference"):
         torch.autograd.grad(penalty, leaves)
+
+
+def test_a_launcher_makes_its_tensors_gpu_current(monkeypatch):
+    """Triton launches on the current CUDA device: a launcher whose first tensor (or first
+    listed tensor) is on another GPU runs with that GPU current. Fake CUDA tensors, and the
+    switch recorded, stand in for a machine with two GPUs."""
+    current = []
+
+    @contextlib.contextmanager
+    def device(d):
+        current.append(torch.device(d))
+        yield
+        current.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", device)
+    seen = []
+    launcher = on_inputs_device(lambda *args: seen.append(list(current)))
+    with FakeTensorMode():
+        on_1, on_0 = torch.empty(2, device="cuda:1"), torch.empty(2, device="cuda:0")
+    for args in ((None, [on_1], 3.0), (on_0, on_1), (torch.empty(2),), (1.0,)):
+        launcher(*args)
+    assert seen == [[torch.device("cuda:1")], [], [], []]
+
+
+def test_every_launcher_runs_on_its_tensors_gpu():
+    ops = [op for name in ("adam", "clip", "info_nll", "mine", "rmsprop")
+           for op in vars(importlib.import_module(f"fastinfo.kernels.{name}")).values() if isinstance(op, CustomOpDef)]
+    assert len({op._qualname for op in ops}) == 10
+    for launcher in [op._init_fn for op in ops] + [metric_ring.write_row_]:
+        assert getattr(launcher, "on_inputs_device", False), launcher.__name__
