@@ -66,7 +66,6 @@ def differentiable_entry(op, impl, setup_context, backward):
         def forward(ctx, *args):
             output = impl(*args)
             setup_context(ctx, args, output)
-            ctx.differentiable_inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
             return output
 
         @staticmethod
@@ -75,13 +74,14 @@ def differentiable_entry(op, impl, setup_context, backward):
                 return backward(ctx, *grads)
             # create_graph=True: the kernels' gradients know nothing of the tensors they depend
             # on and would count as constants, so a second derivative would silently lack this
-            # op's part. Tied to those tensors, they raise instead if differentiated again.
+            # op's part. Tied to those tensors (the saved inputs, which each backward reads, and
+            # the incoming gradients), they raise instead if differentiated again.
             with torch.no_grad():
                 out = backward(ctx, *grads)
             defined = [g for g in out if g is not None]
             if not defined:
                 return out
-            depends = [*ctx.differentiable_inputs, *(g for g in grads if g is not None and g.requires_grad)]
+            depends = [t for t in (*ctx.saved_tensors, *grads) if t is not None and t.requires_grad]
             tied = iter(FirstOrderOnly.apply(op._qualname, len(defined), *defined, *depends))
             return tuple(None if g is None else next(tied) for g in out)
 
