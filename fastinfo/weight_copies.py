@@ -35,22 +35,26 @@ class WeightCopies:
         self.of: dict[torch.Tensor, nn.Parameter] = {}  # parameter -> its copy
 
     def add(self, *networks: nn.Module) -> None:
-        """Keep a copy of each parameter of the networks' convolution and linear layers."""
+        """Keep a copy of each parameter of the networks' convolution and linear layers. A
+        parameter two layers share (tied weights) has one copy, which both hold: the copy then
+        gets both layers' gradients, as the parameter would."""
+        held = {(id(layer), name) for layer, name, _, _ in self.slots}
         for net in networks:
             for layer in net.modules():
                 if not isinstance(layer, COPIED_LAYERS):
                     continue
                 for name, p in layer.named_parameters(recurse=False):
-                    if p in self.of or p.dtype != torch.float32:
+                    if (id(layer), name) in held or p.dtype != torch.float32:
                         continue
-                    copy = nn.Parameter(p.detach().to(self.dtype), requires_grad=p.requires_grad)
-                    self.slots.append((layer, name, p, copy))
-                    self.of[p] = copy
+                    if p not in self.of:
+                        self.of[p] = nn.Parameter(p.detach().to(self.dtype), requires_grad=p.requires_grad)
+                    self.slots.append((layer, name, p, self.of[p]))
+                    held.add((id(layer), name))
 
     def refresh(self) -> None:
         """Copy the parameters again: after they were changed other than by the optimisers'
         steps (a loaded state dict)."""
-        write_copies([s[2] for s in self.slots], [s[3] for s in self.slots])
+        write_copies(list(self.of), list(self.of.values()))
 
     @contextlib.contextmanager
     def in_layers(self):

@@ -55,6 +55,27 @@ def test_fp16_copies_are_refused():
         WeightCopies(torch.float16)
 
 
+def test_tied_weights_share_one_copy_and_get_both_gradients():
+    torch.manual_seed(0)
+    first, second = nn.Linear(4, 4), nn.Linear(4, 4)
+    second.weight = first.weight
+    net = nn.Sequential(first, nn.Tanh(), second)
+    x = torch.randn(3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x).float().square().sum().backward()
+    tied, want = first.weight, first.weight.grad.clone()
+    tied.grad = None
+    copies = WeightCopies()
+    copies.add(net)
+    assert len(copies.of) == 3  # the tied weight once, and the two biases
+    with copies.in_layers(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert first.weight is second.weight is copies.of[tied]
+        net(x).float().square().sum().backward()
+    assert tied.grad is None
+    # the two layers' gradients summed in bf16, where autocast sums them in fp32
+    torch.testing.assert_close(copies.of[tied].grad.float(), want, atol=1e-2, rtol=1e-2)
+
+
 def test_the_copies_get_the_gradients_and_the_update():
     net = layers()
     copies = WeightCopies()
