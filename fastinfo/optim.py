@@ -99,8 +99,9 @@ def _by_copy(rows):
 
 class _UpdatesCopies:
     """What both optimisers here do around their own update: a parameter with a bf16 copy in
-    self.copies takes the copy's gradient, or its own where the copy has none (a gradient summed
-    in fp32 and assigned to the parameter), and zero_grad clears the copies' gradients too."""
+    self.copies takes the copy's gradient, its own where the copy has none (a gradient summed
+    in fp32 and assigned to the parameter), or the sum of both where both have one (a loss
+    taken outside the copies' layers too); zero_grad clears the copies' gradients too."""
 
     copies: dict
 
@@ -125,6 +126,8 @@ class _UpdatesCopies:
             for p in group["params"]:
                 copy = self.copies.get(p)
                 g = p.grad if copy is None or copy.grad is None else copy.grad
+                if g is not None and g is not p.grad and p.grad is not None:
+                    g = p.grad + g
                 if g is None:
                     continue
                 if g.is_sparse:

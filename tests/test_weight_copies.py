@@ -76,6 +76,28 @@ def test_tied_weights_share_one_copy_and_get_both_gradients():
     torch.testing.assert_close(copies.of[tied].grad.float(), want, atol=1e-2, rtol=1e-2)
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_gradient_of_the_parameter_adds_to_its_copys(fused):
+    """A loss taken outside in_layers (on the fp32 parameter) and one inside (on the copy): the
+    step applies the sum of both gradients."""
+    net, twin = layers(), layers()
+    copies = WeightCopies()
+    copies.add(net)
+    x = torch.randn(5, 1, 8, 8)
+    opt = Adam(net.parameters(), lr=1e-2, copies=copies.of, fused=fused)
+    want = torch.optim.Adam(twin.parameters(), lr=1e-2)
+    with copies.in_layers(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x).float().square().mean().backward()
+    net[3].weight.square().sum().backward()
+    for p, t in zip(net.parameters(), twin.parameters()):
+        copy = copies.of.get(p)
+        t.grad = p.grad if copy is None else copy.grad.float() + (0 if p.grad is None else p.grad)
+    opt.step()
+    want.step()
+    for p, t in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, t)
+
+
 def test_the_copies_get_the_gradients_and_the_update():
     net = layers()
     copies = WeightCopies()
