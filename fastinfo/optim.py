@@ -181,7 +181,8 @@ class ClippedRMSprop(_UpdatesCopies, torch.optim.Optimizer):
 class Adam(_UpdatesCopies, torch.optim.Adam):
     """torch.optim.Adam whose parameters may have bf16 copies that the forward passes use
     (--weight-copies, fastinfo/weight_copies.py): copies maps a parameter to its copy. Such a
-    parameter takes the copy's gradient, and its copy gets bf16(p) after each update.
+    parameter takes the copy's gradient (plus its own, if it has one too), and its copy gets
+    bf16(p) after each update.
 
     On a GPU (fused None or True; True also on the CPU, under TRITON_INTERPRET=1) one launch
     updates the parameters with copies and writes the copies, reading the bf16 gradients as they
