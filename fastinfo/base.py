@@ -8,7 +8,6 @@ from fastinfo import losses
 from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import tag_compile_cache
 from fastinfo.nets import Discriminator, Generator
 from fastinfo.optim import Adam, ClippedRMSprop
 from fastinfo.weight_copies import WeightCopies
@@ -49,7 +48,7 @@ class InfoModel:
         also sums the gradients of D's two calls, real and fake, in its backward)."""
         if not self.cfg.compile:
             return fn
-        tag_compile_cache()
+        losses.tag_compile_cache()
         options = {**self.cfg.inductor_options(), **inductor_options}
         return torch.compile(fn, dynamic=False, options=options or None)
 

@@ -2,7 +2,6 @@
 (kernels/rmsprop.py), and Adam and RMSprop that write the bf16 weight copies of --weight-copies
 (kernels/adam.py, fastinfo/weight_copies.py)."""
 
-
 import torch
 
 from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, use_triton

@@ -1,6 +1,5 @@
 """WGAN weight clipping of a whole parameter list (fused: kernels/clip.py)."""
 
-
 import torch
 
 from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, use_triton
