@@ -150,7 +150,7 @@ def info_nll(
     Per sample: cat_weight * sum_i CE(logits slice i, code i)
               + cont_weight * sum_j [log(2 pi)/2 + log sigma_j + (c_j - mu_j)^2 / (2 sigma_j^2)].
 
-    On a GPU one kernel computes it and one its gradients; inputs of 2^31 elements or more
+    On a GPU fused Triton kernels compute it and its gradients; inputs of 2^31 elements or more
     (a [B, K] logits tensor with B * K >= 2^31) take the PyTorch reference, as the kernels
     index in 32 bits.
 
