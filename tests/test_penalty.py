@@ -162,3 +162,12 @@ def test_mismatched_batches_are_refused():
         losses.gradient_penalty(critic, torch.randn(2, 4), torch.randn(3, 4), torch.rand(2, 1))
     with pytest.raises(ValueError, match=r"grad_from must be in \[0, 3\)"):
         critic_features_and_input_grad(critic, torch.randn(3, 4), grad_from=3)
+
+
+@pytest.mark.parametrize("eps", [torch.rand(4), torch.rand(4, 1, 4, 1), torch.rand(1, 1, 1, 1), 0.5])
+def test_eps_needs_one_weight_a_sample(eps):
+    """A [B] eps would broadcast along the images' last dimension, here as long as the batch."""
+    layers = [nn.Flatten(), nn.Linear(16, 1)]
+    x = torch.randn(4, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"eps must hold one weight a sample, shaped \(4, 1, 1, 1\)"):
+        losses.gradient_penalty(layers, x, x, eps)

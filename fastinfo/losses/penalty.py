@@ -132,8 +132,13 @@ def critic_features_and_input_grad(layers: Sequence[nn.Module], x: torch.Tensor,
 def gradient_penalty(layers: Sequence[nn.Module], real: torch.Tensor, fake: torch.Tensor,
                      eps: torch.Tensor) -> torch.Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2], x_hat = eps * real + (1 - eps) * fake, for the critic D
-    made of these layers in order (e.g. ``[*body, score_head]``); eps has real's batch size and
-    broadcasts over a sample (e.g. [B, 1, 1, 1] uniform draws). fake should be detached."""
+    made of these layers in order (e.g. ``[*body, score_head]``); eps holds one weight a sample,
+    shaped [B, 1, ..., 1] (e.g. [B, 1, 1, 1] uniform draws for images). fake should be detached."""
     if real.shape != fake.shape:
         raise ValueError(f"real and fake batches must have one shape, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    per_sample = (real.shape[0],) + (1,) * (real.dim() - 1)
+    if not isinstance(eps, torch.Tensor) or tuple(eps.shape) != per_sample:
+        # a [B] eps would broadcast along the samples' last dimension, silently where it has B entries
+        raise ValueError(f"eps must hold one weight a sample, shaped {per_sample} for a batch shaped "
+                         f"{tuple(real.shape)}, got {tuple(eps.shape) if isinstance(eps, torch.Tensor) else eps!r}")
     return penalty_of_grad(critic_features_and_input_grad(layers, interpolate(real, fake, eps))[1])
