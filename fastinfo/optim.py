@@ -165,6 +165,16 @@ class ClippedRMSprop(_UpdatesCopies, torch.optim.Optimizer):
         for group in self.param_groups:
             group.setdefault("clip_value", self.defaults["clip_value"])
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        # before anything is loaded: a torch.optim.RMSprop state with an update this one does
+        # not make would otherwise go on as plain RMSprop
+        for i, group in enumerate(state_dict["param_groups"]):
+            other = {k: group[k] for k in ("momentum", "centered", "maximize") if group.get(k)}
+            if other:
+                raise ValueError(f"ClippedRMSprop makes RMSprop's update without momentum, centering or maximize; "
+                                 f"param group {i} of this state dict has {other}")
+        super().load_state_dict(state_dict)
+
     def _update(self, group: dict, rows) -> None:
         ps, gs, cs = map(list, zip(*rows))
         vs = []

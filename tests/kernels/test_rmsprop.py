@@ -143,6 +143,16 @@ def test_loads_a_torch_rmsprop_state_dict_and_keeps_its_clip_value():
     assert again.param_groups[0]["clip_value"] == 0.5
 
 
+@pytest.mark.parametrize("other", [dict(momentum=0.9), dict(centered=True), dict(maximize=True)], ids=str)
+def test_a_torch_rmsprop_state_with_another_update_is_refused_before_loading(other):
+    torch_opt = torch.optim.RMSprop(net().parameters(), lr=1e-2, **other)
+    ours = ClippedRMSprop(net().parameters(), lr=1e-3, clip_value=0.5)
+    name = next(iter(other))
+    with pytest.raises(ValueError, match=f"without momentum, centering or maximize; param group 0 .*{name}"):
+        ours.load_state_dict(torch_opt.state_dict())
+    assert ours.param_groups[0]["lr"] == 1e-3  # nothing loaded
+
+
 @pytest.mark.parametrize(
     "kwargs, error, msg",
     [
