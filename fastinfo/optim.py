@@ -4,7 +4,7 @@
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, use_triton
+from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, is_dense, use_triton
 from fastinfo.weight_copies import write_copies
 
 if HAVE_TRITON:
@@ -12,22 +12,12 @@ if HAVE_TRITON:
     from fastinfo.kernels import rmsprop as _kernel
 
 
-def _dense(t: torch.Tensor) -> bool:
-    """Whether t's elements fill its memory span without gaps or overlaps, in any dimension order."""
-    expected = 1
-    for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda x: x[1]):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
 def _fusable(p: torch.Tensor, g: torch.Tensor, *state: torch.Tensor, copy: torch.Tensor | None = None) -> bool:
     """The kernels walk each tensor's memory as one flat array: one layout for all, state in the
     parameter's dtype, the gradient in the parameter's or the copy's (bf16)."""
     return p.dtype in KERNEL_DTYPES and g.dtype in (p.dtype, p.dtype if copy is None else copy.dtype) \
         and all(s.dtype == p.dtype for s in state) \
-        and all(t.stride() == p.stride() for t in (g, *state, *([] if copy is None else [copy]))) and _dense(p)
+        and all(t.stride() == p.stride() for t in (g, *state, *([] if copy is None else [copy]))) and is_dense(p)
 
 
 def rmsprop_step_(params, grads, square_avgs, *, lr: float, alpha: float, eps: float, weight_decay: float = 0.0,

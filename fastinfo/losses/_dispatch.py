@@ -45,6 +45,17 @@ def within_index_limit(*tensors: torch.Tensor | None) -> bool:
     return all(t is None or sum((n - 1) * s for n, s in zip(t.shape, t.stride())) < INDEX_LIMIT for t in tensors)
 
 
+def is_dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill its memory span without gaps or overlaps, in any dimension order
+    (contiguous, channels-last, transposed): a kernel may walk them as one flat array."""
+    expected = 1
+    for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda x: x[1]):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def to_acc(t: torch.Tensor) -> torch.Tensor:
     """t in its accumulation dtype: float32, as the kernels accumulate; float64 stays float64."""
     return t if t.dtype == torch.float64 else t.float()
