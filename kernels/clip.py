@@ -2,10 +2,11 @@
 
 The launch walks a device table with one row per block of BLOCK elements: (address, start,
 numel, dtype code). Each tensor is dense (its elements fill [address, address + numel) in any
-order), so its memory is clamped as one flat array. The table is built once per parameter list (keyed by addresses, sizes and
-dtypes) and cached, so later calls do no host work beyond the key and copy nothing to the device:
-safe inside CUDA-graph capture. A pointer table was chosen over views into one flat buffer
-because it leaves the user's modules and optimisers untouched.
+order), so its memory is clamped as one flat array. The table is built once per parameter list
+(keyed by device, addresses, sizes and dtypes) and cached, so later calls do no host work beyond
+the key and copy nothing to the device: safe inside CUDA-graph capture. A pointer table was
+chosen over views into one flat buffer because it leaves the user's modules and optimisers
+untouched.
 """
 
 import functools
