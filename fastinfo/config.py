@@ -5,8 +5,9 @@ import argparse
 import ast
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import get_args
 
 MODELS = ("gan", "infogan", "wgan", "infowgan", "wgan-gp", "infowgan-gp", "minegan")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -240,18 +241,53 @@ def read_config_file(path: str) -> dict:
     return data
 
 
+def _typed(f: Field, value):
+    """value as field f's type. A config file's values arrive as JSON or YAML typed them, and one of
+    another type would pass the range checks or fail them with a TypeError: "no" is a true
+    learn_std, "64" no batch size."""
+    def wrong(accepted):
+        return ConfigError(f"{f.name} (--{f.name.replace('_', '-')}) must be {accepted}, got {value!r}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    kinds = get_args(f.type) or (f.type,)
+    if value is None and type(None) in kinds:
+        return None
+    if f.name == "cat_sizes":
+        sizes = (value,) if is_int(value) else value
+        if isinstance(value, str):
+            try:
+                sizes = _parse_sizes(value)
+            except argparse.ArgumentTypeError:
+                sizes = None
+        if not isinstance(sizes, (list, tuple)) or not all(is_int(k) for k in sizes):
+            raise wrong("a list of integers (or comma-separated integers)")
+        return tuple(sizes)
+    kind = next(k for k in kinds if k is not type(None))
+    if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str):
+        return value
+    if kind is int and (is_int(value) or isinstance(value, float) and value.is_integer()):
+        return int(value)
+    if kind is float and (is_int(value) or isinstance(value, float)):
+        if not math.isfinite(value):
+            raise wrong("a finite number")
+        return float(value)
+    raise wrong({bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+                + (" or null" if type(None) in kinds else ""))
+
+
 def make_config(values: dict) -> TrainConfig:
-    """defaults <- preset <- values; unknown names are an error."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+    """defaults <- preset <- values; unknown names and values of the wrong type are an error."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+    values = {name: _typed(known[name], value) for name, value in values.items()}
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
     merged = {**asdict(TrainConfig()), **MODEL_DEFAULTS.get(values.get("model"), {}), **PRESETS[preset], **values}
-    if isinstance(merged["cat_sizes"], str):
-        merged["cat_sizes"] = _parse_sizes(merged["cat_sizes"])
     merged["cat_sizes"] = tuple(merged["cat_sizes"])
     return TrainConfig(**merged).validate()
 

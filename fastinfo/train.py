@@ -103,9 +103,17 @@ class RunClock:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise RunError(f"unknown --device {name!r}; accepted: auto, cpu, cuda, cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RunError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise RunError(f"--device {name} asked for, but this machine has {torch.cuda.device_count()} GPU(s): "
+                       f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -142,6 +150,8 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
         saved = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise RunError(f"{cfg_path} is corrupt: {e}") from None
+    if not isinstance(saved, dict):
+        raise RunError(f"{cfg_path} is corrupt: it holds a {type(saved).__name__}, not the run's settings")
     overrides = dict(overrides or {})
     clash = {k: v for k, v in overrides.items()
              if k not in RESUMABLE_OVERRIDES and saved.get(k) != (list(v) if isinstance(v, tuple) else v)}
@@ -152,7 +162,7 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
         )
     try:
         return make_config({**saved, **overrides})
-    except (ConfigError, TypeError) as e:
+    except ConfigError as e:
         raise RunError(f"{cfg_path} does not hold a valid configuration: {e}") from None
 
 

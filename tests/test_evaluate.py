@@ -51,6 +51,10 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
         math.log(10))
     assert evaluate.main([str(tmp_path / "missing")]) == 2
     assert "holds no run" in capsys.readouterr().err
+    for device, msg in [("gpu", "unknown --device 'gpu'"), ("mps", "unknown --device 'mps'"),
+                        (f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}", "GPU")]:
+        assert evaluate.main([str(tmp_path), "--quick", "--device", device]) == 2
+        assert msg in capsys.readouterr().err
 
 
 def test_frechet_distance_known_values():

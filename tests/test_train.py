@@ -210,6 +210,11 @@ def test_resume_errors(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "noise_dim": 10}))
     assert main(["--resume", str(tmp_path), "--steps", "3"]) == 2
     assert "does not match" in capsys.readouterr().err
+    for saved, msg in (([cfg], "config.json is corrupt: it holds a list"),
+                       ({**cfg, "batch_size": "8"}, "batch_size (--batch-size) must be an integer, got '8'")):
+        (tmp_path / "config.json").write_text(json.dumps(saved))
+        assert main(["--resume", str(tmp_path), "--steps", "3", "--no-progress"]) == 2
+        assert msg in capsys.readouterr().err
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert main(["--resume", str(tmp_path), "--steps", "3"]) == 2
@@ -225,6 +230,35 @@ def test_config_file_json_and_yaml(tmp_path):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["cat_sizes"] == [10, 3]
     (tmp_path / "bad.json").write_text(json.dumps({"modle": "gan"}))
     assert run(tmp_path / "c", "--config", tmp_path / "bad.json") == 2
+
+
+@pytest.mark.parametrize("field, value, accepted", [
+    ("learn_std", "no", "true or false"),  # a string, which would count as true
+    ("batch_size", "64", "an integer"),
+    ("steps", 2.5, "an integer or null"),
+    ("seed", True, "an integer"),
+    ("lr_d", None, "a number"),
+    ("clip", True, "a number"),
+    ("epochs", float("inf"), "a finite number"),
+    ("out", 5, "a string or null"),
+    ("cat_sizes", [10.5], "a list of integers \\(or comma-separated integers\\)"),
+    ("cat_sizes", "10,x", "a list of integers \\(or comma-separated integers\\)"),
+])
+def test_config_values_of_the_wrong_type_are_refused(field, value, accepted):
+    from fastinfo.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError, match=f"^{field} \\(--{field.replace('_', '-')}\\) must be {accepted}, got"):
+        make_config({field: value})
+
+
+def test_config_values_that_read_as_their_type_are_taken():
+    """JSON writes 1000 as 1e3; YAML reads a one-code list as a number; ints are numbers."""
+    from fastinfo.config import make_config
+
+    cfg = make_config(dict(steps=1e3, cat_sizes=10, lr_q=1, out=None))
+    assert (cfg.steps, cfg.cat_sizes, cfg.lr_q, cfg.out) == (1000, (10,), 1.0, None)
+    assert type(cfg.steps) is int and type(cfg.lr_q) is float
+    assert make_config(dict(cat_sizes="10, 5")).cat_sizes == (10, 5)
 
 
 def test_inductor_options_reach_every_compiled_function(monkeypatch):
