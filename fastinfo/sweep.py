@@ -24,6 +24,7 @@ import torch
 
 from fastinfo import classifier, data, report, train
 from fastinfo.arguments import int_at_least, seed_list
+from fastinfo.config import ConfigError
 from fastinfo.evaluate import evaluate_model
 
 
@@ -130,15 +131,18 @@ def main(argv=None) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     args = arg_parser().parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     extra = ["--dataset", args.dataset, "--device", args.device, *extra]
     try:
+        # every run's settings, checked before the classifier trains and any run starts
+        for model in args.models.split(","):
+            train.make_config(train.parse_args(["--model", model, *extra])[0])
         device = train.resolve_device(args.device)
         clf, clf_acc = classifier.load_or_train(args.dataset, device)
-    except (train.RunError, data.DataError) as e:
+    except (ConfigError, train.RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
             for model in args.models.split(",") for seed in args.seeds]

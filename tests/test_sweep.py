@@ -80,6 +80,22 @@ def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
     assert sweep.main(args) == 0
 
 
+@pytest.mark.parametrize("args, msg", [
+    (["--models", "gan,infogn"], "unknown model 'infogn'"),
+    (["--models", "infogan", "--", "--batch-size", "1"], "--batch-size must be in 2..60000"),
+    (["--models", "infogan", "--device", "gpu"], "unknown --device 'gpu'"),
+])
+def test_sweep_checks_every_run_before_it_starts(args, msg, tmp_path, monkeypatch, capsys):
+    def no_classifier(*a, **k):
+        raise AssertionError("a bad setting must stop the sweep before the classifier trains")
+
+    monkeypatch.setattr(classifier, "load_or_train", no_classifier)
+    out = tmp_path / "sweep"
+    args = args[:2] + ["--steps", "2", "--out", str(out)] + args[2:]
+    assert sweep.main(args) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
+
+
 def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
     monkeypatch.setattr(train, "main", lambda argv: train.EXIT_NON_FINITE)
