@@ -152,6 +152,10 @@ def locate(name: str, data_root: str | os.PathLike | None = None, download: bool
     info = dataset_info(name)
     tried = []
     roots = [("--data-root", data_root), ("$FASTINFO_DATA", os.environ.get("FASTINFO_DATA"))]
+    for label, root in roots:
+        # a folder the user named: a typo must not fall through to another source
+        if root is not None and not Path(root).expanduser().is_dir():
+            raise DataError(f"{label} {root} is not a folder; name the folder that holds {name}'s IDX files")
     roots += [("cache", cache_dir()), ("Debian", Path("/usr/share/datasets"))]
     for label, root in roots:
         if root is None:

@@ -72,6 +72,16 @@ def test_missing_data_lists_every_place_tried(tmp_path, no_download):
     assert "train-images-idx3-ubyte" in msg
 
 
+def test_a_named_folder_that_is_not_there_is_an_error(tmp_path, no_download, monkeypatch):
+    """A mistyped --data-root or $FASTINFO_DATA must not fall through to the cache or a download."""
+    write_idx(data.cache_dir() / "MNIST" / "raw")
+    with pytest.raises(DataError, match=f"--data-root {tmp_path / 'mnst'} is not a folder"):
+        data.load("mnist", data_root=tmp_path / "mnst")
+    monkeypatch.setenv("FASTINFO_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match=r"\$FASTINFO_DATA .*nowhere is not a folder"):
+        data.load("mnist")
+
+
 def test_corrupt_data_is_a_clear_error(tmp_path, no_download):
     write_idx(tmp_path / "mnist")
     path = tmp_path / "mnist" / "train-images-idx3-ubyte"
