@@ -16,8 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-FIGURES = ("traverse_c1.png", "traverse_c2.png", "traverse_c3.png", "loss_curves.png", "info_curve.png",
-           "mi_curve.png")
+CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
 SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "classes_covered", "disentanglement",
            "fid")
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -71,18 +70,23 @@ def correlation_table(s: dict) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def figures(run: Path) -> list[str]:
+    """The run's traversal grids, one per code in the codes' order (c10 after c9), then its curves."""
+    grids = sorted((p.name for p in run.glob("traverse_c*.png") if p.stem[len("traverse_c"):].isdigit()),
+                   key=lambda name: int(Path(name).stem[len("traverse_c"):]))
+    return grids + [name for name in CURVES if (run / name).is_file()]
+
+
 def write_report(runs: list[Path], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     summaries = [load_run_summary(r) for r in runs]
     blocks = []
     for i, s in enumerate(summaries):
         figs = []
-        for name in FIGURES:
-            src = s["run"] / name
-            if src.is_file():
-                dest = f"run{i}_{name}"
-                shutil.copyfile(src, out / dest)
-                figs.append(f'<figure><img src="{dest}" alt="{name}"><figcaption>{name}</figcaption></figure>')
+        for name in figures(s["run"]):
+            dest = f"run{i}_{name}"
+            shutil.copyfile(s["run"] / name, out / dest)
+            figs.append(f'<figure><img src="{dest}" alt="{name}"><figcaption>{name}</figcaption></figure>')
         title = f"{s['model']} · seed {s['seed']} · {s['preset']} · {s['dataset']}"
         blocks.append(f'<div class="run"><h3>{html.escape(title)}</h3>'
                       f"<p><small>{html.escape(str(s['run']))}</small></p>{correlation_table(s)}{''.join(figs)}</div>")

@@ -33,6 +33,16 @@ def test_report_tabulates_seeds_and_copies_figures(tmp_path):
     assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
 
 
+def test_report_shows_every_code_in_order(tmp_path):
+    """Runs with more codes than the MNIST layout's three (--cat-sizes 10,5 --n-cont 3: c1..c5; c10+)."""
+    run = fake_run(tmp_path / "infogan-s0", "infogan", 0, 0.9)
+    for name in ("traverse_c10.png", "traverse_c2.png", "traverse_c5.png", "loss_curves.png"):
+        shutil.copyfile(run / "traverse_c1.png", run / name)
+    page = report.write_report([run], tmp_path / "out").read_text()
+    assert [part.split('"')[0] for part in page.split('src="run0_')[1:]] == [
+        "traverse_c1.png", "traverse_c2.png", "traverse_c5.png", "traverse_c10.png", "loss_curves.png"]
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
