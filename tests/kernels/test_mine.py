@@ -182,6 +182,13 @@ def test_pairwise_matches_reference(B, d, dtype):
     check_pairwise(f, g, 1e-5 if dtype == torch.float32 else 1e-10)
 
 
+def test_pairwise_wider_than_the_kernel_takes_the_reference(monkeypatch):
+    """Embeddings wider than the kernel's tile (512) give the reference's result, as on a CPU."""
+    monkeypatch.setattr(kernel, "mine_dv_bound_pairwise", lambda *a: pytest.fail("the kernel was launched"))
+    f = torch.randn(5, kernel.MAX_PAIRWISE_DIM + 1).div(23).requires_grad_()
+    check_pairwise(f, torch.randn(5, kernel.MAX_PAIRWISE_DIM + 1).requires_grad_(), 1e-5)
+
+
 @pytest.fixture
 def tf32():
     """fp32 matrix products may use TF32 within (torch.backends.cuda.matmul.allow_tf32)."""
