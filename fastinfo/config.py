@@ -26,6 +26,18 @@ MODEL_DEFAULTS = {
     "infowgan-gp": dict(lr_d=1e-4, lr_g=1e-4, beta1=0.5, beta2=0.9),
 }
 CRITIC_NORMS = ("auto", "batch", "layer", "none")
+WGANS = ("wgan", "infowgan", "wgan-gp", "infowgan-gp")
+# Settings only some models read, and those models.
+MODEL_SETTINGS = {
+    **dict.fromkeys(("n_critic", "wgan_schedule", "critic_norm"), WGANS),
+    "clip": ("wgan", "infowgan"),
+    "gp_weight": ("wgan-gp", "infowgan-gp"),
+    **dict.fromkeys(("beta", "mine_codes", "mine_ema", "adaptive_clip"), ("minegan",)),
+    **dict.fromkeys(("lambda_cat", "lambda_cont", "learn_std", "loss_backend"), ("infogan", "infowgan", "infowgan-gp")),
+    "lr_q": ("infowgan", "infowgan-gp", "minegan"),
+    # (the Q head of infowgan keeps InfoGAN's betas)
+    **dict.fromkeys(("beta1", "beta2"), ("gan", "infogan", "wgan-gp", "infowgan-gp", "minegan")),
+}
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
@@ -102,6 +114,12 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out or f"runs/{self.model}-{self.dataset}-s{self.seed}")
+
+    def unused_settings(self) -> list[str]:
+        """The settings changed from the model's and preset's defaults that the model does not read."""
+        defaults = model_defaults(self.model, self.preset)
+        return [name for name, models in MODEL_SETTINGS.items()
+                if self.model not in models and getattr(self, name) != defaults[name]]
 
     def inductor_options(self) -> dict:
         """--inductor as {name: value}; ConfigError for an option TorchInductor does not have or a
@@ -287,9 +305,14 @@ def make_config(values: dict) -> TrainConfig:
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
-    merged = {**asdict(TrainConfig()), **MODEL_DEFAULTS.get(values.get("model"), {}), **PRESETS[preset], **values}
+    merged = {**model_defaults(values.get("model"), preset), **values}
     merged["cat_sizes"] = tuple(merged["cat_sizes"])
     return TrainConfig(**merged).validate()
+
+
+def model_defaults(model: str | None, preset: str) -> dict:
+    """Every field's default for this model and preset."""
+    return {**asdict(TrainConfig()), **MODEL_DEFAULTS.get(model, {}), **PRESETS[preset]}
 
 
 def parse_args(argv=None) -> tuple[dict, str | None]:

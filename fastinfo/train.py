@@ -29,7 +29,14 @@ from tqdm import tqdm
 from fastinfo import checkpoint, data, runner
 from fastinfo.atomic import atomic_write
 from fastinfo.codes import LatentSpec
-from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, TrainConfig, make_config, parse_args
+from fastinfo.config import (
+    MODEL_SETTINGS,
+    RESUMABLE_OVERRIDES,
+    ConfigError,
+    TrainConfig,
+    make_config,
+    parse_args,
+)
 from fastinfo.infogan import InfoGAN
 from fastinfo.minegan import MineGAN
 from fastinfo.wgan import InfoWGAN
@@ -412,6 +419,9 @@ def prepare_run(values: dict, resume: str | None):
             yield Trainer(load_run_config(run, overrides=values), resume=run)
         return
     cfg = make_config(values)
+    for name in cfg.unused_settings():
+        print(f"warning: --model {cfg.model} does not use --{name.replace('_', '-')} (only "
+              f"{', '.join(MODEL_SETTINGS[name])} do); it is ignored", file=sys.stderr)
     run = cfg.run_dir()
     with exclusive_run(run):
         if (run / "config.json").exists() or (run / "checkpoint.pt").exists():

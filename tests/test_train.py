@@ -261,6 +261,22 @@ def test_config_values_that_read_as_their_type_are_taken():
     assert make_config(dict(cat_sizes="10, 5")).cat_sizes == (10, 5)
 
 
+def test_a_setting_the_model_does_not_read_is_named(tmp_path, capsys):
+    """--clip means nothing to the gradient-penalty critic, nor --n-critic to InfoGAN: the run
+    goes on and says so. Defaults a preset or the model family sets are not reported."""
+    assert run(tmp_path / "a", "--model", "infogan", "--steps", 1, "--n-critic", 3, "--beta", 2,
+               "--no-eval-at-end") == 0
+    err = capsys.readouterr().err
+    assert "warning: --model infogan does not use --n-critic (only wgan, infowgan, wgan-gp, infowgan-gp do)" in err
+    assert "does not use --beta " in err and err.count("warning:") == 2
+    assert run(tmp_path / "b", "--model", "gan", "--preset", "openai", "--steps", 1, "--no-eval-at-end") == 0
+    assert "warning" not in capsys.readouterr().err
+    from fastinfo.config import make_config
+
+    assert make_config(dict(model="infowgan-gp", clip=0.02, gp_weight=5.0)).unused_settings() == ["clip"]
+    assert make_config(dict(model="wgan", beta1=0.9, lambda_cont=0.5)).unused_settings() == ["lambda_cont", "beta1"]
+
+
 def test_inductor_options_reach_every_compiled_function(monkeypatch):
     """--inductor's name=value pairs, typed like TorchInductor's defaults, go to each
     torch.compile call; a network's own option (G's layout) is kept over them."""
