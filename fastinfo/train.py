@@ -188,6 +188,15 @@ def load_checkpoint_into(model, run: Path, extra=None) -> dict:
     return state
 
 
+def tensorboard_writer():
+    """TensorBoard's SummaryWriter class; RunError when the package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RunError("--tensorboard needs the tensorboard package: pip install 'fastinfo[tensorboard]'") from None
+    return SummaryWriter
+
+
 def load_run(run: Path, device: str = "auto"):
     """(config, model with the checkpoint's weights, checkpoint state) of a saved run."""
     cfg = load_run_config(run)
@@ -221,12 +230,20 @@ class Trainer:
         self.interval_start = time.perf_counter()
         self.stop_signal: int | None = None
         self.tb = None
+        self.tb_writer = tensorboard_writer() if cfg.tensorboard else None
         if resume is not None:
             self._restore()
         self.first_step = self.step
 
     # -- state -------------------------------------------------------------------------------
     def _restore(self) -> None:
+        if not (self.run / "checkpoint.pt").exists():
+            # stopped before its first checkpoint (a crash, a kill): nothing was kept, so the run
+            # starts again as it first did
+            print(f"{self.run} has no checkpoint yet: training it from the start", file=sys.stderr)
+            (self.run / "metrics.jsonl").unlink(missing_ok=True)
+            return
+
         def loader_and_rng(state):
             self.loader.load_state_dict(state["loader"])
             self.sample_gen.set_state(state["rng"]["sample"])
@@ -325,14 +342,8 @@ class Trainer:
 
     def _train(self) -> int:
         cfg = self.cfg
-        if cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise RunError(
-                    "--tensorboard needs the tensorboard package: pip install 'fastinfo[tensorboard]'"
-                ) from None
-            self.tb = SummaryWriter(str(self.run / "tensorboard"))
+        if self.tb_writer is not None:
+            self.tb = self.tb_writer(str(self.run / "tensorboard"))
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
                    desc=f"{cfg.model}")

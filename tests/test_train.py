@@ -113,10 +113,29 @@ def test_a_run_in_progress_cannot_be_trained_by_a_second_process(tmp_path, capsy
     assert not fresh.exists(), "a folder made for a run that never started is removed"
 
 
-def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path):
+def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path, monkeypatch, capsys):
     assert main(["--resume", str(tmp_path / "none"), "--no-progress"]) == 2
     assert run(tmp_path / "bad", "--device", "cpu", "--cuda-graphs") == 2
-    assert not (tmp_path / "none").exists() and not (tmp_path / "bad").exists()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # the extra not installed
+    assert run(tmp_path / "tb", "--steps", 2, "--tensorboard") == 2
+    assert "pip install 'fastinfo[tensorboard]'" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("none", "bad", "tb"))
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
+    """A run killed before its first checkpoint holds its settings and some metrics only: its
+    --resume trains it from step 0, as its start did."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run(straight, "--steps", 4, "--no-eval-at-end") == 0
+    killed.mkdir()
+    (killed / "config.json").write_text((straight / "config.json").read_text())
+    (killed / "metrics.jsonl").write_text('{"step": 1, "loss_d": 9.0}\n')
+    assert main(["--resume", str(killed), "--no-progress", "--no-eval-at-end"]) == 0
+    assert f"{killed} has no checkpoint yet: training it from the start" in capsys.readouterr().err
+    a, b = (checkpoint.load(r / "checkpoint.pt") for r in (straight, killed))
+    torch.testing.assert_close(b["models"], a["models"], rtol=0, atol=0)
+    steps = [json.loads(r)["step"] for r in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
 
 def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
