@@ -3,6 +3,7 @@ which digit (or garment) a generated image shows, and its penultimate features s
 Fréchet distance. Trained once per data set and cached."""
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -71,9 +72,14 @@ def load_or_train(dataset: str, device, data_root=None, cache: Path | None = Non
     path = (cache or data.cache_dir()) / f"classifier-{dataset}.pt"
     model = Classifier().to(device)
     if path.is_file():
-        state = checkpoint.load(path)
-        model.load_state_dict(state["models"]["classifier"])
-        return model.eval(), state["test_accuracy"]
+        try:
+            state = checkpoint.load(path)
+            model.load_state_dict(state["models"]["classifier"])
+            return model.eval(), float(state["test_accuracy"])
+        except (checkpoint.CheckpointError, KeyError, RuntimeError) as e:
+            # a cache: one cut short or from another version is replaced, not a reason to stop
+            print(f"warning: the cached classifier {path} is unusable ({str(e).splitlines()[0]}); "
+                  "training it again", file=sys.stderr)
     images, labels = data.load(dataset, train=True, data_root=data_root)
     model = fit(images, labels, device)
     test_images, test_labels = data.load(dataset, train=False, data_root=data_root)

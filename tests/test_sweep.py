@@ -22,7 +22,7 @@ def test_classifier_learns_synthetic_classes():
     assert clf.features(torch.zeros(2, 1, 28, 28)).shape == (2, 128)
 
 
-def test_load_or_train_caches(tmp_path, monkeypatch):
+def test_load_or_train_caches(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real_fit = classifier.fit
 
@@ -34,6 +34,18 @@ def test_load_or_train_caches(tmp_path, monkeypatch):
     _, acc = classifier.load_or_train("mnist", "cpu", cache=tmp_path)
     _, acc2 = classifier.load_or_train("mnist", "cpu", cache=tmp_path)
     assert calls["n"] == 1 and acc == acc2 and (tmp_path / "classifier-mnist.pt").is_file()
+    # a cache file that is corrupt, or holds other weights, is trained again and replaced
+    for bad in (b"cut short", None):
+        if bad is None:
+            torch.save({"step": 0, "models": {"classifier": {"w": torch.zeros(1)}}, "test_accuracy": 0.5},
+                       tmp_path / "classifier-mnist.pt")
+        else:
+            (tmp_path / "classifier-mnist.pt").write_bytes(bad)
+        calls["n"] = 0
+        assert classifier.load_or_train("mnist", "cpu", cache=tmp_path)[1] == acc and calls["n"] == 1
+        assert "warning: the cached classifier" in capsys.readouterr().err
+        classifier.load_or_train("mnist", "cpu", cache=tmp_path)
+        assert calls["n"] == 1
 
 
 def test_generated_class_scores_of_a_controlled_generator():
