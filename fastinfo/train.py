@@ -397,12 +397,17 @@ class Trainer:
 def exclusive_run(run: Path):
     """Within, this process alone trains run: a second one on the same folder (a fresh start or a
     --resume) stops with an error instead of interleaving its checkpoints and metrics with ours.
-    The lock is the operating system's, so it ends with the process, a crash included. A folder
-    made here for a run that never started is removed again."""
-    created = not run.exists()
-    run.mkdir(parents=True, exist_ok=True)
+    The lock is the operating system's, so it ends with the process, a crash included. A folder,
+    or a lock file, made here for a run that never started is removed again."""
+    created, lock_path = not run.exists(), run / ".lock"
     try:
-        with open(run / ".lock", "a+") as lock:
+        run.mkdir(parents=True, exist_ok=True)
+        made_lock = not lock_path.exists()
+        lock = open(lock_path, "a+")
+    except OSError as e:
+        raise RunError(f"cannot use {run} as a run folder: {e.strerror or e}") from None
+    try:
+        with lock:
             if fcntl is not None:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -417,8 +422,11 @@ def exclusive_run(run: Path):
                 lock.flush()
             yield
     finally:
-        if created and not (run / "config.json").exists():
-            shutil.rmtree(run, ignore_errors=True)
+        if not (run / "config.json").exists():
+            if created:
+                shutil.rmtree(run, ignore_errors=True)
+            elif made_lock:
+                lock_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -120,6 +120,15 @@ def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path, monkeypatch, capsy
     assert run(tmp_path / "tb", "--steps", 2, "--tensorboard") == 2
     assert "pip install 'fastinfo[tensorboard]'" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("none", "bad", "tb"))
+    # a folder that holds no run keeps no lock file; a file is no run folder
+    (tmp_path / "notes").mkdir()
+    assert main(["--resume", str(tmp_path / "notes"), "--no-progress"]) == 2
+    assert not (tmp_path / "notes" / ".lock").exists()
+    (tmp_path / "file").write_text("")
+    for args in (["--resume", str(tmp_path / "file")], ["--out", str(tmp_path / "file"), "--steps", "1"],
+                 ["--out", str(tmp_path / "file" / "run"), "--steps", "1"]):
+        assert main([*args, "--no-progress"]) == 2
+        assert "cannot use" in capsys.readouterr().err
 
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
