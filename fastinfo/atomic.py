@@ -24,3 +24,9 @@ def atomic_write(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """path's content replaced whole by text (UTF-8)."""
+    with atomic_write(path) as f:
+        f.write(text.encode())

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
-from fastinfo.atomic import atomic_write
+from fastinfo.atomic import atomic_write, write_text
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -101,8 +101,7 @@ def _install(files: dict[str, Path], info: DatasetInfo, dest_root: Path) -> Path
                 shutil.copyfileobj(fin, fout)
         except (OSError, EOFError) as e:
             raise DataError(f"could not copy {src} into {raw}: {e}") from e
-    with atomic_write(raw / ".source") as fout:
-        fout.write(stamp.encode())
+    write_text(raw / ".source", stamp)
     return dest_root
 
 

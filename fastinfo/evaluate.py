@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from fastinfo import classifier, data
+from fastinfo import atomic, classifier, data
 from fastinfo.arguments import int_at_least
 
 
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
         except (RunError, data.DataError) as e:
             print(f"error: {run}: {e}", file=sys.stderr)
             return 2
-        (Path(run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        atomic.write_text(Path(run) / "eval.json", json.dumps(result, indent=2) + "\n")
         print(f"{run}: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                      for k, v in result.items() if not isinstance(v, dict)))
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from fastinfo import classifier, data, report, train
+from fastinfo import atomic, classifier, data, report, train
 from fastinfo.arguments import int_at_least, seed_list
 from fastinfo.config import ConfigError
 from fastinfo.evaluate import evaluate_model
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
             _, m, state = train.load_run(run, device=args.device)
             row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
                                       fid_samples=args.fid_samples), step=state["step"])
-            (run / "eval.json").write_text(json.dumps(row, indent=2) + "\n")
+            atomic.write_text(run / "eval.json", json.dumps(row, indent=2) + "\n")
         row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
         rows.append(row)
         print(json.dumps(row))

@@ -26,8 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastinfo import checkpoint, data, runner
-from fastinfo.atomic import atomic_write
+from fastinfo import atomic, checkpoint, data, runner
 from fastinfo.codes import LatentSpec
 from fastinfo.config import (
     MODEL_SETTINGS,
@@ -103,8 +102,7 @@ class RunClock:
     def write(self, path: Path, **extra) -> None:
         age = self.process_age_at_start
         record = {"process_age_at_start": None if age is None else round(age, 2), "since_start": self.marks, **extra}
-        with atomic_write(path) as f:
-            f.write((json.dumps(record, indent=2) + "\n").encode())
+        atomic.write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -254,7 +252,7 @@ class Trainer:
         self.step = state["step"]
         # metrics logged after the checkpoint belong to steps that will be trained again
         rows = [r for r in self._read_metrics() if r["step"] <= self.step]
-        (self.run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        atomic.write_text(self.run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
     def save_checkpoint(self) -> None:
         """Snapshot the run's state and write it while training goes on (train() waits for the
@@ -387,7 +385,7 @@ class Trainer:
             from fastinfo.evaluate import evaluate_model
 
             result = {"step": self.step, **evaluate_model(self.model, cfg)}
-            (self.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+            atomic.write_text(self.run / "eval.json", json.dumps(result, indent=2) + "\n")
             print(json.dumps(result))
             self.clock.mark("eval_end")
         return 0
@@ -446,7 +444,7 @@ def prepare_run(values: dict, resume: str | None):
         if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
             raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
         trainer = Trainer(cfg)
-        (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        atomic.write_text(run / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
         yield trainer
 
 

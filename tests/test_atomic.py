@@ -2,7 +2,7 @@
 
 import pytest
 
-from fastinfo.atomic import atomic_write
+from fastinfo.atomic import atomic_write, write_text
 
 
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
@@ -25,3 +25,15 @@ def test_interleaved_writers_each_leave_a_whole_file(tmp_path):
         outer.write(b"finished last")
     assert path.read_bytes() == b"first writer, finished last"
     assert [p.name for p in path.parent.iterdir()] == ["state.bin"]
+
+
+def test_write_text_replaces_the_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("row 1\nrow 2\nrow 3\n")
+    write_text(path, "row 1\nrow 2\n")
+    assert path.read_text() == "row 1\nrow 2\n"
+    # killed before the rename: the old content stays, not a truncated file
+    monkeypatch.setattr("os.replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        write_text(path, "ü")
+    assert path.read_text() == "row 1\nrow 2\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
