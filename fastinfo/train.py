@@ -269,7 +269,15 @@ class Trainer:
     # -- metrics -----------------------------------------------------------------------------
     def _read_metrics(self) -> list[dict]:
         path = self.run / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+        rows = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                # a row cut short by a kill during its append: it comes after the last checkpoint,
+                # so a resume trains its step again
+                continue
+        return rows
 
     def flush_metrics(self, bar=None) -> None:
         """Read the pending device metrics with one sync and append them to metrics.jsonl."""

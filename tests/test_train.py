@@ -131,6 +131,15 @@ def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path, monkeypatch, capsy
         assert "cannot use" in capsys.readouterr().err
 
 
+def test_a_metrics_row_cut_short_by_a_kill_is_trained_again(tmp_path):
+    assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss_d": 0.7')  # the process killed during the next append
+    assert main(["--resume", str(tmp_path), "--steps", "4", "--no-progress", "--no-eval-at-end"]) == 0
+    steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
     """A run killed before its first checkpoint holds its settings and some metrics only: its
     --resume trains it from step 0, as its start did."""
