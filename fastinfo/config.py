@@ -305,9 +305,7 @@ def make_config(values: dict) -> TrainConfig:
     preset = values.get("preset", "paper")
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
-    merged = {**model_defaults(values.get("model"), preset), **values}
-    merged["cat_sizes"] = tuple(merged["cat_sizes"])
-    return TrainConfig(**merged).validate()
+    return TrainConfig(**{**model_defaults(values.get("model"), preset), **values}).validate()
 
 
 def model_defaults(model: str | None, preset: str) -> dict:

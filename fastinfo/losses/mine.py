@@ -72,9 +72,9 @@ def mine_dv_bound_pairwise(f_x, g_y):
     marginal sample: mean_i <f_i, g_i> - log((1 / (B (B - 1))) sum_{i != j} exp <f_i, g_j>).
 
     On a GPU the B x B score matrix is never stored (O(B d) memory); embeddings wider than 512
-    or of 2^31 elements or more take the PyTorch reference (which stores it). fp32 products run in full
-    precision, or in TF32 on tensor cores where torch.backends.cuda.matmul.allow_tf32 allows
-    it (torch.set_float32_matmul_precision("high"); fastinfo.train's --tf32), as torch's do.
+    or of 2^31 elements or more take the PyTorch reference (which stores it). fp32 products run
+    in full precision, or in TF32 on tensor cores where torch.backends.cuda.matmul.allow_tf32
+    allows it (torch.set_float32_matmul_precision("high"); fastinfo.train's --tf32), as torch's do.
 
     Args:
         f_x, g_y: [B, d] embeddings of x and y, B >= 2.
