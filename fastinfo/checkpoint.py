@@ -60,12 +60,14 @@ class BackgroundWriter:
             self._pool.shutdown()
 
 
-def load(path: str | os.PathLike) -> dict:
+def load(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """The state saved at path; with mmap=True its tensors are mapped from the file, not read
+    (cheap when only the step is wanted)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a fastinfo checkpoint ({e})") from None
     if not isinstance(state, dict) or "step" not in state or "models" not in state:

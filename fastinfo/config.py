@@ -240,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_saved(path: Path) -> dict:
+    """The JSON object a run saved at path (config.json, eval.json); ConfigError when it is
+    unreadable or holds something else."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is unreadable or corrupt: {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} is corrupt: it holds a {type(value).__name__}, not a JSON object")
+    return value
+
+
 def read_config_file(path: str) -> dict:
     try:
         text = Path(path).read_text()

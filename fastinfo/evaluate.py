@@ -16,7 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from fastinfo import atomic, classifier, data
+from fastinfo import atomic, classifier, data, metrics_log
 from fastinfo.arguments import int_at_least
 
 
@@ -161,10 +161,7 @@ def sample_fid(model, clf, test_images: torch.Tensor, n: int = 10000, batch_size
 
 def final_information(run: Path, spec, fraction: float = 0.05) -> dict:
     """L_I of each code averaged over the last 5% of logged steps, beside H(c)."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    rows = metrics_log.read(run / "metrics.jsonl")
     rows = rows[int(len(rows) * (1 - fraction)) :]
     out = {}
     for name, h in zip(spec.code_names, spec.entropy().tolist()):

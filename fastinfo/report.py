@@ -10,11 +10,13 @@ the PNGs it shows are written to --out; it opens from disk in a browser, no serv
 
 import argparse
 import html
-import json
 import shutil
 import statistics
 import sys
 from pathlib import Path
+
+from fastinfo import atomic
+from fastinfo.config import ConfigError, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
 SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "classes_covered", "disentanglement",
@@ -26,8 +28,12 @@ figcaption{font-size:80%;color:#555}"""
 
 
 def load_run_summary(run: Path) -> dict:
-    cfg = json.loads((run / "config.json").read_text())
-    result = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else {}
+    """ConfigError when the run's config.json or eval.json is unreadable or not a run's."""
+    cfg = read_saved(run / "config.json")
+    missing = [k for k in ("model", "seed", "preset", "dataset") if k not in cfg]
+    if missing:
+        raise ConfigError(f"{run / 'config.json'} is not a fastinfo run's: it has no {', '.join(missing)}")
+    result = read_saved(run / "eval.json") if (run / "eval.json").is_file() else {}
     return {"run": run, "model": cfg["model"], "seed": cfg["seed"], "preset": cfg["preset"],
             "dataset": cfg["dataset"], "eval": result}
 
@@ -78,8 +84,8 @@ def figures(run: Path) -> list[str]:
 
 
 def write_report(runs: list[Path], out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
     summaries = [load_run_summary(r) for r in runs]
+    out.mkdir(parents=True, exist_ok=True)
     blocks = []
     for i, s in enumerate(summaries):
         figs = []
@@ -99,7 +105,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
             "classifier's features.</p>"
             f"<h2>Runs</h2><div class='runs'>{''.join(blocks)}</div></body></html>")
     path = out / "index.html"
-    path.write_text(page)
+    atomic.write_text(path, page)
     return path
 
 
@@ -117,7 +123,14 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: not a run folder (no config.json): {', '.join(missing)}", file=sys.stderr)
         return 2
-    path = write_report([Path(r) for r in args.runs], Path(args.out))
+    try:
+        path = write_report([Path(r) for r in args.runs], Path(args.out))
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot write the report to {args.out}: {e.strerror} ({e.filename})", file=sys.stderr)
+        return 2
     print(f"wrote {path}")
     return 0
 

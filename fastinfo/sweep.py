@@ -3,8 +3,9 @@
     python -m fastinfo.sweep --models infogan,infowgan --seeds 0,1,2 --steps 3000 --out runs/sweep
     python -m fastinfo.sweep --models gan,infogan --seeds 0-4 --steps 3000 --out runs/sweep -- --batch-size 64
 
-Arguments after `--` go to every `fastinfo.train` run. Finished runs are skipped and interrupted
-ones resumed, so a sweep can be re-run until it completes. Writes OUT/summary.json and
+Arguments after `--` go to every `fastinfo.train` run. A sweep can be re-run until it completes:
+interrupted runs are resumed, runs with fewer than --steps train on from their checkpoint, and a
+run already evaluated at its last step with the same settings keeps its scores. Writes OUT/summary.json and
 OUT/summary.md: per model, c1 accuracy (Q models) and c1 purity (all models) as mean ± std over
 seeds, how many runs collapsed (fewer than 8 classes covered by generated images, judged by
 the project's classifier) or diverged (a non-finite loss), the variance of the D and G losses over
@@ -22,28 +23,35 @@ from pathlib import Path
 
 import torch
 
-from fastinfo import atomic, classifier, data, report, train
+from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
 from fastinfo.arguments import int_at_least, seed_list
-from fastinfo.config import ConfigError
+from fastinfo.config import ConfigError, read_saved
 from fastinfo.evaluate import evaluate_model
 
 
 def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    values = [json.loads(line)[key] for line in path.read_text().splitlines() if line]
+    values = [r[key] for r in metrics_log.read(run / "metrics.jsonl")]
     tail = values[int(len(values) * (1 - fraction)) :]
     return statistics.pvariance(tail) if len(tail) > 1 else None
 
 
+def trained_steps(run: Path) -> int:
+    """The step of run's last checkpoint; 0 without a readable one (a resume reports why)."""
+    try:
+        return checkpoint.load(run / "checkpoint.pt", mmap=True)["step"]
+    except checkpoint.CheckpointError:
+        return 0
+
+
 def train_args(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> list[str] | None:
-    """fastinfo.train's arguments for this run: resume it if it has a checkpoint; None if it is done."""
-    if (run / "eval.json").is_file() or (run / "diverged").is_file():
+    """fastinfo.train's arguments that bring this run to `steps`: a resume if it was started
+    (also one killed before its first checkpoint, or finished at fewer steps); None if it has
+    the steps already or diverged."""
+    if (run / "diverged").is_file():
         return None
     common = ["--steps", str(steps), "--no-eval-at-end", "--no-progress"]
-    if (run / "checkpoint.pt").is_file():
-        return ["--resume", str(run), *common]
+    if (run / "config.json").is_file():
+        return None if trained_steps(run) >= steps else ["--resume", str(run), *common]
     return ["--model", model, "--seed", str(seed), "--out", str(run), *common, *extra]
 
 
@@ -72,6 +80,29 @@ def run_parallel(jobs: list[tuple], n_procs: int) -> None:
 
     with ThreadPoolExecutor(n_procs) as pool:
         list(pool.map(launch, jobs))
+
+
+def evaluation(run: Path, row: dict, clf, args) -> dict:
+    """row with the run's scores, kept in its eval.json: those saved there when a sweep with the
+    same evaluation settings made them at the run's last step, else new ones."""
+    settings = {"samples_per_value": args.samples_per_value, "fid_samples": args.fid_samples}
+    try:
+        saved = read_saved(run / "eval.json")
+    except ConfigError:
+        saved = {}
+    if saved.get("eval_settings") == settings and saved.get("step") == trained_steps(run):
+        return {**saved, **row}
+    _, m, state = train.load_run(run, device=args.device)
+    row = {**row, **evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
+                                   fid_samples=args.fid_samples), "step": state["step"], "eval_settings": settings}
+    atomic.write_text(run / "eval.json", json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def steps_trained(rows: list[dict], steps: int) -> str:
+    """The evaluated runs' steps: --steps, unless a run had trained more before this sweep."""
+    more = sorted({r["step"] for r in rows if r.get("step", steps) != steps})
+    return str(steps) if not more else f"{steps} (--steps) or {', '.join(map(str, more))}"
 
 
 def mean_std(values: list[float]) -> str:
@@ -155,18 +186,15 @@ def main(argv=None) -> int:
             return code
         row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
         if not row["diverged"]:
-            _, m, state = train.load_run(run, device=args.device)
-            row.update(evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
-                                      fid_samples=args.fid_samples), step=state["step"])
-            atomic.write_text(run / "eval.json", json.dumps(row, indent=2) + "\n")
+            row = evaluation(run, row, clf, args)
         row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
         rows.append(row)
         print(json.dumps(row))
     table, markdown = summarise(rows)
-    (out / "summary.json").write_text(json.dumps({"classifier_accuracy": clf_acc, "steps": args.steps,
-                                                  "runs": rows, "table": table}, indent=2) + "\n")
-    header = f"{args.steps} generator steps per run on {args.dataset}, device {device}\n\n"
-    (out / "summary.md").write_text(header + markdown)
+    atomic.write_text(out / "summary.json", json.dumps({"classifier_accuracy": clf_acc, "steps": args.steps,
+                                                        "runs": rows, "table": table}, indent=2) + "\n")
+    header = f"{steps_trained(rows, args.steps)} generator steps per run on {args.dataset}, device {device}\n\n"
+    atomic.write_text(out / "summary.md", header + markdown)
     print(header + markdown)
     finished = [out / f"{r['model']}-s{r['seed']}" for r in rows if not r["diverged"]]
     if finished:

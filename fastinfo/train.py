@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastinfo import atomic, checkpoint, data, runner
+from fastinfo import atomic, checkpoint, data, metrics_log, runner
 from fastinfo.codes import LatentSpec
 from fastinfo.config import (
     MODEL_SETTINGS,
@@ -35,6 +35,7 @@ from fastinfo.config import (
     TrainConfig,
     make_config,
     parse_args,
+    read_saved,
 )
 from fastinfo.infogan import InfoGAN
 from fastinfo.minegan import MineGAN
@@ -152,11 +153,9 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
     if not cfg_path.is_file():
         raise RunError(f"{run} holds no run (no config.json)")
     try:
-        saved = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunError(f"{cfg_path} is corrupt: {e}") from None
-    if not isinstance(saved, dict):
-        raise RunError(f"{cfg_path} is corrupt: it holds a {type(saved).__name__}, not the run's settings")
+        saved = read_saved(cfg_path)
+    except ConfigError as e:
+        raise RunError(str(e)) from None
     overrides = dict(overrides or {})
     clash = {k: v for k, v in overrides.items()
              if k not in RESUMABLE_OVERRIDES and saved.get(k) != (list(v) if isinstance(v, tuple) else v)}
@@ -251,8 +250,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         self.step = state["step"]
         # metrics logged after the checkpoint belong to steps that will be trained again
-        rows = [r for r in self._read_metrics() if r["step"] <= self.step]
-        atomic.write_text(self.run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        metrics_log.keep_until(self.run / "metrics.jsonl", self.step)
 
     def save_checkpoint(self) -> None:
         """Snapshot the run's state and write it while training goes on (train() waits for the
@@ -267,18 +265,6 @@ class Trainer:
         }, self.run / "checkpoint.pt")
 
     # -- metrics -----------------------------------------------------------------------------
-    def _read_metrics(self) -> list[dict]:
-        path = self.run / "metrics.jsonl"
-        rows = []
-        for line in path.read_text().splitlines() if path.exists() else []:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                # a row cut short by a kill during its append: it comes after the last checkpoint,
-                # so a resume trains its step again
-                continue
-        return rows
-
     def flush_metrics(self, bar=None) -> None:
         """Read the pending device metrics with one sync and append them to metrics.jsonl."""
         if not self.pending:
@@ -297,8 +283,7 @@ class Trainer:
                 + ", ".join(f"{k}={bad[k]}" for k in keys if not math.isfinite(bad[k]))
                 + f"); the last good checkpoint is kept in {self.run / 'checkpoint.pt'}"
             )
-        with open(self.run / "metrics.jsonl", "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        metrics_log.append(self.run / "metrics.jsonl", rows)
         last = rows[-1]
         if bar is not None:
             # the bar moves with the metrics: one host update per --log-every steps
@@ -320,7 +305,7 @@ class Trainer:
         for code, name in enumerate(spec.code_names):
             z, cat, cont, n_cols = spec.traversal(code, n_rows=10, device=self.device, generator=gen)
             plots.traversal_grid(self.model.generate(z, cat, cont), n_cols, self.run / f"traverse_{name}.png")
-        rows = self._read_metrics()
+        rows = metrics_log.read(self.run / "metrics.jsonl")
         plots.loss_curves(rows, self.run / "loss_curves.png", title)
         if self.model.use_q:
             plots.info_curve(rows, spec.code_names, spec.entropy().tolist(), self.run / "info_curve.png", title)

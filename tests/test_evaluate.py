@@ -111,3 +111,13 @@ def test_continuous_scores_of_a_generator_with_known_factors():
     assert rho["c2"]["thickness"] > 0.9 and abs(rho["c2"]["slant"]) < 0.3
     assert rho["c3"]["slant"] > 0.9 and abs(rho["c3"]["thickness"]) < 0.3
     assert scores["disentanglement"] > 0.6
+
+
+def test_information_of_a_run_killed_during_a_metrics_append(tmp_path):
+    from fastinfo.codes import LatentSpec
+
+    spec = LatentSpec(4, (10,), 1, "normal")
+    rows = [{"step": s, "info_c1": 2.0, "info_c2": 0.5} for s in range(1, 21)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 21, "info_')
+    info = evaluate.final_information(tmp_path, spec)
+    assert info["c1"] == {"L_I": 2.0, "H": pytest.approx(math.log(10))} and info["c2"]["L_I"] == 0.5

@@ -43,6 +43,24 @@ def test_report_shows_every_code_in_order(tmp_path):
         "traverse_c1.png", "traverse_c2.png", "traverse_c5.png", "traverse_c10.png", "loss_curves.png"]
 
 
+
+@pytest.mark.parametrize("name, text, msg", [
+    ("eval.json", '{"c1_accuracy": 0.9', "eval.json is unreadable or corrupt"),
+    ("config.json", "[1, 2]", "config.json is corrupt: it holds a list"),
+    ("config.json", '{"model": "infogan"}', "config.json is not a fastinfo run's: it has no seed, preset, dataset"),
+])
+def test_report_names_a_broken_run_file(name, text, msg, tmp_path, capsys):
+    good, broken = fake_run(tmp_path / "a", "infogan", 0, 0.9), fake_run(tmp_path / "b", "infogan", 1, 0.8)
+    (broken / name).write_text(text)
+    assert report.main([str(good), str(broken), "--out", str(tmp_path / "out")]) == 2
+    assert msg in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_report_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "out").write_text("")
+    assert report.main([str(fake_run(tmp_path / "a", "gan", 0, 0.9)), "--out", str(tmp_path / "out")]) == 2
+    assert f"cannot write the report to {tmp_path / 'out'}" in capsys.readouterr().err
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -1,5 +1,6 @@
 """The classifier, the generated-class scores and the resumable multi-seed sweep."""
 
+import dataclasses
 import json
 
 import pytest
@@ -88,8 +89,42 @@ def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
     def no_training(argv):
         raise AssertionError("finished runs must not train again")
 
-    monkeypatch.setattr(train, "main", no_training)
+    def no_evaluation(*a, **k):
+        raise AssertionError("runs evaluated at their last step with the same settings keep their scores")
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "main", no_training)
+        m.setattr(sweep, "evaluate_model", no_evaluation)
+        assert sweep.main(args) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["table"] == summary["table"]
+
+    # more steps: every run trains on from its checkpoint and is evaluated again at its new step
+    longer = [*args]
+    longer[longer.index("--steps") + 1] = "3"
+    assert sweep.main(longer) == 0
+    runs = json.loads((tmp_path / "summary.json").read_text())["runs"]
+    assert [r["step"] for r in runs] == [3, 3, 3, 3]
+    assert (tmp_path / "summary.md").read_text().startswith("3 generator steps per run")
+    steps = [json.loads(r)["step"] for r in (tmp_path / "gan-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+    # fewer steps than a run has: it is evaluated as it is, and the summary says so
     assert sweep.main(args) == 0
+    assert (tmp_path / "summary.md").read_text().startswith("2 (--steps) or 3 generator steps per run")
+
+
+def test_sweep_resumes_a_run_killed_before_its_first_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
+    args = ["--models", "gan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path),
+            "--samples-per-value", "5", "--fid-samples", "20", "--", "--batch-size", "8"]
+    started = tmp_path / "gan-s0"
+    started.mkdir()
+    cfg = train.make_config(train.parse_args(["--model", "gan", "--out", str(started), "--batch-size", "8",
+                                              "--dataset", "mnist", "--device", "auto"])[0])
+    (started / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    (started / "metrics.jsonl").write_text('{"step": 1, "loss_d": 1.0, "loss_g": 1.0}\n{"step": 2, "lo')
+    assert sweep.main(args) == 0
+    assert json.loads((started / "eval.json").read_text())["step"] == 2
 
 
 @pytest.mark.parametrize("args, msg", [

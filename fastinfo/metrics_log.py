@@ -1,0 +1,29 @@
+"""A run's metrics.jsonl: one JSON object per logged step, appended as training goes."""
+
+import json
+from pathlib import Path
+
+from fastinfo import atomic
+
+
+def read(path: Path) -> list[dict]:
+    """The rows of path, oldest first; [] when there is no file. A last row cut short by a kill
+    during its append is left out: it belongs to a step after the last checkpoint."""
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def append(path: Path, rows: list[dict]) -> None:
+    with open(path, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def keep_until(path: Path, step: int) -> None:
+    """Drop the rows after step (steps a resumed run trains again); path is replaced whole."""
+    kept = [r for r in read(path) if r["step"] <= step]
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
