@@ -322,10 +322,16 @@ class Trainer:
         or raises only once the last checkpoint is on disk: the run folder's lock is held until
         then, and the final write overlaps the figures and the evaluation."""
         try:
-            with matmul_precision(self.cfg, self.device):
-                code = self._train()
-        finally:
-            self.checkpoints.close()
+            try:
+                with matmul_precision(self.cfg, self.device):
+                    code = self._train()
+            finally:
+                self.checkpoints.close()
+        except OSError as e:
+            # a full disk, a folder made read-only: a checkpoint write fails whole, so the last
+            # complete one is there to resume from
+            raise RunError(f"cannot write {e.filename or self.run}: {e.strerror or e}; the last complete "
+                           f"checkpoint is kept: make room, then continue with --resume {self.run}") from None
         if code == 0:
             self.clock.mark("end")
             self.clock.write(self.run / "timings.json", steps_trained=self.step - self.first_step)

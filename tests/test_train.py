@@ -1,5 +1,6 @@
 """The command line end to end on tiny synthetic data: outputs, exact resume, every bad input."""
 
+import errno
 import gc
 import importlib
 import json
@@ -139,6 +140,27 @@ def test_a_metrics_row_cut_short_by_a_kill_is_trained_again(tmp_path):
     steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
 
+
+
+def test_a_full_disk_stops_the_run_with_its_last_checkpoint_kept(tmp_path, monkeypatch, capsys):
+    real_save, writes = checkpoint.save, []
+
+    def disk_full_at_the_second_write(state, path):
+        writes.append(state["step"])
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(state, path)
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save", disk_full_at_the_second_write)
+        assert run(tmp_path, "--steps", 4, "--ckpt-every", 1, "--no-eval-at-end") == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'checkpoint.pt'}: No space left on device" in err
+    assert f"--resume {tmp_path}" in err and "Traceback" not in err
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 1
+    assert main(["--resume", str(tmp_path), "--no-progress", "--no-eval-at-end"]) == 0
+    steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
     """A run killed before its first checkpoint holds its settings and some metrics only: its
