@@ -5,7 +5,9 @@
 
 Arguments after `--` go to every `fastinfo.train` run. A sweep can be re-run until it completes:
 interrupted runs are resumed, runs with fewer than --steps train on from their checkpoint, and a
-run already evaluated at its last step with the same settings keeps its scores. Writes OUT/summary.json and
+run already evaluated at its last step with the same settings keeps its scores. A resumed run
+takes the arguments after `--` that a resume may change (--amp, --compile, ...) and refuses the
+others where they differ from its own settings. Writes OUT/summary.json and
 OUT/summary.md: per model, c1 accuracy (Q models) and c1 purity (all models) as mean ± std over
 seeds, how many runs collapsed (fewer than 8 classes covered by generated images, judged by
 the project's classifier) or diverged (a non-finite loss), the variance of the D and G losses over
@@ -46,13 +48,14 @@ def trained_steps(run: Path) -> int:
 def train_args(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> list[str] | None:
     """fastinfo.train's arguments that bring this run to `steps`: a resume if it was started
     (also one killed before its first checkpoint, or finished at fewer steps); None if it has
-    the steps already or diverged."""
+    the steps already or diverged. A resume gets the training arguments too: those a resume may
+    change (--amp, --compile, ...) apply, and any other that differs from the run's is refused."""
     if (run / "diverged").is_file():
         return None
-    common = ["--steps", str(steps), "--no-eval-at-end", "--no-progress"]
+    common = ["--steps", str(steps), "--no-eval-at-end", "--no-progress", *extra]
     if (run / "config.json").is_file():
         return None if trained_steps(run) >= steps else ["--resume", str(run), *common]
-    return ["--model", model, "--seed", str(seed), "--out", str(run), *common, *extra]
+    return ["--model", model, "--seed", str(seed), "--out", str(run), *common]
 
 
 def record_exit(run: Path, code: int) -> int:

@@ -108,6 +108,12 @@ def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
     steps = [json.loads(r)["step"] for r in (tmp_path / "gan-s0" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
 
+    # the runs' own settings stay; a changed one is refused, not ignored
+    changed = [*longer, "--batch-size", "16"]
+    changed[changed.index("--steps") + 1] = "4"
+    assert sweep.main(changed) == 2
+    assert "cannot change batch_size when resuming" in capsys.readouterr().err
+
     # fewer steps than a run has: it is evaluated as it is, and the summary says so
     assert sweep.main(args) == 0
     assert (tmp_path / "summary.md").read_text().startswith("2 (--steps) or 3 generator steps per run")
