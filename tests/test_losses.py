@@ -166,3 +166,49 @@ def test_compile_cache_tag_follows_the_fused_ops_sources(tmp_path):
         losses.tag_compile_cache()
         losses.tag_compile_cache()
         assert torch.compiler.config.cache_key_tag == f"users-tag+fastinfo-{_dispatch.sources_fingerprint()}"
+
+
+@pytest.mark.parametrize("dynamic", [None, True], ids=["automatic-dynamic", "dynamic"])
+def test_numbers_that_change_between_compiled_calls(dynamic):
+    """An annealed λ, a new EMA rate or clip value: torch.compile makes a number that changes
+    between calls (with dynamic=True, every number it reads from a variable) a symbolic input.
+    The argument checks take it without breaking the graph, and still refuse a bad one. (The
+    fused ops' schemas take Python floats, which torch.compile specialises: each value is a
+    compilation; the next test is the pattern for a weight that changes every step.)"""
+    numbers = {}
+    net = torch.nn.Linear(3, 2)
+
+    def step(logits, codes, mean, cont, tj, tm):
+        nll = losses.info_nll(logits, codes, mean, cont, cat_weight=numbers["lam"], cont_weight=numbers["lam"] / 2)
+        bound, _ = losses.mine_dv_bound(tj, tm, torch.zeros(()), ema_rate=numbers["rate"])
+        losses.clip_weights_(list(net.parameters()), numbers["clip"])
+        return nll + bound
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, dynamic=dynamic, backend="aot_eager")
+    for lam in (1.0, 0.5, 0.25):
+        numbers.update(lam=lam, rate=lam / 10, clip=lam / 8)
+        args = (torch.randn(6, 10), torch.randint(0, 10, (6, 1)), torch.randn(6, 2), torch.randn(6, 2),
+                torch.randn(6), torch.randn(6))
+        torch.testing.assert_close(compiled(*args), step(*args))
+        assert net.weight.abs().max() <= lam / 8
+    numbers["lam"] = math.nan
+    with pytest.raises(Exception, match="cat_weight must be a finite number, got nan"):
+        compiled(*args)
+
+
+def test_an_annealed_weight_outside_the_op_compiles_once():
+    lam = {}
+
+    def step(logits, codes, mean, cont):
+        return lam["value"] * losses.info_nll(logits, codes, mean, cont)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    for i in range(12):  # more values than torch.compile's recompile_limit (8)
+        lam["value"] = 1.0 / (i + 1)
+        logits = torch.randn(6, 10, requires_grad=True)
+        args = (logits, torch.randint(0, 10, (6, 1)), torch.randn(6, 2), torch.randn(6, 2))
+        out, want = compiled(*args), step(*args)
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(torch.autograd.grad(out, logits), torch.autograd.grad(want, logits))

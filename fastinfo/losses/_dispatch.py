@@ -30,7 +30,8 @@ def check_number(name: str, value, low: float = -math.inf, high: float = math.in
     read on the host, a sync and an error in CUDA-graph capture) in [low, high], or (low, high]."""
     if isinstance(value, torch.Tensor) or not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a Python number, got {type(value).__name__}{hint}")
-    if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
+    # comparisons, not math.isfinite: torch.compile traces them on a symbolic number as guards
+    if not (-math.inf < value < math.inf and (value > low if low_open else value >= low) and value <= high):
         bounds = "" if (low, high) == (-math.inf, math.inf) else f" in {'(' if low_open else '['}{low}, {high}]"
         raise ValueError(f"{name} must be a finite number{bounds}, got {value}")
 

@@ -162,7 +162,9 @@ def info_nll(
             gradient (an encoder's reparameterised sample) get theirs.
         cont_log_std: [B, n_cont] float log sigma; None means unit variance.
         cat_sizes: categories per code; None means one code of size cat_logits.shape[1].
-        cat_weight, cont_weight: the lambdas of the two kinds of code.
+        cat_weight, cont_weight: the lambdas of the two kinds of code; Python numbers, which
+            torch.compile makes constants of its graph (a λ that changes every step goes
+            outside: ``lam * info_nll(...)``).
         reduction: "mean" over the batch, "sum", or "none" for [B].
 
     Returns:
