@@ -102,7 +102,7 @@ def evaluation(run: Path, row: dict, clf, args) -> dict:
     return row
 
 
-def steps_trained(rows: list[dict], steps: int) -> str:
+def steps_in_summary(rows: list[dict], steps: int) -> str:
     """The evaluated runs' steps: --steps, unless a run had trained more before this sweep."""
     more = sorted({r["step"] for r in rows if r.get("step", steps) != steps})
     return str(steps) if not more else f"{steps} (--steps) or {', '.join(map(str, more))}"
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     table, markdown = summarise(rows)
     atomic.write_text(out / "summary.json", json.dumps({"classifier_accuracy": clf_acc, "steps": args.steps,
                                                         "runs": rows, "table": table}, indent=2) + "\n")
-    header = f"{steps_trained(rows, args.steps)} generator steps per run on {args.dataset}, device {device}\n\n"
+    header = f"{steps_in_summary(rows, args.steps)} generator steps per run on {args.dataset}, device {device}\n\n"
     atomic.write_text(out / "summary.md", header + markdown)
     print(header + markdown)
     finished = [out / f"{r['model']}-s{r['seed']}" for r in rows if not r["diverged"]]
