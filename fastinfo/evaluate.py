@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     from fastinfo.train import RunError, load_run  # train imports this module
 
     args = arg_parser().parse_args(argv)
-    clfs = {}
+    clfs, failed = {}, []
     for run in args.runs:
         try:
             cfg, model, state = load_run(Path(run), device=args.device)
@@ -220,11 +220,16 @@ def main(argv=None) -> int:
             result = {"step": state["step"], **evaluate_model(model, cfg, clf, full=not args.quick, run=Path(run),
                                                                fid_samples=args.fid_samples)}
         except (RunError, data.DataError) as e:
+            # the other runs are still evaluated: each takes minutes
             print(f"error: {run}: {e}", file=sys.stderr)
-            return 2
+            failed.append(run)
+            continue
         atomic.write_text(Path(run) / "eval.json", json.dumps(result, indent=2) + "\n")
         print(f"{run}: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                      for k, v in result.items() if not isinstance(v, dict)))
+    if failed:
+        print(f"error: {len(failed)} of {len(args.runs)} runs not evaluated: {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0
 
 

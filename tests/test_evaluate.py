@@ -49,8 +49,11 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
     assert set(result["code_measure_spearman"]) == {"c2", "c3"}
     assert set(result["information"]) == {"c1", "c2", "c3"} and result["information"]["c1"]["H"] == pytest.approx(
         math.log(10))
-    assert evaluate.main([str(tmp_path / "missing")]) == 2
-    assert "holds no run" in capsys.readouterr().err
+    (tmp_path / "eval.json").unlink()
+    assert evaluate.main([str(tmp_path / "missing"), str(tmp_path), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no run" in err and f"1 of 2 runs not evaluated: {tmp_path / 'missing'}" in err
+    assert json.loads((tmp_path / "eval.json").read_text())["step"] == 2  # the good run after the bad one
     for device, msg in [("gpu", "unknown --device 'gpu'"), ("mps", "unknown --device 'mps'"),
                         (f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}", "GPU")]:
         assert evaluate.main([str(tmp_path), "--quick", "--device", device]) == 2
