@@ -3,7 +3,8 @@
     python -m fastinfo.sweep --models infogan,infowgan --seeds 0,1,2 --steps 3000 --out runs/sweep
     python -m fastinfo.sweep --models gan,infogan --seeds 0-4 --steps 3000 --out runs/sweep -- --batch-size 64
 
-Arguments after `--` go to every `fastinfo.train` run. A sweep can be re-run until it completes:
+Arguments after `--` go to every `fastinfo.train` run (not those the sweep sets itself: --model,
+--seed, --out, --steps, --epochs, --dataset, --device, --resume). A sweep can be re-run until it completes:
 interrupted runs are resumed, runs with fewer than --steps train on from their checkpoint, and a
 run already evaluated at its last step with the same settings keeps its scores. A resumed run
 takes the arguments after `--` that a resume may change (--amp, --compile, ...) and refuses the
@@ -27,8 +28,14 @@ import torch
 
 from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
 from fastinfo.arguments import int_at_least, seed_list
-from fastinfo.config import ConfigError, read_saved
+from fastinfo.config import ConfigError, build_parser, read_saved
 from fastinfo.evaluate import evaluate_model
+
+# training settings the sweep gives each run itself, and where a user sets them
+SWEEP_SETTINGS = {
+    "model": "--models", "seed": "--seeds", "out": "each run's folder is in --out", "steps": "--steps",
+    "epochs": "--steps", "dataset": "--dataset", "device": "--device", "resume": "a re-run resumes every run",
+}
 
 
 def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
@@ -165,6 +172,12 @@ def main(argv=None) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     args = arg_parser().parse_args(argv)
+    given = vars(build_parser().parse_args(extra))
+    own = [f"--{k.replace('_', '-')}" for k in SWEEP_SETTINGS if k in given]
+    if own:
+        print(f"error: the sweep sets {', '.join(own)} for every run: remove {'them' if len(own) > 1 else 'it'} "
+              f"after `--` ({'; '.join(SWEEP_SETTINGS[o[2:]] for o in own)})", file=sys.stderr)
+        return 2
     extra = ["--dataset", args.dataset, "--device", args.device, *extra]
     try:
         # every run's settings, checked before the classifier trains and any run starts

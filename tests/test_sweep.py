@@ -137,6 +137,10 @@ def test_sweep_resumes_a_run_killed_before_its_first_checkpoint(tmp_path, monkey
     (["--models", "gan,infogn"], "unknown model 'infogn'"),
     (["--models", "infogan", "--", "--batch-size", "1"], "--batch-size must be in 2..60000"),
     (["--models", "infogan", "--device", "gpu"], "unknown --device 'gpu'"),
+    (["--models", "infogan", "--", "--model", "gan"],
+     "the sweep sets --model for every run: remove it after `--` (--models)"),
+    (["--models", "infogan", "--", "--seed=3", "--dataset", "fashion-mnist"],
+     "the sweep sets --seed, --dataset for every run: remove them after `--` (--seeds; --dataset)"),
 ])
 def test_sweep_checks_every_run_before_it_starts(args, msg, tmp_path, monkeypatch, capsys):
     def no_classifier(*a, **k):
@@ -168,7 +172,7 @@ def test_sweep_trains_in_parallel_processes_on_real_mnist(real_data, tmp_path, m
     monkeypatch.setattr(data, "load", REAL_LOAD)  # the subprocesses read the real files: so does this one
     monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
     args = ["--models", "gan,infogan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path), "--procs", "2",
-            "--samples-per-value", "5", "--fid-samples", "50", "--", "--batch-size", "8", "--device", "cpu"]
+            "--samples-per-value", "5", "--fid-samples", "50", "--device", "cpu", "--", "--batch-size", "8"]
     assert sweep.main(args) == 0
     for run in ("gan-s0", "infogan-s0"):
         assert json.loads((tmp_path / run / "eval.json").read_text())["step"] == 2
