@@ -47,9 +47,13 @@ def _fmt(v) -> str:
 
 
 def metric_table(summaries: list[dict]) -> str:
+    """One row per model, preset and data set: seeds of one setting are averaged, never runs of
+    different data sets or presets."""
     rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS) + "</tr>"]
-    for model in dict.fromkeys(s["model"] for s in summaries):
-        runs = [s for s in summaries if s["model"] == model]
+    varying = [k for k in ("preset", "dataset") if len({s[k] for s in summaries}) > 1]
+    for setting in dict.fromkeys((s["model"], s["preset"], s["dataset"]) for s in summaries):
+        runs = [s for s in summaries if (s["model"], s["preset"], s["dataset"]) == setting]
+        model = " · ".join([setting[0]] + [runs[0][k] for k in varying])
         cells = []
         for k in SCALARS:
             vals = [s["eval"].get(k) for s in runs]

@@ -11,10 +11,10 @@ from PIL import Image
 from fastinfo import report
 
 
-def fake_run(path, model, seed, acc):
+def fake_run(path, model, seed, acc, dataset="mnist"):
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"model": model, "seed": seed, "preset": "paper",
-                                                  "dataset": "mnist"}))
+                                                  "dataset": dataset}))
     (path / "eval.json").write_text(json.dumps({"c1_accuracy": acc, "fid": 10.0 + seed,
                                                 "code_measure_spearman": {"c2": {"slant": 0.1, "thickness": 0.9}}}))
     Image.fromarray((np.random.default_rng(seed).random((60, 60)) * 255).astype(np.uint8)).save(
@@ -31,6 +31,14 @@ def test_report_tabulates_seeds_and_copies_figures(tmp_path):
     assert (tmp_path / "out" / "run0_traverse_c1.png").is_file() and 'src="run2_traverse_c1.png"' in page
     assert "ρ(thickness)" in page
     assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_report_averages_seeds_of_one_data_set_only(tmp_path):
+    runs = [fake_run(tmp_path / f"m{s}", "infogan", s, a) for s, a in ((0, 0.9), (1, 0.7))]
+    runs += [fake_run(tmp_path / f"f{s}", "infogan", s, a, "fashion-mnist") for s, a in ((0, 0.6), (1, 0.4))]
+    page = report.write_report(runs, tmp_path / "out").read_text()
+    assert "<td>infogan · mnist</td><td>2</td><td>0.800 ± 0.141" in page
+    assert "<td>infogan · fashion-mnist</td><td>2</td><td>0.500 ± 0.141" in page
 
 
 def test_report_shows_every_code_in_order(tmp_path):
