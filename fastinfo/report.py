@@ -10,6 +10,7 @@ the PNGs it shows are written to --out; it opens from disk in a browser, no serv
 
 import argparse
 import html
+import json
 import shutil
 import statistics
 import sys
@@ -19,6 +20,10 @@ from fastinfo import atomic
 from fastinfo.config import ConfigError, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
+# settings that change how a run was carried out, not what it learnt: runs that differ only in
+# these are seeds of one setting
+HOW_RUN = ("seed", "out", "data_root", "device", "log_every", "ckpt_every", "sample_every", "progress",
+           "tensorboard", "eval_at_end", "compile", "cuda_graphs", "inductor", "weight_copies", "tf32")
 SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "classes_covered", "disentanglement",
            "fid")
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
@@ -35,7 +40,8 @@ def load_run_summary(run: Path) -> dict:
         raise ConfigError(f"{run / 'config.json'} is not a fastinfo run's: it has no {', '.join(missing)}")
     result = read_saved(run / "eval.json") if (run / "eval.json").is_file() else {}
     return {"run": run, "model": cfg["model"], "seed": cfg["seed"], "preset": cfg["preset"],
-            "dataset": cfg["dataset"], "eval": result}
+            "dataset": cfg["dataset"], "eval": result,
+            "setting": {k: v for k, v in cfg.items() if k not in HOW_RUN}}
 
 
 def _fmt(v) -> str:
@@ -47,13 +53,19 @@ def _fmt(v) -> str:
 
 
 def metric_table(summaries: list[dict]) -> str:
-    """One row per model, preset and data set: seeds of one setting are averaged, never runs of
-    different data sets or presets."""
+    """One row per setting: the seeds of one setting are averaged, never runs that differ in
+    anything but how they ran (HOW_RUN). A row names the model and the settings its runs have
+    where other runs of the model differ."""
     rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS) + "</tr>"]
-    varying = [k for k in ("preset", "dataset") if len({s[k] for s in summaries}) > 1]
-    for setting in dict.fromkeys((s["model"], s["preset"], s["dataset"]) for s in summaries):
-        runs = [s for s in summaries if (s["model"], s["preset"], s["dataset"]) == setting]
-        model = " · ".join([setting[0]] + [runs[0][k] for k in varying])
+    groups = {}
+    for s in summaries:
+        groups.setdefault(json.dumps(s["setting"], sort_keys=True), []).append(s)
+    for runs in groups.values():
+        same_model = [s["setting"] for s in summaries if s["model"] == runs[0]["model"]]
+        keys = dict.fromkeys(k for setting in same_model for k in setting)
+        label = [f"{k}={runs[0]['setting'].get(k)}" for k in keys
+                 if len({json.dumps(setting.get(k)) for setting in same_model}) > 1]
+        model = " · ".join([runs[0]["model"], *label])
         cells = []
         for k in SCALARS:
             vals = [s["eval"].get(k) for s in runs]

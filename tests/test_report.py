@@ -33,12 +33,21 @@ def test_report_tabulates_seeds_and_copies_figures(tmp_path):
     assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
 
 
-def test_report_averages_seeds_of_one_data_set_only(tmp_path):
+def test_report_averages_the_seeds_of_one_setting_only(tmp_path):
     runs = [fake_run(tmp_path / f"m{s}", "infogan", s, a) for s, a in ((0, 0.9), (1, 0.7))]
     runs += [fake_run(tmp_path / f"f{s}", "infogan", s, a, "fashion-mnist") for s, a in ((0, 0.6), (1, 0.4))]
     page = report.write_report(runs, tmp_path / "out").read_text()
-    assert "<td>infogan · mnist</td><td>2</td><td>0.800 ± 0.141" in page
-    assert "<td>infogan · fashion-mnist</td><td>2</td><td>0.500 ± 0.141" in page
+    assert "<td>infogan · dataset=mnist</td><td>2</td><td>0.800 ± 0.141" in page
+    assert "<td>infogan · dataset=fashion-mnist</td><td>2</td><td>0.500 ± 0.141" in page
+    # another λ is another setting; another device or checkpoint cadence is not
+    for run, (key, value) in zip(runs, [("lambda_cont", 0.1), ("device", "cuda"), ("lambda_cont", 1.0),
+                                        ("ckpt_every", 7)]):
+        cfg = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**cfg, key: value}))
+    page = report.write_report(runs, tmp_path / "out").read_text()
+    for label in ("dataset=mnist · lambda_cont=0.1", "dataset=mnist · lambda_cont=None",
+                  "dataset=fashion-mnist · lambda_cont=1.0", "dataset=fashion-mnist · lambda_cont=None"):
+        assert f"<td>infogan · {label}</td><td>1</td>" in page
 
 
 def test_report_shows_every_code_in_order(tmp_path):
