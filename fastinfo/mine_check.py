@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from fastinfo import atomic
 from fastinfo.arguments import comma_list, float_between, int_at_least
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
 
@@ -92,25 +93,22 @@ def main(argv=None) -> int:
                 row[est] = estimate(d, rho, est, args.steps, args.batch_size, device=args.device)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (out / "mine_check.json").write_text(json.dumps({"steps": args.steps, "batch": args.batch_size,
-                                                     "rows": rows}, indent=2) + "\n")
+    atomic.write_text(out / "mine_check.json", json.dumps({"steps": args.steps, "batch": args.batch_size,
+                                                           "rows": rows}, indent=2) + "\n")
     lines = ["| d | rho | true MI | " + " | ".join(estimators) + " |", "|" + " --- |" * (3 + len(estimators))]
     for r in rows:
         cells = [f"{r[e]:.3f}" + (f" ({100 * (r[e] - r['true']) / r['true']:+.0f}%)" if r["true"] else "")
                  for e in estimators]
         lines.append(f"| {r['d']} | {r['rho']} | {r['true']:.3f} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
-    (out / "mine_check.md").write_text(table)
+    atomic.write_text(out / "mine_check.md", table)
     print(table)
     plot(rows, dims, estimators, out / "mine_check.png")
     return 0
 
 
 def plot(rows, dims, estimators, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from fastinfo.plots import plt, save_figure  # (pyplot on the file-only backend)
 
     fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.5), squeeze=False)
     for ax, d in zip(axes[0], dims):
@@ -121,9 +119,7 @@ def plot(rows, dims, estimators, path):
             ax.plot(rho, [r[est] for r in rs], "o--", label=est, markersize=4)
         ax.set(title=f"d = {d}", xlabel="rho", ylabel="nats")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
+from fastinfo.atomic import atomic_write  # noqa: E402
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write fig as a PNG that replaces path whole (a figure rewritten during training is never
+    left half-written by a kill), and close it."""
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
 
 def _series(rows: list[dict], key: str):
     pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -23,18 +34,14 @@ def loss_curves(rows: list[dict], path: Path, title: str) -> None:
         ax.plot(*_series(rows, key), label=label, linewidth=0.8)
     ax.set(xlabel="iteration", ylabel="loss", title=title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def metric_curve(rows: list[dict], key: str, path: Path, title: str, ylabel: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(*_series(rows, key), linewidth=0.8)
     ax.set(xlabel="iteration", ylabel=ylabel, title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], path: Path,
@@ -47,11 +54,10 @@ def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], pa
                    label=f"H({name}) = {h:.3f}" + (" = ln 10" if math.isclose(h, math.log(10)) else ""))
     ax.set(xlabel="iteration", ylabel="nats", title=title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def traversal_grid(images: torch.Tensor, n_cols: int, path: Path) -> None:
     """Rows: fixed noise; columns: the swept code. images in [-1, 1]."""
-    save_image(images.float().cpu(), path, nrow=n_cols, normalize=True, value_range=(-1, 1), padding=2)
+    with atomic_write(path) as f:
+        save_image(images.float().cpu(), f, format="png", nrow=n_cols, normalize=True, value_range=(-1, 1), padding=2)

@@ -37,3 +37,23 @@ def test_write_text_replaces_the_file_whole(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_text(path, "ü")
     assert path.read_text() == "row 1\nrow 2\n" and [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
+def test_figures_are_replaced_whole(tmp_path, monkeypatch):
+    import torch
+
+    from fastinfo import plots
+
+    grid, curves = tmp_path / "traverse_c1.png", tmp_path / "loss_curves.png"
+    plots.traversal_grid(torch.rand(20, 1, 28, 28) * 2 - 1, 10, grid)
+    plots.loss_curves([{"step": 1, "loss_d": 1.0, "loss_g": 2.0}], curves, "title")
+    before = {p: p.read_bytes() for p in (grid, curves)}
+    assert all(b.startswith(b"\x89PNG") for b in before.values())
+    # killed before the rename: the figures of the last time stay whole
+    monkeypatch.setattr("os.replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        plots.traversal_grid(torch.zeros(20, 1, 28, 28), 10, grid)
+    with pytest.raises(KeyboardInterrupt):
+        plots.loss_curves([{"step": 1, "loss_d": 0.0, "loss_g": 0.0}], curves, "title")
+    assert {p: p.read_bytes() for p in (grid, curves)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss_curves.png", "traverse_c1.png"]
