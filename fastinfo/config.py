@@ -40,7 +40,7 @@ MODEL_SETTINGS = {
 }
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
-    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "amp", "compile",
+    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "amp", "compile",
     "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
 }
 

@@ -7,6 +7,7 @@ unsupervised clustering accuracy; NMI and ARI are reported beside it. Writes RUN
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -197,6 +198,8 @@ def arg_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-root", help="folder holding the data set's IDX files, in place of the run's own "
+                                       "(where the data has moved since it trained)")
     p.add_argument("--quick", action="store_true",
                    help="c1 accuracy only: no classifier, no continuous-code measures, no Fréchet distance")
     p.add_argument("--fid-samples", type=int_at_least(2), default=10000,
@@ -212,6 +215,8 @@ def main(argv=None) -> int:
     for run in args.runs:
         try:
             cfg, model, state = load_run(Path(run), device=args.device)
+            if args.data_root is not None:
+                cfg = dataclasses.replace(cfg, data_root=args.data_root)
             clf = None
             if not args.quick:
                 if cfg.dataset not in clfs:

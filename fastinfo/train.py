@@ -426,13 +426,21 @@ def exclusive_run(run: Path):
                 lock_path.unlink(missing_ok=True)
 
 
+def write_config(run: Path, cfg: TrainConfig) -> None:
+    atomic.write_text(run / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+
+
 @contextlib.contextmanager
 def prepare_run(values: dict, resume: str | None):
     """The trainer of a resumed or a new run; its folder stays locked while within."""
     if resume is not None:
         run = Path(resume)
         with exclusive_run(run):
-            yield Trainer(load_run_config(run, overrides=values), resume=run)
+            cfg = load_run_config(run, overrides=values)
+            trainer = Trainer(cfg, resume=run)
+            # the settings the run goes on with (a new --steps, or --data-root when the data moved)
+            write_config(run, cfg)
+            yield trainer
         return
     cfg = make_config(values)
     for name in cfg.unused_settings():
@@ -443,7 +451,7 @@ def prepare_run(values: dict, resume: str | None):
         if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
             raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
         trainer = Trainer(cfg)
-        atomic.write_text(run / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+        write_config(run, cfg)
         yield trainer
 
 

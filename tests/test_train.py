@@ -162,6 +162,33 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_kept(tmp_path, monke
     steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
 
+
+def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch):
+    """--data-root may change on --resume (another machine, a moved folder); config.json then
+    holds the settings the run goes on with, which fastinfo.evaluate reads, or its own --data-root."""
+    from fastinfo import evaluate
+
+    synthetic = data.load
+
+    def load(name, train=True, data_root=None, download=True):
+        if data_root is not None and not os.path.isdir(data_root):
+            raise data.DataError(f"--data-root {data_root} is not a folder")
+        return synthetic(name, train, data_root, download)
+
+    monkeypatch.setattr(data, "load", load)
+    first, moved, again, r = tmp_path / "first", tmp_path / "moved", tmp_path / "again", tmp_path / "run"
+    first.mkdir()
+    assert run(r, "--steps", 2, "--data-root", first, "--no-eval-at-end") == 0
+    first.rename(moved)
+    assert main(["--resume", str(r), "--steps", "4", "--no-progress", "--no-eval-at-end"]) == 2
+    assert main(["--resume", str(r), "--steps", "4", "--data-root", str(moved), "--no-progress", "--eval-at-end"]) == 0
+    saved = json.loads((r / "config.json").read_text())
+    assert (saved["data_root"], saved["steps"]) == (str(moved), 4)
+    assert json.loads((r / "eval.json").read_text())["step"] == 4
+    moved.rename(again)
+    assert evaluate.main([str(r), "--quick"]) == 2
+    assert evaluate.main([str(r), "--quick", "--data-root", str(again)]) == 0
+
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
     """A run killed before its first checkpoint holds its settings and some metrics only: its
     --resume trains it from step 0, as its start did."""
