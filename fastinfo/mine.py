@@ -81,6 +81,10 @@ class MINE(nn.Module):
         (e.g. for a generator step that reads the estimate). The marginal pairs x[i] with
         y[perm[i]]: perm is drawn from generator when not given (give it to call this under
         torch.compile, which cannot draw from a torch.Generator)."""
+        if x.shape[0] != y.shape[0] or x.shape[0] < 2:
+            # one sample is its own marginal: there is nothing to contrast it with
+            raise ValueError("x and y must hold the same batch of at least 2 samples, "
+                             f"got {x.shape[0]} and {y.shape[0]}")
         if self.variant == "pairwise":
             return losses.mine_dv_bound_pairwise(*self.critic.embed(x, y))
         n = x.shape[0]

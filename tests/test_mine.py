@@ -92,6 +92,10 @@ def test_construction_errors():
         MINE(ConcatCritic(1, 1), ema_rate=-0.1)
     fx, gy = SeparableCritic(3, 2, embed_dim=4, hidden=8).embed(torch.randn(5, 3), torch.randn(5, 2))
     assert fx.shape == gy.shape == (5, 4)
+    for variant, critic in (("dv", ConcatCritic(3, 2, hidden=8)), ("pairwise", SeparableCritic(3, 2, 4, 8))):
+        for bx, by in ((8, 7), (1, 1)):
+            with pytest.raises(ValueError, match=f"the same batch of at least 2 samples, got {bx} and {by}"):
+                MINE(critic, variant)(torch.randn(bx, 3), torch.randn(by, 2))
 
 
 @pytest.mark.parametrize("estimator", ["dv-ema", "pairwise"])
