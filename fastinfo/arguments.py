@@ -35,10 +35,10 @@ def float_between(low: float, high: float):
 
 
 def comma_list(item):
-    """Comma-separated values, at least one, each parsed by item."""
+    """Comma-separated values, at least one, each parsed by item; a repeated one counts once."""
 
     def parse(text: str) -> list:
-        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        values = list(dict.fromkeys(item(part.strip()) for part in text.split(",") if part.strip()))
         if not values:
             raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
         return values
@@ -47,7 +47,8 @@ def comma_list(item):
 
 
 def seed_list(text: str) -> list[int]:
-    """Seeds as 0,1,2 or 0-4 or both (5,7-8): non-negative integers and ranges, low-high."""
+    """Seeds as 0,1,2 or 0-4 or both (5,7-8): non-negative integers and ranges, low-high; a seed
+    given twice counts once (twice, it would weigh double in the sweep's mean ± std)."""
     seeds = []
     for part in (p.strip() for p in text.split(",")):
         low, dash, high = part.partition("-")
@@ -57,4 +58,4 @@ def seed_list(text: str) -> list[int]:
         if last < first:
             raise argparse.ArgumentTypeError(f"the seed range {part} is empty: write it low-high")
         seeds.extend(range(first, last + 1))
-    return seeds
+    return list(dict.fromkeys(seeds))

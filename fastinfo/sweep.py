@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
-from fastinfo.arguments import int_at_least, seed_list
+from fastinfo.arguments import comma_list, int_at_least, seed_list
 from fastinfo.config import ConfigError, build_parser, read_saved
 from fastinfo.evaluate import evaluate_model
 
@@ -153,7 +153,7 @@ def arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Arguments after -- go to every run's python -m fastinfo.train.")
-    p.add_argument("--models", default="gan,infogan", help="comma-separated models")
+    p.add_argument("--models", default="gan,infogan", type=comma_list(str), help="comma-separated models")
     p.add_argument("--seeds", default="0-2", type=seed_list, help="e.g. 0,1,2 or 0-4")
     p.add_argument("--steps", type=int_at_least(1), required=True, help="generator steps per run")
     p.add_argument("--out", required=True, help="sweep folder")
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     extra = ["--dataset", args.dataset, "--device", args.device, *extra]
     try:
         # every run's settings, checked before the classifier trains and any run starts
-        for model in args.models.split(","):
+        for model in args.models:
             train.make_config(train.parse_args(["--model", model, *extra])[0])
         device = train.resolve_device(args.device)
         clf, clf_acc = classifier.load_or_train(args.dataset, device)
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
-            for model in args.models.split(",") for seed in args.seeds]
+            for model in args.models for seed in args.seeds]
     if args.procs > 1:
         run_parallel(jobs, args.procs)
     rows = []

@@ -161,9 +161,15 @@ def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
     assert table[0]["diverged"] == "1/1" and (tmp_path / "infogan-s0" / "diverged").is_file()
 
 
-@pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8])])
+@pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8]),
+                                         ("0-2,1", [0, 1, 2])])
 def test_seeds(text, seeds):
     assert sweep.arg_parser().parse_args(["--steps", "1", "--out", "x", "--seeds", text]).seeds == seeds
+
+
+def test_models_are_counted_once():
+    args = sweep.arg_parser().parse_args(["--steps", "1", "--out", "x", "--models", "gan, infogan,gan"])
+    assert args.models == ["gan", "infogan"]
 
 
 @pytest.mark.data
