@@ -38,6 +38,12 @@ SWEEP_SETTINGS = {
 }
 
 
+def sweep_settings_in(extra: list[str]) -> list[str]:
+    """The options among the training arguments that the sweep sets for every run itself."""
+    given = vars(build_parser().parse_args(extra))
+    return [f"--{k.replace('_', '-')}" for k in SWEEP_SETTINGS if k in given]
+
+
 def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
     values = [r[key] for r in metrics_log.read(run / "metrics.jsonl")]
     tail = values[int(len(values) * (1 - fraction)) :]
@@ -172,8 +178,7 @@ def main(argv=None) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     args = arg_parser().parse_args(argv)
-    given = vars(build_parser().parse_args(extra))
-    own = [f"--{k.replace('_', '-')}" for k in SWEEP_SETTINGS if k in given]
+    own = sweep_settings_in(extra)
     if own:
         print(f"error: the sweep sets {', '.join(own)} for every run: remove {'them' if len(own) > 1 else 'it'} "
               f"after `--` ({'; '.join(SWEEP_SETTINGS[o[2:]] for o in own)})", file=sys.stderr)
