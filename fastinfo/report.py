@@ -140,7 +140,8 @@ def main(argv=None) -> int:
         print(f"error: not a run folder (no config.json): {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        path = write_report([Path(r) for r in args.runs], Path(args.out))
+        # a run named twice (runs/*/ and runs/a) is one run, not two seeds
+        path = write_report(list(dict.fromkeys(Path(r) for r in args.runs)), Path(args.out))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

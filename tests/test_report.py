@@ -31,6 +31,8 @@ def test_report_tabulates_seeds_and_copies_figures(tmp_path):
     assert (tmp_path / "out" / "run0_traverse_c1.png").is_file() and 'src="run2_traverse_c1.png"' in page
     assert "ρ(thickness)" in page
     assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert report.main([str(runs[0]), f"{runs[0]}/", str(runs[2]), "--out", str(tmp_path / "o")]) == 0
+    assert "<td>infogan</td><td>1</td>" in (tmp_path / "o" / "index.html").read_text()
 
 
 def test_report_averages_the_seeds_of_one_setting_only(tmp_path):
