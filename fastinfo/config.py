@@ -113,7 +113,8 @@ class TrainConfig:
         return max(1, round(self.epochs * (n_train // self.batch_size)))
 
     def run_dir(self) -> Path:
-        return Path(self.out or f"runs/{self.model}-{self.dataset}-s{self.seed}")
+        # expanduser: a config file's "~/runs/a" reaches here as written, not through a shell
+        return Path(self.out or f"runs/{self.model}-{self.dataset}-s{self.seed}").expanduser()
 
     def unused_settings(self) -> list[str]:
         """The settings changed from the model's and preset's defaults that the model does not read."""

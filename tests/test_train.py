@@ -307,7 +307,7 @@ def test_resume_errors(tmp_path, capsys):
     assert "corrupt" in capsys.readouterr().err
 
 
-def test_config_file_json_and_yaml(tmp_path):
+def test_config_file_json_and_yaml(tmp_path, monkeypatch):
     (tmp_path / "c.json").write_text(json.dumps({"model": "gan", "steps": 1, "lambda_cat": 0.5}))
     assert run(tmp_path / "a", "--config", tmp_path / "c.json", "--no-eval-at-end") == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["model"] == "gan"
@@ -316,6 +316,12 @@ def test_config_file_json_and_yaml(tmp_path):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["cat_sizes"] == [10, 3]
     (tmp_path / "bad.json").write_text(json.dumps({"modle": "gan"}))
     assert run(tmp_path / "c", "--config", tmp_path / "bad.json") == 2
+    # a home-relative run folder in a config file: no shell expands it
+    (tmp_path / "home.yaml").write_text("model: gan\nsteps: 1\nout: ~/runs/d\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main([*FAST, "--config", str(tmp_path / "home.yaml"), "--no-eval-at-end"]) == 0
+    assert (tmp_path / "home" / "runs" / "d" / "checkpoint.pt").is_file() and not (tmp_path / "~").exists()
 
 
 @pytest.mark.parametrize("field, value, accepted", [
