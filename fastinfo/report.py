@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 from fastinfo import atomic
-from fastinfo.config import ConfigError, read_saved
+from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
 # settings that change how a run was carried out, not what it learnt: runs that differ only in
-# these are seeds of one setting
-HOW_RUN = ("seed", "out", "data_root", "device", "log_every", "ckpt_every", "sample_every", "progress",
-           "tensorboard", "eval_at_end", "compile", "cuda_graphs", "inductor", "weight_copies", "tf32")
+# these are seeds of one setting. Of those a resume may change, the length and the precision of
+# training change what it learnt.
+HOW_RUN = (RESUMABLE_OVERRIDES - {"steps", "epochs", "amp"}) | {"seed", "out"}
 SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "classes_covered", "disentanglement",
            "fid")
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
