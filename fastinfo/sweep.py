@@ -39,9 +39,9 @@ SWEEP_SETTINGS = {
 
 
 def sweep_settings_in(extra: list[str]) -> list[str]:
-    """The options among the training arguments that the sweep sets for every run itself."""
+    """The settings among the training arguments that the sweep sets for every run itself."""
     given = vars(build_parser().parse_args(extra))
-    return [f"--{k.replace('_', '-')}" for k in SWEEP_SETTINGS if k in given]
+    return [k for k in SWEEP_SETTINGS if k in given]
 
 
 def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
@@ -180,8 +180,9 @@ def main(argv=None) -> int:
     args = arg_parser().parse_args(argv)
     own = sweep_settings_in(extra)
     if own:
-        print(f"error: the sweep sets {', '.join(own)} for every run: remove {'them' if len(own) > 1 else 'it'} "
-              f"after `--` ({'; '.join(SWEEP_SETTINGS[o[2:]] for o in own)})", file=sys.stderr)
+        print(f"error: the sweep sets {', '.join('--' + k.replace('_', '-') for k in own)} for every run: "
+              f"remove {'them' if len(own) > 1 else 'it'} after `--` ({'; '.join(SWEEP_SETTINGS[k] for k in own)})",
+              file=sys.stderr)
         return 2
     extra = ["--dataset", args.dataset, "--device", args.device, *extra]
     try:
