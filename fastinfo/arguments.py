@@ -1,7 +1,18 @@
-"""Types for the commands' arguments: each parses its text, or says what was wrong and what is
-accepted (argparse prints it with the option's name and exits with code 2)."""
+"""What the commands share: types for their arguments, each of which parses its text or says what
+was wrong and what is accepted (argparse prints it with the option's name and exits with code 2),
+and how a command stopped by Ctrl-C ends."""
 
 import argparse
+import sys
+
+EXIT_INTERRUPTED = 128 + 2  # a shell's code for a process ended by SIGINT
+
+
+def interrupted(what_is_kept: str) -> int:
+    """A command stopped by Ctrl-C says in one line what it kept and how to go on, not with a
+    traceback; its exit code."""
+    print(f"interrupted: {what_is_kept}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def int_at_least(lowest: int):
@@ -30,6 +41,17 @@ def float_between(low: float, high: float):
         if not low < value < high:
             raise argparse.ArgumentTypeError(f"expected a number in ({low}, {high}), got {value}")
         return value
+
+    return parse
+
+
+def one_of(accepted):
+    """One of the strings in accepted."""
+
+    def parse(text: str) -> str:
+        if text not in accepted:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(accepted)}, got {text!r}")
+        return text
 
     return parse
 

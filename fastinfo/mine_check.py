@@ -7,6 +7,9 @@ x, y in R^d with per-dimension correlation rho. For each (d, rho) and estimator 
 gradient; dv-ema: with MINE's bias correction; f: MINE-f; pairwise: separable critic, all pairs)
 a fresh critic is trained with Adam, and the estimate is the mean DV bound (f-bound for "f") over
 the last 10% of steps. Writes OUT/mine_check.json, OUT/mine_check.md and OUT/mine_check.png.
+OUT/mine_check.json is written after each estimate: the same command run again, after an
+interruption or with more dimensions or correlations, keeps the estimates it holds for the same
+--steps and --batch-size and makes only the others.
 """
 
 import argparse
@@ -18,7 +21,8 @@ from pathlib import Path
 import torch
 
 from fastinfo import atomic
-from fastinfo.arguments import comma_list, float_between, int_at_least
+from fastinfo.arguments import comma_list, float_between, int_at_least, interrupted, one_of
+from fastinfo.config import ConfigError, read_saved
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
 
 ESTIMATORS = ("dv", "dv-ema", "f", "pairwise")
@@ -64,46 +68,82 @@ def arg_parser() -> argparse.ArgumentParser:
                    help="comma-separated dimensions d of x and of y")
     p.add_argument("--rhos", default="0.2,0.5,0.8,0.95", type=comma_list(float_between(-1, 1)),
                    help="comma-separated correlations rho of x_i and y_i, each in (-1, 1)")
-    p.add_argument("--estimators", default=",".join(ESTIMATORS),
+    p.add_argument("--estimators", default=",".join(ESTIMATORS), type=comma_list(one_of(ESTIMATORS)),
                    help=f"comma-separated estimators, of {', '.join(ESTIMATORS)}")
     p.add_argument("--steps", type=int_at_least(1), default=3000, help="training steps of each statistics network")
     p.add_argument("--batch-size", type=int_at_least(2), default=512,
                    help="samples of (x, y) a step (the shuffled marginals need two)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--out", default="runs/mine_check", help="folder for the table and the plot")
     return p
 
 
+def saved_estimates(path: Path, steps: int, batch: int) -> dict:
+    """{(d, rho, estimator): estimate} of the mine_check.json at path, if it was made with the same
+    steps and batch size; empty otherwise (the file is then replaced)."""
+    try:
+        saved = read_saved(path) if path.is_file() else {}
+    except ConfigError as e:
+        print(f"warning: {e}; it is replaced", file=sys.stderr)
+        return {}
+    if saved and (saved.get("steps"), saved.get("batch")) != (steps, batch):
+        print(f"warning: {path} holds estimates of --steps {saved.get('steps')} --batch-size {saved.get('batch')}; "
+              "it is replaced", file=sys.stderr)
+        return {}
+    return {(r["d"], r["rho"], e): r[e] for r in saved.get("rows", []) for e in ESTIMATORS if e in r}
+
+
+def table_rows(estimates: dict) -> list[dict]:
+    """One row per (d, rho): the true MI and each estimator's estimate."""
+    rows = {}
+    for (d, rho, est), value in estimates.items():
+        rows.setdefault((d, rho), {"d": d, "rho": rho, "true": true_mi(d, rho)})[est] = value
+    return list(rows.values())
+
+
 def main(argv=None) -> int:
+    from fastinfo.train import RunError, resolve_device
+
     args = arg_parser().parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dims, rhos = args.dims, args.rhos
-    estimators = args.estimators.split(",")
-    bad = set(estimators) - set(ESTIMATORS)
-    if bad:
-        print(f"error: unknown estimator(s) {', '.join(sorted(bad))}; accepted: {', '.join(ESTIMATORS)}",
-              file=sys.stderr)
+    try:
+        device = resolve_device(args.device)
+        out.mkdir(parents=True, exist_ok=True)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = []
-    for d in dims:
-        for rho in rhos:
-            row = {"d": d, "rho": rho, "true": true_mi(d, rho)}
-            for est in estimators:
-                row[est] = estimate(d, rho, est, args.steps, args.batch_size, device=args.device)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    atomic.write_text(out / "mine_check.json", json.dumps({"steps": args.steps, "batch": args.batch_size,
-                                                           "rows": rows}, indent=2) + "\n")
-    lines = ["| d | rho | true MI | " + " | ".join(estimators) + " |", "|" + " --- |" * (3 + len(estimators))]
+    except OSError as e:
+        why = "a file has its name" if isinstance(e, FileExistsError) else e.strerror
+        print(f"error: cannot make the output folder --out {out}: {why}", file=sys.stderr)
+        return 2
+    path = out / "mine_check.json"
+    estimates = saved_estimates(path, args.steps, args.batch_size)
+    wanted = [(d, rho, e) for d in args.dims for rho in args.rhos for e in args.estimators]
+    kept = sum(key in estimates for key in wanted)
+    if kept:
+        print(f"keeping {kept} of the {len(wanted)} estimates from {path} (the same --steps and --batch-size)",
+              file=sys.stderr)
+    try:
+        for d, rho, est in wanted:
+            if (d, rho, est) not in estimates:
+                estimates[d, rho, est] = estimate(d, rho, est, args.steps, args.batch_size, device=device)
+                atomic.write_text(path, json.dumps({"steps": args.steps, "batch": args.batch_size,
+                                                    "rows": table_rows(estimates)}, indent=2) + "\n")
+                print(json.dumps({"d": d, "rho": rho, "true": true_mi(d, rho), est: estimates[d, rho, est]}),
+                      flush=True)
+    except KeyboardInterrupt:
+        return interrupted(f"the estimates made are kept in {path}; the same command goes on from there")
+    rows = table_rows({key: estimates[key] for key in wanted})
+    lines = ["| d | rho | true MI | " + " | ".join(args.estimators) + " |",
+             "|" + " --- |" * (3 + len(args.estimators))]
     for r in rows:
         cells = [f"{r[e]:.3f}" + (f" ({100 * (r[e] - r['true']) / r['true']:+.0f}%)" if r["true"] else "")
-                 for e in estimators]
+                 for e in args.estimators]
         lines.append(f"| {r['d']} | {r['rho']} | {r['true']:.3f} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     atomic.write_text(out / "mine_check.md", table)
     print(table)
-    plot(rows, dims, estimators, out / "mine_check.png")
+    plot(rows, args.dims, args.estimators, out / "mine_check.png")
     return 0
 
 

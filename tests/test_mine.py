@@ -113,4 +113,43 @@ def test_mine_check_cli(tmp_path):
     rows = json.loads((tmp_path / "mine_check.json").read_text())["rows"]
     assert rows[0]["true"] == pytest.approx(-0.5 * math.log(0.75)) and {"f", "dv"} <= set(rows[0])
     assert (tmp_path / "mine_check.png").is_file() and "| 1 | 0.5 |" in (tmp_path / "mine_check.md").read_text()
-    assert mine_check.main(["--estimators", "nce", "--out", str(tmp_path)]) == 2
+
+
+def test_mine_check_keeps_its_estimates_through_an_interruption(tmp_path, monkeypatch, capsys):
+    """Each estimate is saved when made: after Ctrl-C, the same command makes only the missing
+    ones, as does a command that asks for more; other --steps start again."""
+    made, interrupt = [], [True]
+
+    def fake_estimate(d, rho, est, steps, batch, device):
+        if len(made) == 3 and interrupt and interrupt.pop():
+            raise KeyboardInterrupt
+        made.append((d, rho, est))
+        return d + rho + len(est)
+
+    monkeypatch.setattr(mine_check, "estimate", fake_estimate)
+    args = ["--dims", "1,2", "--rhos", "0.5", "--estimators", "f,dv", "--steps", "5", "--out", str(tmp_path)]
+    assert mine_check.main(args) == 130
+    assert "interrupted: the estimates made are kept in" in capsys.readouterr().err
+    assert not (tmp_path / "mine_check.md").exists()
+    made.clear()
+    assert mine_check.main(args) == 0
+    assert made == [(2, 0.5, "dv")]
+    assert "keeping 3 of the 4 estimates" in capsys.readouterr().err
+    assert "| 2 | 0.5 | 0.288 | 3.500 (+1117%) | 4.500 (+1464%) |" in (tmp_path / "mine_check.md").read_text()
+    made.clear()
+    assert mine_check.main([*args, "--dims", "1,3"]) == 0
+    assert made == [(3, 0.5, "f"), (3, 0.5, "dv")]
+    saved = json.loads((tmp_path / "mine_check.json").read_text())
+    assert [(r["d"], r["rho"]) for r in saved["rows"]] == [(1, 0.5), (2, 0.5), (3, 0.5)]
+    made.clear()
+    assert mine_check.main([*args, "--steps", "6"]) == 0
+    assert len(made) == 4 and "it is replaced" in capsys.readouterr().err
+
+
+def test_mine_check_refuses_a_device_or_folder_it_cannot_use(tmp_path, capsys):
+    assert mine_check.main(["--device", "tpu", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown --device 'tpu'; accepted: auto, cpu, cuda, cuda:N" in capsys.readouterr().err
+    (tmp_path / "b").write_text("")
+    assert mine_check.main(["--out", str(tmp_path / "b")]) == 2
+    assert f"cannot make the output folder --out {tmp_path / 'b'}: a file has its name" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
