@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from fastinfo import atomic, classifier, data, metrics_log
-from fastinfo.arguments import int_at_least
+from fastinfo.arguments import int_at_least, interrupted
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -207,31 +207,45 @@ def arg_parser() -> argparse.ArgumentParser:
     return p
 
 
+def evaluate_run(run: str, args, classifiers: dict) -> dict:
+    """run's eval.json under the command's options; classifiers holds each data set's, loaded (or
+    trained) once."""
+    from fastinfo.train import load_run  # train imports this module
+
+    cfg, model, state = load_run(Path(run), device=args.device)
+    if args.data_root is not None:
+        cfg = dataclasses.replace(cfg, data_root=args.data_root)
+    clf = None
+    if not args.quick:
+        if cfg.dataset not in classifiers:
+            classifiers[cfg.dataset] = classifier.load_or_train(cfg.dataset, model.device, cfg.data_root)[0]
+        clf = classifiers[cfg.dataset]
+    return {"step": state["step"], **evaluate_model(model, cfg, clf, full=not args.quick, run=Path(run),
+                                                     fid_samples=args.fid_samples)}
+
+
 def main(argv=None) -> int:
-    from fastinfo.train import RunError, load_run  # train imports this module
+    from fastinfo.train import RunError
 
     args = arg_parser().parse_args(argv)
-    clfs, failed = {}, []
-    for run in args.runs:
-        try:
-            cfg, model, state = load_run(Path(run), device=args.device)
-            if args.data_root is not None:
-                cfg = dataclasses.replace(cfg, data_root=args.data_root)
-            clf = None
-            if not args.quick:
-                if cfg.dataset not in clfs:
-                    clfs[cfg.dataset] = classifier.load_or_train(cfg.dataset, model.device, cfg.data_root)[0]
-                clf = clfs[cfg.dataset]
-            result = {"step": state["step"], **evaluate_model(model, cfg, clf, full=not args.quick, run=Path(run),
-                                                               fid_samples=args.fid_samples)}
-        except (RunError, data.DataError) as e:
-            # the other runs are still evaluated: each takes minutes
-            print(f"error: {run}: {e}", file=sys.stderr)
-            failed.append(run)
-            continue
-        atomic.write_text(Path(run) / "eval.json", json.dumps(result, indent=2) + "\n")
-        print(f"{run}: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in result.items() if not isinstance(v, dict)))
+    classifiers, failed, done = {}, [], []
+    try:
+        for run in args.runs:
+            try:
+                result = evaluate_run(run, args, classifiers)
+            except (RunError, data.DataError) as e:
+                # the other runs are still evaluated: each takes minutes
+                print(f"error: {run}: {e}", file=sys.stderr)
+                failed.append(run)
+                continue
+            atomic.write_text(Path(run) / "eval.json", json.dumps(result, indent=2) + "\n")
+            done.append(run)
+            print(f"{run}: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in result.items() if not isinstance(v, dict)))
+    except KeyboardInterrupt:
+        left = [r for r in args.runs if r not in done and r not in failed]
+        return interrupted(f"not evaluated: {', '.join(left)}"
+                           + (f"; evaluated, each in its eval.json: {', '.join(done)}" if done else ""))
     if failed:
         print(f"error: {len(failed)} of {len(args.runs)} runs not evaluated: {', '.join(failed)}", file=sys.stderr)
         return 2

@@ -4,19 +4,21 @@
 
 For every run: its traversal grids (the poster's layout), loss curves and L_I curve; a table of
 the metrics in RUN/eval.json (run `python -m fastinfo.evaluate` first for the full set), and, where
-several seeds of one model are given, mean ± std over them with the per-seed values. The page and
-the PNGs it shows are written to --out; it opens from disk in a browser, no server needed.
+several seeds of one model are given, mean ± std over them with the per-seed values. The page,
+--out/index.html, holds its images: it opens from disk in a browser, no server needed, and can be
+moved or sent as one file.
 """
 
 import argparse
+import base64
 import html
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
 from fastinfo import atomic
+from fastinfo.arguments import interrupted
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
@@ -103,12 +105,12 @@ def write_report(runs: list[Path], out: Path) -> Path:
     summaries = [load_run_summary(r) for r in runs]
     out.mkdir(parents=True, exist_ok=True)
     blocks = []
-    for i, s in enumerate(summaries):
+    for s in summaries:
         figs = []
         for name in figures(s["run"]):
-            dest = f"run{i}_{name}"
-            shutil.copyfile(s["run"] / name, out / dest)
-            figs.append(f'<figure><img src="{dest}" alt="{name}"><figcaption>{name}</figcaption></figure>')
+            png = base64.b64encode((s["run"] / name).read_bytes()).decode("ascii")
+            figs.append(f'<figure><img src="data:image/png;base64,{png}" alt="{name}">'
+                        f"<figcaption>{name}</figcaption></figure>")
         title = f"{s['model']} · seed {s['seed']} · {s['preset']} · {s['dataset']}"
         blocks.append(f'<div class="run"><h3>{html.escape(title)}</h3>'
                       f"<p><small>{html.escape(str(s['run']))}</small></p>{correlation_table(s)}{''.join(figs)}</div>")
@@ -129,7 +131,7 @@ def arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fastinfo.report", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
-    p.add_argument("--out", default="report", help="folder for index.html and the figures it shows")
+    p.add_argument("--out", default="report", help="folder for the page, index.html")
     return p
 
 
@@ -148,6 +150,8 @@ def main(argv=None) -> int:
     except OSError as e:
         print(f"error: cannot write the report to {args.out}: {e.strerror} ({e.filename})", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(f"no report was written to {args.out} (a page there from before is whole)")
     print(f"wrote {path}")
     return 0
 

@@ -18,16 +18,18 @@ report of all runs in OUT/report/.
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
-from fastinfo.arguments import comma_list, int_at_least, seed_list
+from fastinfo.arguments import comma_list, int_at_least, interrupted, seed_list
 from fastinfo.config import ConfigError, build_parser, read_saved
 from fastinfo.evaluate import evaluate_model
 
@@ -36,6 +38,9 @@ SWEEP_SETTINGS = {
     "model": "--models", "seed": "--seeds", "out": "each run's folder is in --out", "steps": "--steps",
     "epochs": "--steps", "dataset": "--dataset", "device": "--device", "resume": "a re-run resumes every run",
 }
+# what a sweep stopped by Ctrl-C keeps
+GOES_ON = ("each run keeps its last checkpoint, and each run evaluated its eval.json; the same command goes on "
+           "from there")
 
 
 def sweep_settings_in(extra: list[str]) -> list[str]:
@@ -86,16 +91,37 @@ def run_one(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> i
     return record_exit(run, train.main(argv))
 
 
-def run_parallel(jobs: list[tuple], n_procs: int) -> None:
-    """Train the runs in n_procs processes at once (several seeds on one big card, or CPU cores)."""
+def run_parallel(jobs: list[tuple], n_procs: int) -> bool:
+    """Train the runs in n_procs processes at once (several seeds on one big card, or CPU cores);
+    whether SIGINT or SIGTERM stopped them. Such a signal goes on to every training process, which
+    writes its checkpoint and ends, and no further run starts: also where it reached this process
+    alone (`kill PID`), not its process group as Ctrl-C does."""
+    children, lock, stopped = [], threading.Lock(), threading.Event()
 
     def launch(job):
         argv = train_args(*job)
-        if argv is not None:
-            record_exit(job[0], subprocess.run([sys.executable, "-m", "fastinfo.train", *argv]).returncode)
+        with lock:
+            if argv is None or stopped.is_set():
+                return
+            children.append(subprocess.Popen([sys.executable, "-m", "fastinfo.train", *argv]))
+            child = children[-1]
+        record_exit(job[0], child.wait())
 
-    with ThreadPoolExecutor(n_procs) as pool:
-        list(pool.map(launch, jobs))
+    def stop(_signum, _frame):
+        stopped.set()
+        with lock:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+
+    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ThreadPoolExecutor(n_procs) as pool:
+            list(pool.map(launch, jobs))
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return stopped.is_set()
 
 
 def evaluation(run: Path, row: dict, clf, args) -> dict:
@@ -184,26 +210,34 @@ def main(argv=None) -> int:
               f"remove {'them' if len(own) > 1 else 'it'} after `--` ({'; '.join(SWEEP_SETTINGS[k] for k in own)})",
               file=sys.stderr)
         return 2
-    extra = ["--dataset", args.dataset, "--device", args.device, *extra]
     try:
-        # every run's settings, checked before the classifier trains and any run starts
-        for model in args.models:
-            train.make_config(train.parse_args(["--model", model, *extra])[0])
-        device = train.resolve_device(args.device)
-        clf, clf_acc = classifier.load_or_train(args.dataset, device)
+        return sweep(args, ["--dataset", args.dataset, "--device", args.device, *extra])
     except (ConfigError, train.RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted(GOES_ON)
+
+
+def sweep(args, extra: list[str]) -> int:
+    """Train, evaluate and summarise the runs; the exit code."""
+    # every run's settings, checked before the classifier trains and any run starts
+    for model in args.models:
+        train.make_config(train.parse_args(["--model", model, *extra])[0])
+    device = train.resolve_device(args.device)
+    clf, clf_acc = classifier.load_or_train(args.dataset, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
             for model in args.models for seed in args.seeds]
-    if args.procs > 1:
-        run_parallel(jobs, args.procs)
+    if args.procs > 1 and run_parallel(jobs, args.procs):
+        return interrupted(GOES_ON)
     rows = []
     for run, model, seed, _, _ in jobs:
         code = run_one(run, model, seed, args.steps, extra)
+        if code == train.EXIT_INTERRUPTED:
+            return interrupted(GOES_ON)
         if code not in (0, train.EXIT_NON_FINITE):
             return code
         row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
@@ -224,6 +258,12 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line (`python -m fastinfo.sweep`, `fastinfo-sweep`): main() and its exit code."""
+    # a run's shapes are fixed: cuDNN times its convolution algorithms once and keeps the fastest
     torch.backends.cudnn.benchmark = True
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from fastinfo import atomic, checkpoint, data, metrics_log, runner
+from fastinfo.arguments import EXIT_INTERRUPTED, interrupted
 from fastinfo.codes import LatentSpec
 from fastinfo.config import (
     MODEL_SETTINGS,
@@ -48,7 +49,7 @@ except ImportError:  # Windows: runs are not locked
 
 METHODS = {"gan": InfoGAN, "infogan": InfoGAN, "wgan": InfoWGAN, "infowgan": InfoWGAN,
            "wgan-gp": InfoWGAN, "infowgan-gp": InfoWGAN, "minegan": MineGAN}
-EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
 
 
 class RunError(RuntimeError):
@@ -332,6 +333,12 @@ class Trainer:
             # complete one is there to resume from
             raise RunError(f"cannot write {e.filename or self.run}: {e.strerror or e}; the last complete "
                            f"checkpoint is kept: make room, then continue with --resume {self.run}") from None
+        except KeyboardInterrupt:
+            # Ctrl-C outside the loop, where no handler turns it into a checkpoint
+            if "loop_end" not in self.clock.marks:
+                return interrupted(f"before step {self.step + 1}; continue with --resume {self.run}")
+            return interrupted(f"{self.run} is trained to step {self.step} and its checkpoint written; "
+                               f"--resume {self.run} writes the figures and the evaluation")
         if code == 0:
             self.clock.mark("end")
             self.clock.write(self.run / "timings.json", steps_trained=self.step - self.first_step)
@@ -463,6 +470,8 @@ def main(argv=None) -> int:
     except (ConfigError, RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return interrupted("before training started: nothing was trained")
 
 
 def cli() -> None:

@@ -1,9 +1,13 @@
 """The commands besides fastinfo.train (tests/test_train.py) explain every option in --help and
 refuse bad values of them."""
 
+import importlib.metadata
+import re
+
 import pytest
 
 from fastinfo import evaluate, mine_check, report, sweep
+from tests.test_readme import README
 
 
 @pytest.mark.parametrize("module", [evaluate, sweep, report, mine_check], ids=lambda m: m.__name__)
@@ -33,6 +37,7 @@ def test_every_option_has_help_and_shows_its_default(module, capsys):
         (mine_check, ["--dims", "0"], "--dims: expected an integer >= 1, got 0"),
         (mine_check, ["--dims", ","], "--dims: expected comma-separated values, got ','"),
         (mine_check, ["--batch-size", "1"], "--batch-size: expected an integer >= 2, got 1"),
+        (mine_check, ["--estimators", "dv,nce"], "--estimators: expected one of dv, dv-ema, f, pairwise, got 'nce'"),
     ],
 )
 def test_bad_values_exit_2_naming_the_option_and_what_it_accepts(module, args, msg, tmp_path, capsys):
@@ -48,3 +53,15 @@ def test_mine_check_table_for_independent_variables(tmp_path):
     assert mine_check.main(["--dims", "1", "--rhos", "0", "--estimators", "f", "--steps", "2", "--batch-size", "8",
                             "--device", "cpu", "--out", str(tmp_path)]) == 0
     assert "| 1 | 0.0 | 0.000 |" in (tmp_path / "mine_check.md").read_text()
+
+
+def test_every_command_is_installed_as_a_program():
+    """Each `python -m fastinfo.X` of the README is also the program fastinfo-X of the installed
+    package, which runs the same main()."""
+    modules = set(re.findall(r"python -m fastinfo\.(\w+)", README.read_text()))
+    scripts = {ep.name: ep for ep in importlib.metadata.entry_points(group="console_scripts")
+               if ep.value.startswith("fastinfo.")}
+    assert set(scripts) == {"fastinfo-" + m.replace("_", "-") for m in modules}
+    for name, ep in scripts.items():
+        assert ep.module == "fastinfo." + name.removeprefix("fastinfo-").replace("-", "_")
+        assert ep.attr in ("main", "cli") and callable(ep.load())

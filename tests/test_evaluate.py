@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -58,6 +59,29 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
                         (f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}", "GPU")]:
         assert evaluate.main([str(tmp_path), "--quick", "--device", device]) == 2
         assert msg in capsys.readouterr().err
+
+
+def test_evaluate_interrupted_names_the_runs_left_and_keeps_those_done(tmp_path, monkeypatch, capsys):
+    from tests.test_train import run
+
+    monkeypatch.setattr(data, "load", lambda *a, **k: (torch.zeros(32, 28, 28, dtype=torch.uint8),
+                                                       torch.arange(32) % 10))
+    assert run(tmp_path / "a", "--steps", 2, "--no-eval-at-end") == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    evaluate_model = evaluate.evaluate_model
+
+    def interrupted_at_b(model, cfg, *args, run=None, **kwargs):
+        if run.name == "b":
+            raise KeyboardInterrupt
+        return evaluate_model(model, cfg, *args, run=run, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_model", interrupted_at_b)
+    runs = [str(tmp_path / name) for name in "abc"]
+    assert evaluate.main([*runs, "--quick"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted: not evaluated: {runs[1]}, {runs[2]}; evaluated, each in its eval.json: {runs[0]}")
+    assert [(tmp_path / name / "eval.json").is_file() for name in "abc"] == [True, False, False]
 
 
 def test_frechet_distance_known_values():

@@ -1,5 +1,6 @@
 """The HTML report: content, mean ± std over seeds, and a real browser rendering it."""
 
+import base64
 import json
 import shutil
 import subprocess
@@ -22,13 +23,16 @@ def fake_run(path, model, seed, acc, dataset="mnist"):
     return path
 
 
-def test_report_tabulates_seeds_and_copies_figures(tmp_path):
+def test_report_tabulates_seeds_and_holds_its_figures(tmp_path):
     runs = [fake_run(tmp_path / f"infogan-s{s}", "infogan", s, a) for s, a in ((0, 0.9), (1, 0.7))]
     runs.append(fake_run(tmp_path / "gan-s0", "gan", 0, "n/a (no Q head trained)"))
     path = report.write_report(runs, tmp_path / "out")
     page = path.read_text()
     assert "0.800 ± 0.141" in page and "0.900, 0.700" in page and "n/a (no Q head trained)" in page
-    assert (tmp_path / "out" / "run0_traverse_c1.png").is_file() and 'src="run2_traverse_c1.png"' in page
+    # the page holds its figures: one file to move or send
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["index.html"]
+    images = [base64.b64decode(part.split('"')[0]) for part in page.split('src="data:image/png;base64,')[1:]]
+    assert images == [(run / "traverse_c1.png").read_bytes() for run in runs]
     assert "ρ(thickness)" in page
     assert report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
     assert report.main([str(runs[0]), f"{runs[0]}/", str(runs[2]), "--out", str(tmp_path / "o")]) == 0
@@ -58,7 +62,7 @@ def test_report_shows_every_code_in_order(tmp_path):
     for name in ("traverse_c10.png", "traverse_c2.png", "traverse_c5.png", "loss_curves.png"):
         shutil.copyfile(run / "traverse_c1.png", run / name)
     page = report.write_report([run], tmp_path / "out").read_text()
-    assert [part.split('"')[0] for part in page.split('src="run0_')[1:]] == [
+    assert [part.split('"')[0] for part in page.split('alt="')[1:]] == [
         "traverse_c1.png", "traverse_c2.png", "traverse_c5.png", "traverse_c10.png", "loss_curves.png"]
 
 
@@ -79,6 +83,21 @@ def test_report_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "out").write_text("")
     assert report.main([str(fake_run(tmp_path / "a", "gan", 0, 0.9)), "--out", str(tmp_path / "out")]) == 2
     assert f"cannot write the report to {tmp_path / 'out'}" in capsys.readouterr().err
+
+def test_report_interrupted_keeps_the_page_from_before(tmp_path, monkeypatch, capsys):
+    run = fake_run(tmp_path / "a", "gan", 0, 0.9)
+    assert report.main([str(run), "--out", str(tmp_path / "out")]) == 0
+    before = (tmp_path / "out" / "index.html").read_bytes()
+
+    def interrupted_read(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "read_saved", interrupted_read)
+    assert report.main([str(run), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == (f"interrupted: no report was written to {tmp_path / 'out'} "
+                                       "(a page there from before is whole)\n")
+    assert (tmp_path / "out" / "index.html").read_bytes() == before
+
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

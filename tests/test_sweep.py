@@ -2,6 +2,11 @@
 
 import dataclasses
 import json
+import os
+import signal
+import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -182,3 +187,57 @@ def test_sweep_trains_in_parallel_processes_on_real_mnist(real_data, tmp_path, m
     assert sweep.main(args) == 0
     for run in ("gan-s0", "infogan-s0"):
         assert json.loads((tmp_path / run / "eval.json").read_text())["step"] == 2
+
+
+def test_sweep_interrupted_says_the_same_command_goes_on(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a run's training (the trainer's handler, exit code 130) or in the evaluation
+    (KeyboardInterrupt) ends the sweep with one line, and the same command completes it."""
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
+    args = ["--models", "infogan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path), "--samples-per-value",
+            "5", "--fid-samples", "50", "--device", "cpu", "--", "--batch-size", "8"]
+    for where in ("train", "evaluate"):
+        with monkeypatch.context() as m:
+            if where == "train":
+                m.setattr(train, "main", lambda argv: train.EXIT_INTERRUPTED)
+            else:
+                m.setattr(sweep, "evaluate_model", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+            assert sweep.main(args) == 130
+        assert capsys.readouterr().err.splitlines()[-1] == f"interrupted: {sweep.GOES_ON}"
+    assert sweep.main(args) == 0
+    assert json.loads((tmp_path / "infogan-s0" / "eval.json").read_text())["step"] == 2
+
+
+CHILD = """import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGINT, lambda *_: (out.with_suffix(".stopped").touch(), sys.exit(130)))
+out.with_suffix(".started").touch()
+time.sleep(60)
+"""
+
+
+def test_a_signal_to_a_parallel_sweep_stops_every_run_and_starts_no_more(tmp_path, monkeypatch):
+    """SIGTERM to the sweep process alone (not its process group) reaches each training process as
+    the SIGINT that makes it write its checkpoint, and the runs not started yet are not started."""
+    popen = sweep.subprocess.Popen
+    monkeypatch.setattr(sweep.subprocess, "Popen",
+                        lambda cmd: popen([sys.executable, "-c", CHILD, cmd[cmd.index("--out") + 1]]))
+    jobs = [(tmp_path / f"infogan-s{seed}", "infogan", seed, 2, []) for seed in range(3)]
+    started = [tmp_path / f"infogan-s{seed}.started" for seed in range(2)]
+
+    def stop_when_started():
+        while not all(p.exists() for p in started):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def ours(*_):  # the handler the sweep replaces while it runs, and gives back
+        pass
+
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        threading.Thread(target=stop_when_started, daemon=True).start()
+        assert sweep.run_parallel(jobs, 2) is True
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "infogan-s0.started", "infogan-s0.stopped", "infogan-s1.started", "infogan-s1.stopped"]

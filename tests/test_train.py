@@ -224,6 +224,31 @@ def test_sigint_saves_checkpoint_and_resume_continues(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "timings.json").read_text())["steps_trained"] == 7
 
 
+def test_ctrl_c_outside_the_loop_says_what_is_kept(tmp_path, monkeypatch, capsys):
+    """Before the loop's handler (loading the data) and after it (the figures, the evaluation),
+    Ctrl-C raises KeyboardInterrupt: one line says what is kept, and --resume completes the run."""
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(data, "load", interrupt)
+        assert run(tmp_path / "a", "--steps", 4) == train_mod.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines()[-1] == "interrupted: before training started: nothing was trained"
+    assert not (tmp_path / "a").exists()
+    with monkeypatch.context() as m:
+        m.setattr(train_mod.Trainer, "write_figures", interrupt)
+        assert run(tmp_path / "a", "--steps", 4) == train_mod.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted: {tmp_path / 'a'} is trained to step 4 and its checkpoint written; --resume {tmp_path / 'a'} "
+        "writes the figures and the evaluation")
+    assert checkpoint.load(tmp_path / "a" / "checkpoint.pt")["step"] == 4
+    assert not (tmp_path / "a" / "eval.json").exists()
+    assert main(["--resume", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "a" / "eval.json").read_text())["step"] == 4
+    assert (tmp_path / "a" / "traverse_c1.png").is_file()
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     real_step = InfoGAN.step
     calls = {"n": 0}
