@@ -197,7 +197,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fastinfo.evaluate", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU when there is one, wherever the run trained), cpu, cuda or cuda:N")
     p.add_argument("--data-root", help="folder holding the data set's IDX files, in place of the run's own "
                                        "(where the data has moved since it trained)")
     p.add_argument("--quick", action="store_true",

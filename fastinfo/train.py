@@ -117,9 +117,9 @@ def resolve_device(name: str) -> torch.device:
     if device is None or device.type not in ("cpu", "cuda"):
         raise RunError(f"unknown --device {name!r}; accepted: auto, cpu, cuda, cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"--device {name} asked for, but no CUDA GPU is available; use --device cpu")
+        raise RunError(f"--device {name}: no CUDA GPU is available; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise RunError(f"--device {name} asked for, but this machine has {torch.cuda.device_count()} GPU(s): "
+        raise RunError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s), "
                        f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
@@ -166,9 +166,15 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
             f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change"
         )
     try:
-        return make_config({**saved, **overrides})
+        make_config(saved)
     except ConfigError as e:
         raise RunError(f"{cfg_path} does not hold a valid configuration: {e}") from None
+    try:
+        return make_config({**saved, **overrides})
+    except ConfigError as e:
+        # a change a resume may make clashes with a saved setting: --device cpu with --cuda-graphs
+        raise RunError(f"cannot resume {run} so: {e} (a setting not given now is the run's own, from "
+                       f"{cfg_path}: give it to change it, a switch as --no-NAME)") from None
 
 
 def load_checkpoint_into(model, run: Path, extra=None) -> dict:
@@ -196,9 +202,10 @@ def tensorboard_writer():
 
 
 def load_run(run: Path, device: str = "auto"):
-    """(config, model with the checkpoint's weights, checkpoint state) of a saved run."""
+    """(config, model with the checkpoint's weights, checkpoint state) of a saved run, on device:
+    "auto" is this machine's GPU when it has one, else its CPU, wherever the run trained."""
     cfg = load_run_config(run)
-    model = build_model(cfg, resolve_device(device if device != "auto" else cfg.device))
+    model = build_model(cfg, resolve_device(device))
     return cfg, model, load_checkpoint_into(model, run)
 
 
@@ -208,9 +215,13 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: Path | None = None):
         self.clock = RunClock()
         self.cfg, self.run = cfg, cfg.run_dir() if resume is None else resume
-        self.device = resolve_device(cfg.device)
+        try:
+            self.device = resolve_device(cfg.device)
+        except RunError as e:
+            raise RunError(f"{self.run} trains on {e}" if resume is not None else str(e)) from None
         if cfg.cuda_graphs and self.device.type != "cuda":
-            raise RunError("--cuda-graphs needs a CUDA GPU and none is available; leave the option out")
+            fix = "continue without it: --no-cuda-graphs" if resume is not None else "leave the option out"
+            raise RunError(f"--cuda-graphs needs a CUDA GPU and none is available; {fix}")
         if cfg.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
         torch.manual_seed(cfg.seed)

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from fastinfo import checkpoint, data
+from fastinfo import checkpoint, data, evaluate
 from fastinfo import train as train_mod
 from fastinfo.infogan import InfoGAN
 from fastinfo.train import main
@@ -166,7 +166,6 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_kept(tmp_path, monke
 def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch):
     """--data-root may change on --resume (another machine, a moved folder); config.json then
     holds the settings the run goes on with, which fastinfo.evaluate reads, or its own --data-root."""
-    from fastinfo import evaluate
 
     synthetic = data.load
 
@@ -330,6 +329,29 @@ def test_resume_errors(tmp_path, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert main(["--resume", str(tmp_path), "--steps", "3"]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a run trained on a GPU, moved to a machine without one")
+def test_a_gpu_run_moved_to_a_cpu_machine(tmp_path, capsys):
+    """Each error names what to give, though the GPU settings are the run's own, not given now;
+    evaluate's --device auto is this machine's device, not the run's."""
+    assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "device": "cuda", "cuda_graphs": True}))
+    resume = ["--resume", str(tmp_path), "--steps", "3", "--no-progress", "--no-eval-at-end"]
+    for extra, msg in [
+        ([], f"{tmp_path} trains on --device cuda: no CUDA GPU is available; use --device cpu"),
+        (["--device", "cpu"], f"cannot resume {tmp_path} so: --cuda-graphs needs a CUDA device, not --device cpu "
+                              f"(a setting not given now is the run's own, from {tmp_path / 'config.json'}: give it "
+                              "to change it, a switch as --no-NAME)"),
+        (["--device", "auto"], "--cuda-graphs needs a CUDA GPU and none is available; continue without it: "
+                               "--no-cuda-graphs"),
+    ]:
+        assert main([*resume, *extra]) == 2
+        assert capsys.readouterr().err == f"error: {msg}\n"
+    assert evaluate.main([str(tmp_path), "--quick"]) == 0
+    assert main([*resume, "--device", "cpu", "--no-cuda-graphs"]) == 0
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 3
 
 
 def test_config_file_json_and_yaml(tmp_path, monkeypatch):
