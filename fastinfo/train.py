@@ -255,8 +255,19 @@ class Trainer:
 
         def loader_and_rng(state):
             self.loader.load_state_dict(state["loader"])
-            self.sample_gen.set_state(state["rng"]["sample"])
-            self.loader.generator.set_state(state["rng"]["loader"])
+            saved = state["rng"]["sample"], state["rng"]["loader"]
+            # a generator's state is its device kind's: a CPU's Mersenne Twister (5056 bytes), a
+            # GPU's Philox seed and offset (16). A run moved between them goes on with new streams.
+            if saved[0].numel() != self.sample_gen.get_state().numel():
+                print(f"warning: {self.run} was saved on another kind of device than {self.device}: its "
+                      f"random streams (z, c and the batch order) go on from new seeds, so the run does not "
+                      f"continue as it would have where it trained", file=sys.stderr)
+                moved = (self.cfg.seed * 1_000_003 + state["step"]) * 2
+                self.sample_gen.manual_seed(moved % 2**63)
+                self.loader.generator.manual_seed((moved + 1) % 2**63)
+                return
+            self.sample_gen.set_state(saved[0])
+            self.loader.generator.set_state(saved[1])
 
         state = load_checkpoint_into(self.model, self.run, loader_and_rng)
         torch.set_rng_state(state["rng"]["torch"])

@@ -350,7 +350,12 @@ def test_a_gpu_run_moved_to_a_cpu_machine(tmp_path, capsys):
         assert main([*resume, *extra]) == 2
         assert capsys.readouterr().err == f"error: {msg}\n"
     assert evaluate.main([str(tmp_path), "--quick"]) == 0
+    # a GPU's generators keep a Philox seed and offset (16 bytes), not a CPU's Mersenne Twister
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    state["rng"]["sample"] = state["rng"]["loader"] = torch.zeros(16, dtype=torch.uint8)
+    checkpoint.save(state, tmp_path / "checkpoint.pt")
     assert main([*resume, "--device", "cpu", "--no-cuda-graphs"]) == 0
+    assert "was saved on another kind of device than cpu: its random streams" in capsys.readouterr().err
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 3
 
 
