@@ -73,3 +73,11 @@ def load(path: str | os.PathLike, mmap: bool = False) -> dict:
     if not isinstance(state, dict) or "step" not in state or "models" not in state:
         raise CheckpointError(f"checkpoint {path} is not a fastinfo training checkpoint")
     return state
+
+
+def saved_step(path: str | os.PathLike) -> int:
+    """The step of the checkpoint at path; 0 without a readable one."""
+    try:
+        return load(path, mmap=True)["step"]
+    except CheckpointError:
+        return 0

@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from fastinfo import atomic
+from fastinfo import atomic, checkpoint
 from fastinfo.arguments import interrupted
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, read_saved
 
@@ -31,7 +31,7 @@ SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "class
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}
 .runs{display:flex;flex-wrap:wrap;gap:2em}.run{border:1px solid #ddd;padding:1em}img{max-width:420px;display:block}
-figcaption{font-size:80%;color:#555}"""
+figcaption{font-size:80%;color:#555}.stale{color:#a40}"""
 
 
 def load_run_summary(run: Path) -> dict:
@@ -42,8 +42,18 @@ def load_run_summary(run: Path) -> dict:
         raise ConfigError(f"{run / 'config.json'} is not a fastinfo run's: it has no {', '.join(missing)}")
     result = read_saved(run / "eval.json") if (run / "eval.json").is_file() else {}
     return {"run": run, "model": cfg["model"], "seed": cfg["seed"], "preset": cfg["preset"],
-            "dataset": cfg["dataset"], "eval": result,
+            "dataset": cfg["dataset"], "eval": result, "step": checkpoint.saved_step(run / "checkpoint.pt"),
             "setting": {k: v for k, v in cfg.items() if k not in HOW_RUN}}
+
+
+def stale_metrics(s: dict) -> str | None:
+    """What to say when the run's eval.json is from an earlier step than its checkpoint (it
+    trained on after an evaluation)."""
+    evaluated = s["eval"].get("step")
+    if evaluated is None or not s["step"] or evaluated == s["step"]:
+        return None
+    return (f"its metrics are from step {evaluated} of {s['step']}: python -m fastinfo.evaluate {s['run']} "
+            "updates them")
 
 
 def _fmt(v) -> str:
@@ -112,8 +122,15 @@ def write_report(runs: list[Path], out: Path) -> Path:
             figs.append(f'<figure><img src="data:image/png;base64,{png}" alt="{name}">'
                         f"<figcaption>{name}</figcaption></figure>")
         title = f"{s['model']} · seed {s['seed']} · {s['preset']} · {s['dataset']}"
+        if s["step"]:
+            title += f" · step {s['step']}"
+        stale = stale_metrics(s)
+        if stale:
+            print(f"warning: {stale}", file=sys.stderr)
+        note = f"<p class='stale'>{html.escape(stale)}</p>" if stale else ""
         blocks.append(f'<div class="run"><h3>{html.escape(title)}</h3>'
-                      f"<p><small>{html.escape(str(s['run']))}</small></p>{correlation_table(s)}{''.join(figs)}</div>")
+                      f"<p><small>{html.escape(str(s['run']))}</small></p>{note}{correlation_table(s)}"
+                      f"{''.join(figs)}</div>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>fastinfo report</title>"
             f"<style>{STYLE}</style></head><body><h1>fastinfo report</h1>"
             f"<h2>Metrics</h2>{metric_table(summaries)}"

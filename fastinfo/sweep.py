@@ -55,14 +55,6 @@ def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
     return statistics.pvariance(tail) if len(tail) > 1 else None
 
 
-def trained_steps(run: Path) -> int:
-    """The step of run's last checkpoint; 0 without a readable one (a resume reports why)."""
-    try:
-        return checkpoint.load(run / "checkpoint.pt", mmap=True)["step"]
-    except checkpoint.CheckpointError:
-        return 0
-
-
 def train_args(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> list[str] | None:
     """fastinfo.train's arguments that bring this run to `steps`: a resume if it was started
     (also one killed before its first checkpoint, or finished at fewer steps); None if it has
@@ -72,7 +64,8 @@ def train_args(run: Path, model: str, seed: int, steps: int, extra: list[str]) -
         return None
     common = ["--steps", str(steps), "--no-eval-at-end", "--no-progress", *extra]
     if (run / "config.json").is_file():
-        return None if trained_steps(run) >= steps else ["--resume", str(run), *common]
+        # a run without a readable checkpoint is resumed too, which says why
+        return None if checkpoint.saved_step(run / "checkpoint.pt") >= steps else ["--resume", str(run), *common]
     return ["--model", model, "--seed", str(seed), "--out", str(run), *common]
 
 
@@ -132,7 +125,8 @@ def evaluation(run: Path, row: dict, clf, args) -> dict:
         saved = read_saved(run / "eval.json")
     except ConfigError:
         saved = {}
-    if saved.get("eval_settings") == settings and saved.get("step") == trained_steps(run):
+    step = checkpoint.saved_step(run / "checkpoint.pt")
+    if saved.get("eval_settings") == settings and saved.get("step") == step:
         return {**saved, **row}
     _, m, state = train.load_run(run, device=args.device)
     row = {**row, **evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,

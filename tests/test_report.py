@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastinfo import report
+from fastinfo import checkpoint, report
 
 
 def fake_run(path, model, seed, acc, dataset="mnist"):
@@ -83,6 +83,18 @@ def test_report_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "out").write_text("")
     assert report.main([str(fake_run(tmp_path / "a", "gan", 0, 0.9)), "--out", str(tmp_path / "out")]) == 2
     assert f"cannot write the report to {tmp_path / 'out'}" in capsys.readouterr().err
+
+def test_report_names_each_runs_step_and_metrics_older_than_it(tmp_path, capsys):
+    """A run trained on after its evaluation: the page and the command say its metrics are older."""
+    runs = [fake_run(tmp_path / f"infogan-s{s}", "infogan", s, 0.9) for s in (0, 1)]
+    for run, evaluated in zip(runs, (25, 20)):
+        checkpoint.save({"step": 25, "models": {}}, run / "checkpoint.pt")
+        (run / "eval.json").write_text(json.dumps({"step": evaluated, "c1_accuracy": 0.9}))
+    page = report.write_report(runs, tmp_path / "out").read_text()
+    assert page.count("infogan · seed 0 · paper · mnist · step 25") == 1
+    stale = f"its metrics are from step 20 of 25: python -m fastinfo.evaluate {runs[1]} updates them"
+    assert page.count(stale) == 1 and capsys.readouterr().err == f"warning: {stale}\n"
+
 
 def test_report_interrupted_keeps_the_page_from_before(tmp_path, monkeypatch, capsys):
     run = fake_run(tmp_path / "a", "gan", 0, 0.9)
