@@ -79,5 +79,7 @@ def seed_list(text: str) -> list[int]:
         first, last = int(low), int(high or low)
         if last < first:
             raise argparse.ArgumentTypeError(f"the seed range {part} is empty: write it low-high")
+        if last >= 2**32:
+            raise argparse.ArgumentTypeError(f"seeds are in 0..{2**32 - 1}, got {last}")
         seeds.extend(range(first, last + 1))
     return list(dict.fromkeys(seeds))

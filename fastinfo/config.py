@@ -167,6 +167,7 @@ class TrainConfig:
         need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")
         need(self.steps is None or self.steps > 0, f"--steps must be positive, got {self.steps}")
         need(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
+        need(0 <= self.seed < 2**32, f"--seed must be in 0..{2**32 - 1}, got {self.seed}")
         need(2 <= self.batch_size <= 60000,
              f"--batch-size must be in 2..60000 (batch norm needs two samples), got {self.batch_size}")
         need(self.noise_dim >= 0 and self.n_cont >= 0, "--noise-dim and --n-cont must be >= 0")

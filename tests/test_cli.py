@@ -31,6 +31,7 @@ def test_every_option_has_help_and_shows_its_default(module, capsys):
         (sweep, ["--steps", "0"], "--steps: expected an integer >= 1, got 0"),
         (sweep, ["--steps", "1", "--seeds", "3-1"], "the seed range 3-1 is empty"),
         (sweep, ["--steps", "1", "--seeds", "a,b"], "expected seeds such as 0,1,2 or 0-4, got 'a,b'"),
+        (sweep, ["--steps", "1", "--seeds", "0,4294967296"], "--seeds: seeds are in 0..4294967295, got 4294967296"),
         (sweep, ["--steps", "1", "--samples-per-value", "0"], "--samples-per-value: expected an integer >= 1"),
         (sweep, ["--steps", "1", "--procs", "x"], "--procs: expected an integer >= 1, got 'x'"),
         (mine_check, ["--rhos", "0.5,1"], "--rhos: expected a number in (-1, 1), got 1.0"),

@@ -279,6 +279,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
         (["--preset", "deepmind"], "unknown preset 'deepmind'; accepted: paper, openai"),
         (["--device", "tpu"], "unknown --device 'tpu'"),
         (["--lr-g", "0"], "--lr-g must be positive"),
+        (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
+        (["--seed", str(2**64)], "--seed must be in 0..4294967295, got 18446744073709551616"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, args, msg):
