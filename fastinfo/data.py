@@ -38,13 +38,19 @@ class DatasetInfo:
     name: str
     tv_class: type
     folders: tuple[str, ...]  # folder names a data root may hold the files under
+    # the first labels of the published train and test splits: both data sets name their files
+    # alike, so a folder of the one passed for the other is told apart by its content
+    first_labels: dict[bool, tuple[int, ...]]
 
 
 DATASETS = {
-    "mnist": DatasetInfo("mnist", datasets.MNIST, ("mnist", "MNIST")),
+    "mnist": DatasetInfo("mnist", datasets.MNIST, ("mnist", "MNIST"), {
+        True: (5, 0, 4, 1, 9, 2, 1, 3, 1, 4, 3, 5, 3, 6, 1, 7, 2, 8, 6, 9),
+        False: (7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 4)}),
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", datasets.FashionMNIST, ("fashion-mnist", "FashionMNIST", "fashion_mnist")
-    ),
+        "fashion-mnist", datasets.FashionMNIST, ("fashion-mnist", "FashionMNIST", "fashion_mnist"), {
+            True: (9, 0, 0, 3, 0, 2, 7, 2, 5, 5, 0, 9, 5, 5, 7, 9, 1, 0, 6, 4),
+            False: (9, 2, 1, 1, 6, 1, 4, 6, 5, 7, 4, 5, 7, 3, 4, 1, 2, 4, 8, 0)}),
 }
 
 
@@ -195,7 +201,20 @@ def load(
         )
     if len(labels) != len(images):
         raise DataError(f"{name} under {root} has {len(labels)} labels for {len(images)} images")
+    for other in DATASETS.values():
+        signature = other.first_labels[train]
+        if other is not info and tuple(labels[: len(signature)].tolist()) == signature:
+            raise DataError(f"the files found for {name} in {source_of(root, info)} are {other.name}'s (its "
+                            f"labels); name the folder that holds {name}'s with --data-root or $FASTINFO_DATA")
     return images, labels.long()
+
+
+def source_of(root: Path, info: DatasetInfo) -> Path:
+    """The folder the files under root were copied from (an import into the cache), else root."""
+    stamp = root / info.tv_class.__name__ / "raw" / ".source"
+    if stamp.is_file():
+        return Path(next(iter(json.loads(stamp.read_text()).values()))[0]).parent
+    return root
 
 
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -11,12 +11,12 @@ from fastinfo import data
 from fastinfo.data import RAW_FILES, DataError, DeviceLoader
 
 
-def write_idx(folder: Path, n: int = 12, gz: bool = False, seed: int = 0) -> torch.Tensor:
+def write_idx(folder: Path, n: int = 12, gz: bool = False, seed: int = 0, labels=None) -> torch.Tensor:
     """The four IDX files of a tiny synthetic data set; returns its training images."""
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (n,), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), dtype=torch.uint8, generator=g) if labels is None else labels
     blobs = {
         "images": struct.pack(">IIII", 0x803, n, 28, 28) + images.numpy().tobytes(),
         "labels": struct.pack(">II", 0x801, n) + labels.numpy().tobytes(),
@@ -62,6 +62,34 @@ def test_fashion_mnist_has_its_own_folder(tmp_path, no_download):
     f = write_idx(tmp_path / "fashion-mnist", gz=True, seed=3)
     write_idx(tmp_path / "mnist", seed=4)
     assert torch.equal(data.load("fashion-mnist", data_root=tmp_path)[0], f)
+
+
+@pytest.mark.parametrize("name, other", [("mnist", "fashion-mnist"), ("fashion-mnist", "mnist")])
+def test_the_other_data_sets_files_are_refused(tmp_path, no_download, name, other):
+    """The two data sets name their files alike: a folder of the one given for the other is told
+    apart by its labels, in each split, and the error names the folder the user gave."""
+    first = torch.tensor(data.DATASETS[other].first_labels[True], dtype=torch.uint8)
+    write_idx(tmp_path / "files", n=20, gz=True, labels=first)
+    with pytest.raises(DataError) as e:
+        data.load(name, data_root=tmp_path / "files")
+    assert str(e.value) == (f"the files found for {name} in {tmp_path / 'files'} are {other}'s (its labels); "
+                            f"name the folder that holds {name}'s with --data-root or $FASTINFO_DATA")
+    assert data.load(other, data_root=tmp_path / "files")[1].tolist() == first.tolist()
+    write_idx(tmp_path / "own", n=20, labels=torch.tensor(data.DATASETS[name].first_labels[True], dtype=torch.uint8))
+    assert len(data.load(name, data_root=tmp_path / "own")[0]) == 20
+
+
+@pytest.mark.data
+def test_real_data_sets_are_refused_for_each_other(real_data):
+    for name, other in (("mnist", "fashion-mnist"), ("fashion-mnist", "mnist")):
+        info = data.DATASETS[other]
+        root = data.locate(other, download=False)
+        folder = data.source_of(root, info)  # the folder of the four files
+        if folder == root:
+            folder = root / info.tv_class.__name__ / "raw"
+        for train in (True, False):
+            with pytest.raises(DataError, match=f"in {folder} are {other}'s"):
+                data.load(name, train=train, data_root=folder)
 
 
 def test_missing_data_lists_every_place_tried(tmp_path, no_download):
