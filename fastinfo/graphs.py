@@ -31,6 +31,8 @@ def capture(fn, warmup: int = 1, generators=()) -> tuple[torch.cuda.CUDAGraph, o
     recorded once (the recording itself runs nothing). generators: the torch.Generator objects
     fn draws from besides CUDA's default one; each replay then continues their streams exactly
     as an eager call would."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("fastinfo.graphs.capture records a CUDA graph: it needs a CUDA GPU, and none is available")
     stream = side_stream()
     for _ in range(warmup):
         on_side_stream(fn, stream)

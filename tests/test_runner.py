@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastinfo import data, runner
+from fastinfo import data, graphs, runner
 from fastinfo.config import ConfigError, make_config
 from fastinfo.train import build_model
 from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
@@ -285,3 +285,9 @@ def test_compiled_networks_train_like_eager_ones(model):
         want, got = eager(i), compiled(i)
         for k in want:
             torch.testing.assert_close(got[k], want[k], **tol, msg=lambda m, i=i, k=k: f"step {i}, {k}: {m}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error of a machine without a GPU")
+def test_capture_without_a_gpu_says_so():
+    with pytest.raises(RuntimeError, match="records a CUDA graph: it needs a CUDA GPU, and none is available"):
+        graphs.capture(lambda: torch.ones(2))
