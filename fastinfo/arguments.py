@@ -4,6 +4,7 @@ and how a command stopped by Ctrl-C ends."""
 
 import argparse
 import sys
+from pathlib import Path
 
 EXIT_INTERRUPTED = 128 + 2  # a shell's code for a process ended by SIGINT
 
@@ -13,6 +14,20 @@ def interrupted(what_is_kept: str) -> int:
     traceback; its exit code."""
     print(f"interrupted: {what_is_kept}", file=sys.stderr)
     return EXIT_INTERRUPTED
+
+
+class FolderError(ValueError):
+    """An output folder that cannot be made; the message names its option."""
+
+
+def make_folder(path: Path, option: str = "--out") -> Path:
+    """path, made with its parents where missing; FolderError, before any work, where it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = "a file has its name" if isinstance(e, FileExistsError) else e.strerror
+        raise FolderError(f"cannot make the folder {option} {path}: {why}") from None
+    return path
 
 
 def int_at_least(lowest: int):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from fastinfo import atomic
-from fastinfo.arguments import comma_list, float_between, int_at_least, interrupted, one_of
+from fastinfo.arguments import FolderError, comma_list, float_between, int_at_least, interrupted, make_folder, one_of
 from fastinfo.config import ConfigError, read_saved
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
 
@@ -108,13 +108,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     try:
         device = resolve_device(args.device)
-        out.mkdir(parents=True, exist_ok=True)
-    except RunError as e:
+        make_folder(out)
+    except (RunError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        why = "a file has its name" if isinstance(e, FileExistsError) else e.strerror
-        print(f"error: cannot make the output folder --out {out}: {why}", file=sys.stderr)
         return 2
     path = out / "mine_check.json"
     estimates = saved_estimates(path, args.steps, args.batch_size)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fastinfo import atomic, checkpoint
-from fastinfo.arguments import interrupted
+from fastinfo.arguments import FolderError, interrupted, make_folder
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
@@ -113,7 +113,7 @@ def figures(run: Path) -> list[str]:
 
 def write_report(runs: list[Path], out: Path) -> Path:
     summaries = [load_run_summary(r) for r in runs]
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     blocks = []
     for s in summaries:
         figs = []
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     try:
         # a run named twice (runs/*/ and runs/a) is one run, not two seeds
         path = write_report(list(dict.fromkeys(Path(r) for r in args.runs)), Path(args.out))
-    except ConfigError as e:
+    except (ConfigError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
-from fastinfo.arguments import comma_list, int_at_least, interrupted, seed_list
+from fastinfo.arguments import FolderError, comma_list, int_at_least, interrupted, make_folder, seed_list
 from fastinfo.config import ConfigError, build_parser, read_saved
 from fastinfo.evaluate import evaluate_model
 
@@ -89,7 +89,8 @@ def run_parallel(jobs: list[tuple], n_procs: int) -> bool:
     whether SIGINT or SIGTERM stopped them. Such a signal goes on to every training process, which
     writes its checkpoint and ends, and no further run starts: also where it reached this process
     alone (`kill PID`), not its process group as Ctrl-C does."""
-    children, lock, stopped = [], threading.Lock(), threading.Event()
+    # reentrant: a second Ctrl-C may run the handler again inside the first
+    children, lock, stopped = [], threading.RLock(), threading.Event()
 
     def launch(job):
         argv = train_args(*job)
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return sweep(args, ["--dataset", args.dataset, "--device", args.device, *extra])
-    except (ConfigError, train.RunError, data.DataError) as e:
+    except (ConfigError, train.RunError, data.DataError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -215,13 +216,12 @@ def main(argv=None) -> int:
 
 def sweep(args, extra: list[str]) -> int:
     """Train, evaluate and summarise the runs; the exit code."""
-    # every run's settings, checked before the classifier trains and any run starts
+    # every run's settings and the folder, checked before the classifier trains and any run starts
     for model in args.models:
         train.make_config(train.parse_args(["--model", model, *extra])[0])
     device = train.resolve_device(args.device)
+    out = make_folder(Path(args.out))
     clf, clf_acc = classifier.load_or_train(args.dataset, device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
             for model in args.models for seed in args.seeds]

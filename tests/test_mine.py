@@ -151,5 +151,5 @@ def test_mine_check_refuses_a_device_or_folder_it_cannot_use(tmp_path, capsys):
     assert "unknown --device 'tpu'; accepted: auto, cpu, cuda, cuda:N" in capsys.readouterr().err
     (tmp_path / "b").write_text("")
     assert mine_check.main(["--out", str(tmp_path / "b")]) == 2
-    assert f"cannot make the output folder --out {tmp_path / 'b'}: a file has its name" in capsys.readouterr().err
+    assert f"cannot make the folder --out {tmp_path / 'b'}: a file has its name" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()

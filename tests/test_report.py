@@ -82,7 +82,7 @@ def test_report_names_a_broken_run_file(name, text, msg, tmp_path, capsys):
 def test_report_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "out").write_text("")
     assert report.main([str(fake_run(tmp_path / "a", "gan", 0, 0.9)), "--out", str(tmp_path / "out")]) == 2
-    assert f"cannot write the report to {tmp_path / 'out'}" in capsys.readouterr().err
+    assert f"cannot make the folder --out {tmp_path / 'out'}: a file has its name" in capsys.readouterr().err
 
 def test_report_names_each_runs_step_and_metrics_older_than_it(tmp_path, capsys):
     """A run trained on after its evaluation: the page and the command say its metrics are older."""

@@ -241,3 +241,10 @@ def test_a_signal_to_a_parallel_sweep_stops_every_run_and_starts_no_more(tmp_pat
         signal.signal(signal.SIGTERM, before)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "infogan-s0.started", "infogan-s0.stopped", "infogan-s1.started", "infogan-s1.stopped"]
+
+
+def test_sweep_out_that_is_a_file_stops_before_the_classifier_trains(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: pytest.fail("the classifier was trained"))
+    (tmp_path / "out").write_text("")
+    assert sweep.main(["--steps", "1", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == f"error: cannot make the folder --out {tmp_path / 'out'}: a file has its name\n"
