@@ -1,9 +1,12 @@
 """What the commands share: types for their arguments, each of which parses its text or says what
 was wrong and what is accepted (argparse prints it with the option's name and exits with code 2),
-and how a command stopped by Ctrl-C ends."""
+their output folders, and how a command stopped by Ctrl-C or SIGTERM ends."""
 
 import argparse
+import functools
+import signal
 import sys
+import threading
 from pathlib import Path
 
 EXIT_INTERRUPTED = 128 + 2  # a shell's code for a process ended by SIGINT
@@ -14,6 +17,29 @@ def interrupted(what_is_kept: str) -> int:
     traceback; its exit code."""
     print(f"interrupted: {what_is_kept}", file=sys.stderr)
     return EXIT_INTERRUPTED
+
+
+def _raise_interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def stops_as_on_ctrl_c(main):
+    """main, with SIGTERM (a job scheduler's stop, `timeout`, `kill`) raised as the KeyboardInterrupt
+    of Ctrl-C, which main answers with what it kept: by default SIGTERM ends the process at once,
+    a checkpoint being written in the background included. (Called from a thread other than the
+    main one, which cannot set signal handlers, main runs as it is.)"""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            return main(*args, **kwargs)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            return main(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return run
 
 
 class FolderError(ValueError):

@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from fastinfo import atomic, classifier, data, metrics_log
-from fastinfo.arguments import int_at_least, interrupted
+from fastinfo.arguments import int_at_least, interrupted, stops_as_on_ctrl_c
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -225,6 +225,7 @@ def evaluate_run(run: str, args, classifiers: dict) -> dict:
                                                      fid_samples=args.fid_samples)}
 
 
+@stops_as_on_ctrl_c
 def main(argv=None) -> int:
     from fastinfo.train import RunError
 

@@ -21,7 +21,16 @@ from pathlib import Path
 import torch
 
 from fastinfo import atomic
-from fastinfo.arguments import FolderError, comma_list, float_between, int_at_least, interrupted, make_folder, one_of
+from fastinfo.arguments import (
+    FolderError,
+    comma_list,
+    float_between,
+    int_at_least,
+    interrupted,
+    make_folder,
+    one_of,
+    stops_as_on_ctrl_c,
+)
 from fastinfo.config import ConfigError, read_saved
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
 
@@ -101,6 +110,7 @@ def table_rows(estimates: dict) -> list[dict]:
     return list(rows.values())
 
 
+@stops_as_on_ctrl_c
 def main(argv=None) -> int:
     from fastinfo.train import RunError, resolve_device
 

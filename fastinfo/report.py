@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fastinfo import atomic, checkpoint
-from fastinfo.arguments import FolderError, interrupted, make_folder
+from fastinfo.arguments import FolderError, interrupted, make_folder, stops_as_on_ctrl_c
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
@@ -152,6 +152,7 @@ def arg_parser() -> argparse.ArgumentParser:
     return p
 
 
+@stops_as_on_ctrl_c
 def main(argv=None) -> int:
     args = arg_parser().parse_args(argv)
     missing = [r for r in args.runs if not (Path(r) / "config.json").is_file()]

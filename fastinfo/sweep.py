@@ -29,7 +29,15 @@ from pathlib import Path
 import torch
 
 from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
-from fastinfo.arguments import FolderError, comma_list, int_at_least, interrupted, make_folder, seed_list
+from fastinfo.arguments import (
+    FolderError,
+    comma_list,
+    int_at_least,
+    interrupted,
+    make_folder,
+    seed_list,
+    stops_as_on_ctrl_c,
+)
 from fastinfo.config import ConfigError, build_parser, read_saved
 from fastinfo.evaluate import evaluate_model
 
@@ -194,6 +202,7 @@ def arg_parser() -> argparse.ArgumentParser:
     return p
 
 
+@stops_as_on_ctrl_c
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from fastinfo import atomic, checkpoint, data, metrics_log, runner
-from fastinfo.arguments import EXIT_INTERRUPTED, interrupted
+from fastinfo.arguments import EXIT_INTERRUPTED, interrupted, stops_as_on_ctrl_c
 from fastinfo.codes import LatentSpec
 from fastinfo.config import (
     MODEL_SETTINGS,
@@ -484,6 +484,7 @@ def prepare_run(values: dict, resume: str | None):
         yield trainer
 
 
+@stops_as_on_ctrl_c
 def main(argv=None) -> int:
     try:
         values, resume = parse_args(argv)

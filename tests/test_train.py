@@ -248,6 +248,26 @@ def test_ctrl_c_outside_the_loop_says_what_is_kept(tmp_path, monkeypatch, capsys
     assert (tmp_path / "a" / "traverse_c1.png").is_file()
 
 
+def test_sigterm_outside_the_loop_ends_as_ctrl_c_does(tmp_path, monkeypatch, capsys):
+    """By default SIGTERM would end the process at once, the checkpoint written in the background
+    included; the command line answers it as Ctrl-C, and gives the handler back after."""
+    def not_replaced(*_):  # stands for the default action, which would end pytest
+        pytest.fail("SIGTERM reached the handler the command line should have replaced")
+
+    def terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train_mod.Trainer, "write_figures", terminate)
+    before = signal.signal(signal.SIGTERM, not_replaced)
+    try:
+        assert run(tmp_path, "--steps", 4) == train_mod.EXIT_INTERRUPTED
+        assert signal.getsignal(signal.SIGTERM) is not_replaced
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"interrupted: {tmp_path} is trained to step 4")
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 4
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     real_step = InfoGAN.step
     calls = {"n": 0}
