@@ -111,26 +111,29 @@ def figures(run: Path) -> list[str]:
     return grids + [name for name in CURVES if (run / name).is_file()]
 
 
+def run_block(s: dict) -> str:
+    """One run's part of the page: its title and step, its correlation table and its figures,
+    each PNG inside the page."""
+    figs = []
+    for name in figures(s["run"]):
+        png = base64.b64encode((s["run"] / name).read_bytes()).decode("ascii")
+        figs.append(f'<figure><img src="data:image/png;base64,{png}" alt="{name}">'
+                    f"<figcaption>{name}</figcaption></figure>")
+    title = f"{s['model']} · seed {s['seed']} · {s['preset']} · {s['dataset']}"
+    if s["step"]:
+        title += f" · step {s['step']}"
+    stale = stale_metrics(s)
+    if stale:
+        print(f"warning: {stale}", file=sys.stderr)
+    note = f"<p class='stale'>{html.escape(stale)}</p>" if stale else ""
+    return (f'<div class="run"><h3>{html.escape(title)}</h3><p><small>{html.escape(str(s["run"]))}</small></p>'
+            f"{note}{correlation_table(s)}{''.join(figs)}</div>")
+
+
 def write_report(runs: list[Path], out: Path) -> Path:
     summaries = [load_run_summary(r) for r in runs]
     make_folder(out)
-    blocks = []
-    for s in summaries:
-        figs = []
-        for name in figures(s["run"]):
-            png = base64.b64encode((s["run"] / name).read_bytes()).decode("ascii")
-            figs.append(f'<figure><img src="data:image/png;base64,{png}" alt="{name}">'
-                        f"<figcaption>{name}</figcaption></figure>")
-        title = f"{s['model']} · seed {s['seed']} · {s['preset']} · {s['dataset']}"
-        if s["step"]:
-            title += f" · step {s['step']}"
-        stale = stale_metrics(s)
-        if stale:
-            print(f"warning: {stale}", file=sys.stderr)
-        note = f"<p class='stale'>{html.escape(stale)}</p>" if stale else ""
-        blocks.append(f'<div class="run"><h3>{html.escape(title)}</h3>'
-                      f"<p><small>{html.escape(str(s['run']))}</small></p>{note}{correlation_table(s)}"
-                      f"{''.join(figs)}</div>")
+    blocks = [run_block(s) for s in summaries]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>fastinfo report</title>"
             f"<style>{STYLE}</style></head><body><h1>fastinfo report</h1>"
             f"<h2>Metrics</h2>{metric_table(summaries)}"
