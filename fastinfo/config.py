@@ -85,7 +85,7 @@ class TrainConfig:
     slope: float = _opt(0.1, "leaky-ReLU slope in D and Q (preset-dependent)")
     learn_std: bool = _opt(True, "Q predicts a log-std per continuous code (preset-dependent)")
     loss_backend: str = _opt("fused", "info_nll backend: fused (Triton where available) or torch")
-    seed: int = _opt(0, "random seed")
+    seed: int = _opt(0, "random seed, 0..4294967295")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-s<seed>)")
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
