@@ -3,6 +3,7 @@ was wrong and what is accepted (argparse prints it with the option's name and ex
 their output folders, and how a command stopped by Ctrl-C or SIGTERM ends."""
 
 import argparse
+import contextlib
 import functools
 import signal
 import sys
@@ -19,6 +20,17 @@ def interrupted(what_is_kept: str) -> int:
     return EXIT_INTERRUPTED
 
 
+@contextlib.contextmanager
+def signals_handled_by(handler, signals=(signal.SIGINT, signal.SIGTERM)):
+    """Within, handler answers these signals; the handlers from before come back after."""
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def _raise_interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
@@ -33,11 +45,8 @@ def stops_as_on_ctrl_c(main):
     def run(*args, **kwargs):
         if threading.current_thread() is not threading.main_thread():
             return main(*args, **kwargs)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
+        with signals_handled_by(_raise_interrupt, (signal.SIGTERM,)):
             return main(*args, **kwargs)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
     return run
 

@@ -36,6 +36,7 @@ from fastinfo.arguments import (
     interrupted,
     make_folder,
     seed_list,
+    signals_handled_by,
     stops_as_on_ctrl_c,
 )
 from fastinfo.config import ConfigError, build_parser, read_saved
@@ -116,13 +117,8 @@ def run_parallel(jobs: list[tuple], n_procs: int) -> bool:
                 if child.poll() is None:
                     child.send_signal(signal.SIGINT)
 
-    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with ThreadPoolExecutor(n_procs) as pool:
-            list(pool.map(launch, jobs))
-    finally:
-        for s, h in handlers.items():
-            signal.signal(s, h)
+    with signals_handled_by(stop), ThreadPoolExecutor(n_procs) as pool:
+        list(pool.map(launch, jobs))
     return stopped.is_set()
 
 

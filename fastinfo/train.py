@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from fastinfo import atomic, checkpoint, data, metrics_log, runner
-from fastinfo.arguments import EXIT_INTERRUPTED, interrupted, stops_as_on_ctrl_c
+from fastinfo.arguments import EXIT_INTERRUPTED, interrupted, signals_handled_by, stops_as_on_ctrl_c
 from fastinfo.codes import LatentSpec
 from fastinfo.config import (
     MODEL_SETTINGS,
@@ -218,7 +217,9 @@ class Trainer:
         try:
             self.device = resolve_device(cfg.device)
         except RunError as e:
-            raise RunError(f"{self.run} trains on {e}" if resume is not None else str(e)) from None
+            if resume is None:
+                raise
+            raise RunError(f"{self.run} trains on {e}") from None
         if cfg.cuda_graphs and self.device.type != "cuda":
             fix = "continue without it: --no-cuda-graphs" if resume is not None else "leave the option out"
             raise RunError(f"--cuda-graphs needs a CUDA GPU and none is available; {fix}")
@@ -370,7 +371,6 @@ class Trainer:
         cfg = self.cfg
         if self.tb_writer is not None:
             self.tb = self.tb_writer(str(self.run / "tensorboard"))
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
                    desc=f"{cfg.model}")
         import_in_background(["fastinfo.plots"] + (["fastinfo.evaluate"] if cfg.eval_at_end else []))
@@ -378,33 +378,32 @@ class Trainer:
             print(f"{self.run} has trained {self.step} steps, the {self.total} asked for: nothing to train "
                   f"(a larger --steps or --epochs continues it)", file=sys.stderr)
         try:
-            self.clock.mark("loop_start")
-            self.interval_start = time.perf_counter()
-            while self.step < self.total:
-                self.pending.append(self.runner(self.step))
-                self.step += 1
-                ckpt_due = self.step % cfg.ckpt_every == 0 or self.stop_signal is not None
-                if self.step % cfg.log_every == 0 or ckpt_due:
-                    self.flush_metrics(bar)
-                if ckpt_due:
-                    self.save_checkpoint()
-                if self.stop_signal is not None:
-                    bar.close()
-                    print(f"stopped by signal {self.stop_signal} at step {self.step}; checkpoint saved, "
-                          f"continue with --resume {self.run}", file=sys.stderr)
-                    return EXIT_INTERRUPTED
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total:
-                    self.write_figures()
-            self.flush_metrics(bar)
-            self.save_checkpoint()
-            self.clock.mark("loop_end")
+            with signals_handled_by(self._on_signal):
+                self.clock.mark("loop_start")
+                self.interval_start = time.perf_counter()
+                while self.step < self.total:
+                    self.pending.append(self.runner(self.step))
+                    self.step += 1
+                    ckpt_due = self.step % cfg.ckpt_every == 0 or self.stop_signal is not None
+                    if self.step % cfg.log_every == 0 or ckpt_due:
+                        self.flush_metrics(bar)
+                    if ckpt_due:
+                        self.save_checkpoint()
+                    if self.stop_signal is not None:
+                        bar.close()
+                        print(f"stopped by signal {self.stop_signal} at step {self.step}; checkpoint saved, "
+                              f"continue with --resume {self.run}", file=sys.stderr)
+                        return EXIT_INTERRUPTED
+                    if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total:
+                        self.write_figures()
+                self.flush_metrics(bar)
+                self.save_checkpoint()
+                self.clock.mark("loop_end")
         except NonFiniteLoss as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_NON_FINITE
         finally:
             bar.close()
-            for s, h in handlers.items():
-                signal.signal(s, h)
             if self.tb is not None:
                 self.tb.close()
         self.write_figures()
