@@ -3,6 +3,7 @@
 import math
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,12 +88,36 @@ def _args(B=4, sizes=(3, 2), n=2):
         (dict(cat_weight=torch.tensor(1.0)), TypeError, "cat_weight must be a Python number, got Tensor"),
         (dict(cont_weight=True), TypeError, "cont_weight must be a Python number, got bool"),
         (dict(cont_weight=float("nan")), ValueError, "cont_weight must be a finite number, got nan"),
+        (dict(cat_logits=torch.tensor(1.0)), ValueError, r"cat_logits must be 2-D \[B, n\], got shape \(\)"),
+        (dict(cat_logits=None, cat_codes=None, cat_sizes=None, cont_mean=torch.tensor(1.0)), ValueError,
+         r"cont_mean must be 2-D \[B, n\], got shape \(\)"),
+        (dict(cat_logits=[[0.0] * 5] * 4), TypeError, "cat_logits must be a tensor or None, got list"),
+        (dict(cont_codes=[[0.0] * 2] * 4), TypeError, "cont_codes must be a tensor or None, got list"),
+        (dict(cat_codes=[[0, 0]] * 4), TypeError, "cat_codes must be a tensor of class indices, got list"),
+        (dict(cat_codes=torch.zeros(4, 2, dtype=torch.long, device="meta")), ValueError,
+         "cat_codes is on meta, the other inputs on cpu"),
+        (dict(cat_codes=None), ValueError, "cat_logits and cat_codes go together"),
+        (dict(cont_mean=None, cont_codes=None, cont_log_std=torch.randn(4, 2)), ValueError,
+         "cont_log_std was given without cont_mean"),
+        (dict(cat_logits=None, cat_codes=None), ValueError, "cat_sizes was given without cat_logits"),
+        # a size that is not an int is refused, not truncated (3.7 would have read as 3)
+        (dict(cat_sizes=[3.7, 1.3]), TypeError, r"cat_sizes must be a sequence of ints .*, got \[3.7, 1.3\]"),
+        (dict(cat_sizes=5), TypeError, "cat_sizes must be a sequence of ints .*, got int 5"),
+        (dict(cat_sizes="32"), TypeError, "cat_sizes must be a sequence of ints .*, got str '32'"),
+        (dict(cat_sizes=[True, 4]), TypeError, "cat_sizes must be a sequence of ints"),
     ],
 )
 def test_info_nll_bad_inputs(change, error, msg):
     args = {**_args(), **change}
     with pytest.raises(error, match=msg):
         losses.info_nll(**args)
+
+
+@pytest.mark.parametrize("sizes", [(3, 2), [torch.tensor(3), 2], np.array([3, 2]), iter([3, 2])],
+                         ids=["tuple", "tensor", "numpy", "iterator"])
+def test_info_nll_cat_sizes_take_any_sequence_of_ints(sizes):
+    args = _args()
+    torch.testing.assert_close(losses.info_nll(**{**args, "cat_sizes": sizes}), losses.info_nll(**args))
 
 
 def test_info_nll_bad_reduction():

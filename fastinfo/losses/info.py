@@ -1,5 +1,7 @@
 """The GAN losses and InfoGAN's Q negative log-likelihood (fused: kernels/info_nll.py)."""
 
+import operator
+
 import torch
 import torch.nn.functional as F
 
@@ -24,17 +26,33 @@ def gan_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-def _check_2d_float(name, t, batch, device):
+def _check_2d_float(name, t, batch=None, device=None):
+    """t is a 2-D float tensor, of `batch` rows on `device` where they are given."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or None, got {type(t).__name__}")
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D [B, n], got shape {tuple(t.shape)}")
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+    if batch is None:
+        return
     if t.shape[0] != batch:
         raise ValueError(f"{name} has batch size {t.shape[0]}, expected {batch} like the others")
     if t.device != device:
         raise ValueError(f"{name} is on {t.device}, the other inputs on {device}")
+
+
+def _int_list(name, values) -> list[int]:
+    """values as a list of Python ints; a float or a lone number is an error, not truncated."""
+    hint = f"{name} must be a sequence of ints such as [10] or (10, 5)"
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{hint}, got {type(values).__name__} {values!r}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not hasattr(v, "__index__"):
+            raise TypeError(f"{hint}, got {values!r}")
+        out.append(operator.index(v))
+    return out
 
 
 def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, reduction,
@@ -52,9 +70,8 @@ def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_si
         raise ValueError("cont_log_std was given without cont_mean and cont_codes")
     if cat_logits is None and cont_mean is None:
         raise ValueError("give at least one of (cat_logits, cat_codes), (cont_mean, cont_codes)")
-    ref = cat_logits if cat_logits is not None else cont_mean
-    if not isinstance(ref, torch.Tensor):
-        raise TypeError(f"expected tensors, got {type(ref).__name__}")
+    ref_name, ref = ("cat_logits", cat_logits) if cat_logits is not None else ("cont_mean", cont_mean)
+    _check_2d_float(ref_name, ref)
     batch, device = ref.shape[0], ref.device
     if batch == 0:
         raise ValueError("the batch is empty (B = 0): the NLL of no samples is undefined")
@@ -63,13 +80,14 @@ def _validate(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_si
             raise ValueError("cat_sizes was given without cat_logits and cat_codes")
         cat_sizes = []
     else:
-        _check_2d_float("cat_logits", cat_logits, batch, device)
-        cat_sizes = [cat_logits.shape[1]] if cat_sizes is None else [int(k) for k in cat_sizes]
+        cat_sizes = [cat_logits.shape[1]] if cat_sizes is None else _int_list("cat_sizes", cat_sizes)
         if not cat_sizes or min(cat_sizes) < 1 or sum(cat_sizes) != cat_logits.shape[1]:
             raise ValueError(
                 f"cat_sizes {cat_sizes} must be positive and sum to cat_logits.shape[1] = "
                 f"{cat_logits.shape[1]}"
             )
+        if not isinstance(cat_codes, torch.Tensor):
+            raise TypeError(f"cat_codes must be a tensor of class indices, got {type(cat_codes).__name__}")
         if cat_codes.dtype not in INDEX_DTYPES:
             raise TypeError(f"cat_codes must be int64 (or int32) class indices, got {cat_codes.dtype}")
         if tuple(cat_codes.shape) != (batch, len(cat_sizes)):
