@@ -60,7 +60,8 @@ class TrainConfig:
     dataset: str = _opt("mnist", "data set: mnist, fashion-mnist")
     data_root: str | None = _opt(None, "folder holding the IDX files (else $FASTINFO_DATA, cache, ...)")
     steps: int | None = _opt(None, "generator steps to train (overrides --epochs)")
-    epochs: float = _opt(10.0, "epochs over the training set when --steps is not given")
+    epochs: float = _opt(
+        10.0, "passes over the training set when --steps is not given (each WGAN critic step takes a batch)")
     batch_size: int = _opt(128, "batch size (the original code's 128; the paper does not say)")
     lr_d: float = _opt(2e-4, "learning rate of D (InfoGAN: Adam 2e-4; WGAN: RMSprop 5e-5; WGAN-GP: Adam 1e-4)")
     lr_g: float = _opt(1e-3, "learning rate of G (InfoGAN: 1e-3; WGAN: 5e-5; WGAN-GP: 1e-4)")
@@ -107,10 +108,17 @@ class TrainConfig:
     tensorboard: bool = _opt(False, "also log to TensorBoard (needs the tensorboard extra)")
     progress: bool = _opt(True, "show a progress bar")
 
-    def total_steps(self, n_train: int) -> int:
+    def total_steps(self, n_train: int, batches_per_step=lambda step: 1) -> int:
+        """--steps, or the generator steps whose real batches (batches_per_step(i) for step i: a
+        WGAN's n_critic) make --epochs passes over the n_train training images."""
         if self.steps is not None:
             return self.steps
-        return max(1, round(self.epochs * (n_train // self.batch_size)))
+        batches = max(1, round(self.epochs * (n_train // self.batch_size)))
+        steps = 0
+        while batches > 0:
+            batches -= batches_per_step(steps)
+            steps += 1
+        return steps
 
     def run_dir(self) -> Path:
         # expanduser: a config file's "~/runs/a" reaches here as written, not through a shell
@@ -223,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train InfoGAN or a vanilla GAN baseline on MNIST / Fashion-MNIST.",
         argument_default=argparse.SUPPRESS,  # only what the user typed overrides the config
     )
-    p.add_argument("--config", help="JSON or YAML file with any of the fields below")
+    p.add_argument("--config", help="JSON file, or YAML if named .yaml or .yml, with any of the fields below")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -255,22 +263,39 @@ def read_saved(path: Path) -> dict:
 
 
 def read_config_file(path: str) -> dict:
+    """The settings in a JSON file, or a YAML one where its name ends in .yaml or .yml."""
+    is_yaml = path.endswith((".yaml", ".yml"))
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read --config {path}: {e.strerror}") from None
-    try:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as e:
-        raise ConfigError(f"--config {path} is not valid JSON/YAML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--config {path} is not a UTF-8 text file; it must hold {'YAML' if is_yaml else 'JSON'}") \
+            from None
+    data = _parse_yaml(path, text) if is_yaml else _parse_json(path, text)
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path} must hold a mapping of field names to values")
     return data
+
+
+def _parse_json(path: str, text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config {path} is not valid JSON: {e} (a file whose name ends in .yaml or .yml is "
+                          f"read as YAML)") from None
+
+
+def _parse_yaml(path: str, text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"--config {path} is not valid YAML: {problem}{where}") from None
 
 
 def _typed(f: Field, value):

@@ -227,8 +227,8 @@ class Trainer:
             raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
         torch.manual_seed(cfg.seed)
         images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
-        self.total = cfg.total_steps(len(images))
         self.model = build_model(cfg, self.device)
+        self.total = cfg.total_steps(len(images), self.model.batches_per_step)
         self.sample_gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self.loader = data.DeviceLoader(
             images, cfg.batch_size, self.device, torch.Generator(self.device).manual_seed(cfg.seed + 1)

@@ -5,6 +5,7 @@ import gc
 import importlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,20 @@ def test_gan_baseline_has_no_q_metrics(tmp_path):
     assert not (tmp_path / "info_curve.png").exists() and (tmp_path / "traverse_c1.png").exists()
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["slope"] == 0.01 and cfg["learn_std"] is False and cfg["noise_prior"] == "uniform"
+
+
+@pytest.mark.parametrize("args, steps", [
+    # 64 images at batch 8: 8 batches an epoch
+    (("--model", "infogan", "--epochs", 1.5), 12),
+    (("--model", "gan", "--epochs", 0.01), 1),
+    # a critic step takes a batch: 3 generator steps of 4 critic steps each make the 1.5 epochs
+    (("--model", "infowgan", "--n-critic", 4, "--epochs", 1.5), 3),
+    # WGAN's schedule takes 100 batches a generator step at first
+    (("--model", "wgan", "--wgan-schedule", "--epochs", 20), 2),
+])
+def test_epochs_are_passes_over_the_training_set(tmp_path, args, steps):
+    assert run(tmp_path, *args, "--no-eval-at-end") == 0
+    assert checkpoint.saved_step(tmp_path / "checkpoint.pt") == steps
 
 
 def weights(path):
@@ -310,6 +325,36 @@ def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, args, msg):
     assert not (tmp_path / "config.json").exists()
 
 
+def test_tensorboard_gets_every_logged_metric_of_every_step(tmp_path, monkeypatch):
+    class Writer:
+        made = []
+
+        def __init__(self, log_dir):
+            self.log_dir, self.scalars, self.closed = log_dir, [], False
+            Writer.made.append(self)
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(train_mod, "tensorboard_writer", lambda: Writer)
+    assert run(tmp_path, "--steps", 3, "--tensorboard", "--no-eval-at-end") == 0
+    (writer,) = Writer.made
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    expected = [(k, r[k], r["step"]) for r in rows for k in r if k not in ("step", "step_time")]
+    assert writer.log_dir == str(tmp_path / "tensorboard") and writer.closed
+    assert sorted(writer.scalars) == sorted(expected) and {s for _, _, s in expected} == {1, 2, 3}
+
+
+def test_tensorboard_without_its_package_exits_2_before_the_run_starts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    assert run(tmp_path, "--steps", 1, "--tensorboard") == 2
+    assert "--tensorboard needs the tensorboard package: pip install 'fastinfo[tensorboard]'" in capsys.readouterr().err
+    assert not (tmp_path / "config.json").exists()
+
+
 def test_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     def load(*a, **k):
         raise data.DataError("mnist not found. Tried: ...")
@@ -396,6 +441,28 @@ def test_config_file_json_and_yaml(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([*FAST, "--config", str(tmp_path / "home.yaml"), "--no-eval-at-end"]) == 0
     assert (tmp_path / "home" / "runs" / "d" / "checkpoint.pt").is_file() and not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("name, text, msg", [
+    ("missing.json", None, "cannot read --config .*missing.json: No such file or directory"),
+    ("folder", "", "cannot read --config .*folder: Is a directory"),
+    ("c.json", b'{"steps": 2,}', "--config .*c.json is not valid JSON: Expecting property name .*line 1 column 13 .*"),
+    # YAML in a file not named .yaml: read as JSON, and the error says how to name it
+    ("c.txt", b"steps: 2\n", "--config .*c.txt is not valid JSON: .* ends in .yaml or .yml is read as YAML\\)"),
+    ("c.yaml", b"steps: [2", "--config .*c.yaml is not valid YAML: expected ',' or ']'.* at line 1, column 10"),
+    ("c.yml", b"a: 1\n\tb: 2\n", "--config .*c.yml is not valid YAML: found character '\\\\t' .* at line 2, column 1"),
+    ("c.yaml", b"- 2\n- 3\n", "--config .*c.yaml must hold a mapping of field names to values"),
+    ("c.json", b"\x7fELF\x02\xd0\x00", "--config .*c.json is not a UTF-8 text file; it must hold JSON"),
+])
+def test_config_file_that_cannot_be_read_exits_2_with_one_line(tmp_path, capsys, name, text, msg):
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+    elif text is not None:
+        path.write_bytes(text)
+    assert run(tmp_path / "run", "--config", path) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"error: {msg}\n", err) and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("field, value, accepted", [
