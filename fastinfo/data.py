@@ -197,18 +197,20 @@ def load(
     """(images [N, 28, 28] uint8, labels [N] int64) of the train or test split."""
     info = dataset_info(name)
     root = locate(name, data_root, download)
+    split = "train" if train else "test"
     try:
         ds = info.tv_class(str(root), train=train, download=False)
     except Exception as e:
-        raise DataError(f"{name} files under {root} are unreadable ({e}); replace them") from e
+        raise DataError(f"{name}'s {split} files in {source_of(root, info)} are unreadable ({e}); replace them") from e
     images, labels = ds.data, ds.targets
     if images.dtype != torch.uint8 or images.dim() != 3 or tuple(images.shape[1:]) != (28, 28):
         raise DataError(
-            f"{name} {'train' if train else 'test'} split under {root} is corrupt: got "
+            f"{name}'s {split} images in {source_of(root, info)} are corrupt: got "
             f"{tuple(images.shape)} {images.dtype}, expected [N, 28, 28] uint8"
         )
     if len(labels) != len(images):
-        raise DataError(f"{name} under {root} has {len(labels)} labels for {len(images)} images")
+        raise DataError(f"{name}'s {split} files in {source_of(root, info)} hold {len(labels)} labels for "
+                        f"{len(images)} images")
     for other in DATASETS.values():
         signature = other.first_labels[train]
         if other is not info and tuple(labels[: len(signature)].tolist()) == signature:

@@ -227,6 +227,8 @@ class Trainer:
             raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
         torch.manual_seed(cfg.seed)
         images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
+        if cfg.eval_at_end:  # read now: test files that cannot be read stop the run before it trains, not after
+            data.load(cfg.dataset, train=False, data_root=cfg.data_root)
         self.model = build_model(cfg, self.device)
         self.total = cfg.total_steps(len(images), self.model.batches_per_step)
         self.sample_gen = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -423,8 +425,10 @@ def exclusive_run(run: Path):
     """Within, this process alone trains run: a second one on the same folder (a fresh start or a
     --resume) stops with an error instead of interleaving its checkpoints and metrics with ours.
     The lock is the operating system's, so it ends with the process, a crash included. A folder,
-    or a lock file, made here for a run that never started is removed again."""
-    created, lock_path = not run.exists(), run / ".lock"
+    or a lock file, made here for a run that never started is removed again, and so is each folder
+    above it made for it that is still empty."""
+    made = [folder for folder in (run, *run.parents) if not folder.exists()]  # run's first, if made
+    created, lock_path = run in made, run / ".lock"
     try:
         run.mkdir(parents=True, exist_ok=True)
         made_lock = not lock_path.exists()
@@ -450,6 +454,11 @@ def exclusive_run(run: Path):
         if not (run / "config.json").exists():
             if created:
                 shutil.rmtree(run, ignore_errors=True)
+                for folder in made[1:]:
+                    try:
+                        folder.rmdir()
+                    except OSError:  # another run started in it meanwhile
+                        break
             elif made_lock:
                 lock_path.unlink(missing_ok=True)
 

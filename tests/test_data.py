@@ -112,12 +112,20 @@ def test_a_named_folder_that_is_not_there_is_an_error(tmp_path, no_download, mon
         data.load("mnist")
 
 
-def test_corrupt_data_is_a_clear_error(tmp_path, no_download):
+@pytest.mark.parametrize("file, blob, msg", [
+    ("train-images-idx3-ubyte", None, r"mnist's train files in {} are unreadable \(shape .*\); replace them"),
+    ("t10k-images-idx3-ubyte", struct.pack(">IIII", 0x803, 12, 32, 32) + bytes(12 * 32 * 32),
+     r"mnist's test images in {} are corrupt: got \(12, 32, 32\) torch.uint8, expected \[N, 28, 28\] uint8"),
+    ("train-labels-idx1-ubyte", struct.pack(">II", 0x801, 11) + bytes(11),
+     "mnist's train files in {} hold 11 labels for 12 images"),
+])
+def test_corrupt_data_is_a_clear_error_naming_the_folder_it_came_from(tmp_path, no_download, file, blob, msg):
+    """The files are copied into the cache to be read; the error names the user's folder."""
     write_idx(tmp_path / "mnist")
-    path = tmp_path / "mnist" / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:1000])  # truncated
-    with pytest.raises(DataError, match="unreadable"):
-        data.load("mnist", data_root=tmp_path)
+    path = tmp_path / "mnist" / file
+    path.write_bytes(path.read_bytes()[:1000] if blob is None else blob)  # truncated, or of other sizes
+    with pytest.raises(DataError, match=msg.format(tmp_path / "mnist")):
+        data.load("mnist", data_root=tmp_path, train="train" in file)
 
 
 def test_installs_running_at_once_both_succeed(tmp_path, no_download, monkeypatch):

@@ -161,9 +161,14 @@ def test_sweep_checks_every_run_before_it_starts(args, msg, tmp_path, monkeypatc
 def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
     monkeypatch.setattr(train, "main", lambda argv: train.EXIT_NON_FINITE)
-    assert sweep.main(["--models", "infogan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path)]) == 0
+    args = ["--models", "infogan", "--seeds", "0", "--steps", "2", "--out", str(tmp_path)]
+    assert sweep.main(args) == 0
     table = json.loads((tmp_path / "summary.json").read_text())["table"]
     assert table[0]["diverged"] == "1/1" and (tmp_path / "infogan-s0" / "diverged").is_file()
+    # the sweep run again: the diverged run stays as it is, and counted
+    monkeypatch.setattr(train, "main", lambda argv: pytest.fail("a diverged run is not trained again"))
+    assert sweep.main(args) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["table"] == table
 
 
 @pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8]),

@@ -136,6 +136,18 @@ def test_a_run_that_fails_to_start_leaves_no_folder(tmp_path, monkeypatch, capsy
     assert run(tmp_path / "tb", "--steps", 2, "--tensorboard") == 2
     assert "pip install 'fastinfo[tensorboard]'" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("none", "bad", "tb"))
+    # nor the folders made above it, where they are still empty
+    def load_while_another_run_starts(*a, **k):
+        if (tmp_path / "shared").exists():
+            (tmp_path / "shared" / "other").mkdir()
+        raise data.DataError("mnist not found")
+
+    with monkeypatch.context() as m:
+        m.setattr(data, "load", load_while_another_run_starts)
+        assert run(tmp_path / "made" / "above" / "bad", "--steps", 1) == 2
+        assert run(tmp_path / "shared" / "bad", "--steps", 1) == 2
+    assert not (tmp_path / "made").exists()
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["other"]
     # a folder that holds no run keeps no lock file; a file is no run folder
     (tmp_path / "notes").mkdir()
     assert main(["--resume", str(tmp_path / "notes"), "--no-progress"]) == 2
@@ -348,13 +360,6 @@ def test_tensorboard_gets_every_logged_metric_of_every_step(tmp_path, monkeypatc
     assert sorted(writer.scalars) == sorted(expected) and {s for _, _, s in expected} == {1, 2, 3}
 
 
-def test_tensorboard_without_its_package_exits_2_before_the_run_starts(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
-    assert run(tmp_path, "--steps", 1, "--tensorboard") == 2
-    assert "--tensorboard needs the tensorboard package: pip install 'fastinfo[tensorboard]'" in capsys.readouterr().err
-    assert not (tmp_path / "config.json").exists()
-
-
 def test_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     def load(*a, **k):
         raise data.DataError("mnist not found. Tried: ...")
@@ -362,6 +367,22 @@ def test_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(data, "load", load)
     assert run(tmp_path, "--steps", 1) == 2
     assert "mnist not found" in capsys.readouterr().err
+
+
+def test_an_unreadable_test_split_stops_the_run_before_it_trains(tmp_path, capsys, monkeypatch):
+    load = data.load
+
+    def test_split_unreadable(name, train=True, **k):
+        if not train:
+            raise data.DataError("mnist's test files in /data are unreadable")
+        return load(name, train, **k)
+
+    monkeypatch.setattr(data, "load", test_split_unreadable)
+    assert run(tmp_path / "run", "--steps", 1) == 2
+    assert "mnist's test files in /data are unreadable" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    # without the evaluation at the end, the test split is not read
+    assert run(tmp_path / "run", "--steps", 1, "--no-eval-at-end") == 0
 
 
 def test_occupied_run_folder_is_not_overwritten(tmp_path, capsys):
