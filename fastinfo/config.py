@@ -250,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def not_a_run(folder: Path) -> str | None:
+    """Why folder is not a run folder (it has no config.json), naming the runs it holds, if any;
+    None for a run folder."""
+    if (folder / "config.json").is_file():
+        return None
+    inside = sorted(str(c.parent) for c in folder.glob("*/config.json"))
+    shown = ", ".join(inside[:4]) + (f" and {len(inside) - 4} more" if len(inside) > 4 else "")
+    return f"{folder} holds no run (no config.json)" + (f"; the runs in it: {shown}" if inside else "")
+
+
 def read_saved(path: Path) -> dict:
     """The JSON object a run saved at path (config.json, eval.json); ConfigError when it is
     unreadable or holds something else."""

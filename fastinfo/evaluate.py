@@ -1,9 +1,14 @@
-"""Evaluate a saved run: c1 clustering accuracy of Q on the test set.
+"""Evaluate saved runs: what c1 and the continuous codes control, and sample quality.
 
     python -m fastinfo.evaluate RUN [RUN ...]
 
-Q's argmax category is mapped to labels by the best one-to-one assignment (Hungarian), as
-unsupervised clustering accuracy; NMI and ARI are reported beside it. Writes RUN/eval.json.
+c1 accuracy (models with Q): Q's argmax category on the test set, mapped to labels by the best
+one-to-one assignment (Hungarian), as unsupervised clustering accuracy, with NMI and ARI beside
+it. Then, judged by a classifier the project trains once per data set: c1 purity and the classes
+covered by generated images; for each continuous code, the rank correlations of its sweep with
+the digits' slant, thickness, width and area, and a disentanglement score; the Fréchet distance
+in the classifier's features; L_I per code beside H(c). --quick: c1 accuracy only. Writes
+RUN/eval.json.
 """
 
 import argparse
@@ -230,9 +235,10 @@ def main(argv=None) -> int:
     from fastinfo.train import RunError
 
     args = arg_parser().parse_args(argv)
+    runs = [str(run) for run in dict.fromkeys(Path(r) for r in args.runs)]  # a run given twice is evaluated once
     classifiers, failed, done = {}, [], []
     try:
-        for run in args.runs:
+        for run in runs:
             try:
                 result = evaluate_run(run, args, classifiers)
             except (RunError, data.DataError) as e:
@@ -245,11 +251,11 @@ def main(argv=None) -> int:
             print(f"{run}: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in result.items() if not isinstance(v, dict)))
     except KeyboardInterrupt:
-        left = [r for r in args.runs if r not in done and r not in failed]
+        left = [r for r in runs if r not in done and r not in failed]
         return interrupted(f"not evaluated: {', '.join(left)}"
                            + (f"; evaluated, each in its eval.json: {', '.join(done)}" if done else ""))
     if failed:
-        print(f"error: {len(failed)} of {len(args.runs)} runs not evaluated: {', '.join(failed)}", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(runs)} runs not evaluated: {', '.join(failed)}", file=sys.stderr)
         return 2
     return 0
 

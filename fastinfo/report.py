@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fastinfo import atomic, checkpoint
 from fastinfo.arguments import FolderError, interrupted, make_folder, stops_as_on_ctrl_c
-from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, read_saved
+from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, not_a_run, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
 # settings that change how a run was carried out, not what it learnt: runs that differ only in
@@ -158,9 +158,9 @@ def arg_parser() -> argparse.ArgumentParser:
 @stops_as_on_ctrl_c
 def main(argv=None) -> int:
     args = arg_parser().parse_args(argv)
-    missing = [r for r in args.runs if not (Path(r) / "config.json").is_file()]
+    missing = [why for why in map(not_a_run, map(Path, args.runs)) if why]
     if missing:
-        print(f"error: not a run folder (no config.json): {', '.join(missing)}", file=sys.stderr)
+        print("\n".join(f"error: {why}" for why in missing), file=sys.stderr)
         return 2
     try:
         # a run named twice (runs/*/ and runs/a) is one run, not two seeds

@@ -34,6 +34,7 @@ from fastinfo.config import (
     ConfigError,
     TrainConfig,
     make_config,
+    not_a_run,
     parse_args,
     read_saved,
 )
@@ -150,8 +151,9 @@ def build_model(cfg: TrainConfig, device: torch.device):
 def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
     """The configuration of a saved run, with the overrides a resumed run may apply."""
     cfg_path = run / "config.json"
-    if not cfg_path.is_file():
-        raise RunError(f"{run} holds no run (no config.json)")
+    why = not_a_run(run)
+    if why:
+        raise RunError(why)
     try:
         saved = read_saved(cfg_path)
     except ConfigError as e:

@@ -55,6 +55,11 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "holds no run" in err and f"1 of 2 runs not evaluated: {tmp_path / 'missing'}" in err
     assert json.loads((tmp_path / "eval.json").read_text())["step"] == 2  # the good run after the bad one
+    # a run named twice is evaluated once; a folder of runs names them
+    assert evaluate.main([str(tmp_path), f"{tmp_path}/", "--quick"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert evaluate.main([str(tmp_path.parent), "--quick"]) == 2
+    assert f"holds no run (no config.json); the runs in it: {tmp_path}" in capsys.readouterr().err
     for device, msg in [("gpu", "unknown --device 'gpu'"), ("mps", "unknown --device 'mps'"),
                         (f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}", "GPU")]:
         assert evaluate.main([str(tmp_path), "--quick", "--device", device]) == 2

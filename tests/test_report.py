@@ -79,6 +79,17 @@ def test_report_names_a_broken_run_file(name, text, msg, tmp_path, capsys):
     assert msg in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
+def test_report_of_a_folder_of_runs_names_the_runs_in_it(tmp_path, capsys):
+    runs = [fake_run(tmp_path / "sweep" / f"infogan-s{s}", "infogan", s, 0.9) for s in range(6)]
+    args = [tmp_path / "sweep", runs[0], tmp_path / "none", "--out", tmp_path / "out"]
+    assert report.main(list(map(str, args))) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'sweep'} holds no run (no config.json); the runs in it: "
+        f"{', '.join(map(str, runs[:4]))} and 2 more\n"
+        f"error: {tmp_path / 'none'} holds no run (no config.json)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_report_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "out").write_text("")
     assert report.main([str(fake_run(tmp_path / "a", "gan", 0, 0.9)), "--out", str(tmp_path / "out")]) == 2
