@@ -66,7 +66,8 @@ def generated_class_scores(model, clf, n_per_value: int = 200, seed: int = 0) ->
 
     c1_purity: mean over c1 values of the share of the majority class among images generated
     with that value; c1_distinct: how many distinct majority classes the values reach;
-    classes_covered: classes holding >= half their uniform share of all generated images."""
+    classes_covered: classes holding >= half their uniform share of all generated images. Without
+    a categorical code, only the classes covered (and collapse) mean something: purity is "n/a"."""
     spec, device = model.spec, model.device
     gen = torch.Generator(device).manual_seed(seed)
     k = spec.cat_sizes[0] if spec.n_cat else 10
@@ -83,9 +84,10 @@ def generated_class_scores(model, clf, n_per_value: int = 200, seed: int = 0) ->
         majorities.append(int(hist.argmax()))
     share = counts / counts.sum()
     covered = int((share >= COVERED_SHARE / n_classes).sum())
+    no_code = "n/a (no categorical code)"
     return {
-        "c1_purity": sum(purities) / len(purities),
-        "c1_distinct": len(set(majorities)),
+        "c1_purity": sum(purities) / len(purities) if spec.n_cat else no_code,
+        "c1_distinct": len(set(majorities)) if spec.n_cat else no_code,
         "classes_covered": covered,
         "collapsed": covered < COLLAPSE_BELOW,
     }

@@ -162,11 +162,11 @@ def summarise(rows: list[dict]) -> tuple[list[dict], str]:
     for model in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == model]
         ok = [r for r in rs if not r["diverged"]]
-        acc = [r["c1_accuracy"] for r in ok if isinstance(r.get("c1_accuracy"), float)]
+        acc, purity = ([r[k] for r in ok if isinstance(r.get(k), float)] for k in ("c1_accuracy", "c1_purity"))
         entry = {
             "model": model, "runs": len(rs),
-            "c1_accuracy": mean_std(acc) if acc else "n/a",
-            "c1_purity": mean_std([r["c1_purity"] for r in ok]),
+            "c1_accuracy": mean_std(acc),
+            "c1_purity": mean_std(purity),
             "classes_covered": mean_std([r["classes_covered"] for r in ok]),
             "collapsed": f"{sum(r['collapsed'] for r in ok)}/{len(rs)}",
             "diverged": f"{sum(r['diverged'] for r in rs)}/{len(rs)}",

@@ -75,6 +75,32 @@ def test_generated_class_scores_of_a_controlled_generator():
     assert scores == {"c1_purity": 1.0, "c1_distinct": 10, "classes_covered": 10, "collapsed": False}
 
 
+def test_without_a_categorical_code_only_the_classes_covered_are_scored(tmp_path, monkeypatch):
+    """c1 purity of a model with no categorical code would be that of ten batches of one
+    distribution: "n/a", in eval.json, the report and the sweep's summary alike."""
+
+    class NoCode:
+        spec = train.latent_spec(train.make_config({"cat_sizes": (), "n_cont": 2}))
+        device = torch.device("cpu")
+
+        def generate(self, z, cat, cont):
+            return torch.zeros(len(z), 1, 28, 28)
+
+    class AlwaysThree(torch.nn.Module):
+        head = torch.nn.Linear(1, 10)
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
+
+    scores = evaluate.generated_class_scores(NoCode(), AlwaysThree(), n_per_value=20)
+    assert scores == {"c1_purity": "n/a (no categorical code)", "c1_distinct": "n/a (no categorical code)",
+                      "classes_covered": 1, "collapsed": True}
+    row = {"model": "infogan", "diverged": False, "c1_accuracy": "n/a (no categorical code)", **scores,
+           "var_loss_d": None, "var_loss_g": None}
+    (entry,), _ = sweep.summarise([row, row])
+    assert entry["c1_purity"] == entry["c1_accuracy"] == "n/a" and entry["classes_covered"] == "1.000 ± 0.000"
+
+
 def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
     def small_classifier(dataset, device, data_root=None, cache=None):
         images, labels = data.load(dataset)
