@@ -494,14 +494,31 @@ def prepare_run(values: dict, resume: str | None):
         yield trainer
 
 
+def out_of_memory(error: torch.OutOfMemoryError, trainer: Trainer | None) -> str:
+    """What a run that ran out of GPU memory kept, and how to go on, in one line."""
+    # torch's first sentences: what it tried to allocate, the card's capacity and what was free
+    detail = ". ".join(str(error).split(". ")[:3]).rstrip(".")
+    if trainer is None:
+        return (f"out of GPU memory while the run was set up ({detail}); a smaller --batch-size needs less, "
+                f"as do fewer processes on the GPU at once (a sweep's --procs)")
+    saved = checkpoint.saved_step(trainer.run / "checkpoint.pt")
+    kept = f"its checkpoint of step {saved} is kept" if saved else "it has no checkpoint yet"
+    return (f"out of GPU memory at step {trainer.step + 1} of {trainer.run} ({detail}); {kept}: --resume "
+            f"{trainer.run} goes on once the GPU has room (fewer processes on it at once: a sweep's --procs)")
+
+
 @stops_as_on_ctrl_c
 def main(argv=None) -> int:
+    trainer = None
     try:
         values, resume = parse_args(argv)
         with prepare_run(values, resume) as trainer:
             return trainer.train()
     except (ConfigError, RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except torch.OutOfMemoryError as e:
+        print(f"error: {out_of_memory(e, trainer)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return interrupted("before training started: nothing was trained")

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from fastinfo import checkpoint, data, evaluate
+from fastinfo import checkpoint, data, evaluate, runner
 from fastinfo import train as train_mod
 from fastinfo.infogan import InfoGAN
 from fastinfo.train import main
@@ -293,6 +293,36 @@ def test_sigterm_outside_the_loop_ends_as_ctrl_c_does(tmp_path, monkeypatch, cap
         signal.signal(signal.SIGTERM, before)
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"interrupted: {tmp_path} is trained to step 4")
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 4
+
+
+OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.63 GiB of which 1.12 GiB "
+       "is free. Of the allocated memory 5.90 GiB is allocated by PyTorch. If reserved but unallocated memory is large "
+       "try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")
+
+
+def test_out_of_gpu_memory_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+    step = runner.EagerStep.__call__
+
+    def runs_out_at_the_fourth_step(self, index):
+        if index == 3:
+            raise torch.OutOfMemoryError(OOM)
+        return step(self, index)
+
+    with monkeypatch.context() as m:
+        m.setattr(runner.EagerStep, "__call__", runs_out_at_the_fourth_step)
+        assert run(tmp_path, "--steps", 6, "--ckpt-every", 2, "--no-eval-at-end") == 2
+    assert capsys.readouterr().err == (
+        f"error: out of GPU memory at step 4 of {tmp_path} (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 "
+        f"has a total capacity of 7.63 GiB of which 1.12 GiB is free); its checkpoint of step 2 is kept: --resume "
+        f"{tmp_path} goes on once the GPU has room (fewer processes on it at once: a sweep's --procs)\n")
+    assert main(["--resume", str(tmp_path), "--no-progress"]) == 0
+    assert checkpoint.saved_step(tmp_path / "checkpoint.pt") == 6
+
+    # out of memory while the run is set up (the data set moved to the GPU): no run folder is left
+    monkeypatch.setattr(data, "DeviceLoader", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError(OOM)))
+    assert run(tmp_path / "new", "--steps", 2) == 2
+    assert capsys.readouterr().err.startswith("error: out of GPU memory while the run was set up (CUDA out of memory.")
+    assert not (tmp_path / "new").exists()
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
