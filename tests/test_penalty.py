@@ -164,6 +164,15 @@ def test_mismatched_batches_are_refused():
         critic_features_and_input_grad(critic, torch.randn(3, 4), grad_from=3)
 
 
+def test_a_score_layer_of_another_width_is_refused():
+    """The score layer's forward is not needed for the penalty: without the check the mismatch
+    surfaced as a reshape error of the gradient, several layers down."""
+    x = torch.randn(4, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"the critic's last layer takes 700 features, and the layers before it "
+                                         r"give \(784,\) a sample"):
+        losses.gradient_penalty([nn.Flatten(), nn.Linear(700, 1)], x, x, torch.rand(4, 1, 1, 1))
+
+
 @pytest.mark.parametrize("eps", [torch.rand(4), torch.rand(4, 1, 4, 1), torch.rand(1, 1, 1, 1), 0.5])
 def test_eps_needs_one_weight_a_sample(eps):
     """A [B] eps would broadcast along the images' last dimension, here as long as the batch."""

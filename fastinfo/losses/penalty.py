@@ -110,6 +110,9 @@ def critic_features_and_input_grad(layers: Sequence[nn.Module], x: torch.Tensor,
             activation = isinstance(layer, (nn.LeakyReLU, nn.ReLU))
             saved.append(rows(x) if activation else (x.shape[0] - grad_from, *x.shape[1:]))
         x = y
+    if tuple(x.shape[1:]) != (layers[-1].in_features,):
+        raise ValueError(f"the critic's last layer takes {layers[-1].in_features} features, and the layers "
+                         f"before it give {tuple(x.shape[1:])} a sample")
     # d sum(score) / d last hidden layer: the score's weight row, the same for every sample
     g = layers[-1].weight.expand(x.shape[0] - grad_from, -1)
     for layer, s in zip(reversed(layers[:-1]), reversed(saved)):
