@@ -90,8 +90,9 @@ class MINE(nn.Module):
         n = x.shape[0]
         if perm is None:
             perm = self.marginal_perm(n, x.device, generator)
-        elif perm.shape != (n,):
-            raise ValueError(f"perm must be a permutation of the batch, shape ({n},), got {tuple(perm.shape)}")
+        elif perm.shape != (n,) or perm.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"perm must be a permutation of the batch: int64 indices, shape ({n},); got "
+                             f"{perm.dtype}, shape {tuple(perm.shape)}")
         if self.one_call:
             # split, not slices: the backward is one concatenation
             t_joint, t_marginal = self.critic(torch.cat([x, x]), torch.cat([y, y[perm]])).split(n)

@@ -79,8 +79,10 @@ def test_a_given_pairing_is_the_one_drawn_otherwise_and_compiles():
     compiled = torch.compile(lambda x, y, p: m(x, y, perm=p), fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(x, y, perm), drawn)
     assert torch.isfinite(m.log_ema)  # the compiled call updated the average
-    with pytest.raises(ValueError, match=r"shape \(16,\)"):
+    with pytest.raises(ValueError, match=r"shape \(16,\); got torch.int64, shape \(8,\)"):
         m(x, y, perm=perm[:8])
+    with pytest.raises(ValueError, match=r"int64 indices, shape \(16,\); got torch.float32"):
+        m(x, y, perm=perm.float())  # was an IndexError from the indexing
 
 
 def test_construction_errors():
