@@ -159,6 +159,8 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
     except ConfigError as e:
         raise RunError(str(e)) from None
     overrides = dict(overrides or {})
+    if "epochs" in overrides and "steps" not in overrides:
+        overrides["steps"] = None  # the run's own --steps would otherwise outrank the --epochs given now
     clash = {k: v for k, v in overrides.items()
              if k not in RESUMABLE_OVERRIDES and saved.get(k) != (list(v) if isinstance(v, tuple) else v)}
     if clash:

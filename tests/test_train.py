@@ -84,6 +84,13 @@ def test_epochs_are_passes_over_the_training_set(tmp_path, args, steps):
     assert checkpoint.saved_step(tmp_path / "checkpoint.pt") == steps
 
 
+def test_epochs_given_to_a_resume_outrank_the_runs_own_steps(tmp_path):
+    assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
+    assert main(["--resume", str(tmp_path), "--epochs", "1", "--no-progress", "--no-eval-at-end"]) == 0
+    assert checkpoint.saved_step(tmp_path / "checkpoint.pt") == 8
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] is None
+
+
 def weights(path):
     return checkpoint.load(path)["models"]
 
