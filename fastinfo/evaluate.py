@@ -12,7 +12,6 @@ RUN/eval.json.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -220,9 +219,7 @@ def evaluate_run(run: str, args, classifiers: dict) -> dict:
     trained) once."""
     from fastinfo.train import load_run  # train imports this module
 
-    cfg, model, state = load_run(Path(run), device=args.device)
-    if args.data_root is not None:
-        cfg = dataclasses.replace(cfg, data_root=args.data_root)
+    cfg, model, state = load_run(Path(run), device=args.device, data_root=args.data_root)
     clf = None
     if not args.quick:
         if cfg.dataset not in classifiers:
@@ -245,7 +242,7 @@ def main(argv=None) -> int:
                 result = evaluate_run(run, args, classifiers)
             except (RunError, data.DataError) as e:
                 # the other runs are still evaluated: each takes minutes
-                print(f"error: {run}: {e}", file=sys.stderr)
+                print(f"error: {e}" if run in str(e) else f"error: {run}: {e}", file=sys.stderr)
                 failed.append(run)
                 continue
             atomic.write_text(Path(run) / "eval.json", json.dumps(result, indent=2) + "\n")

@@ -173,11 +173,15 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
     except ConfigError as e:
         raise RunError(f"{cfg_path} does not hold a valid configuration: {e}") from None
     try:
-        return make_config({**saved, **overrides})
+        cfg = make_config({**saved, **overrides})
     except ConfigError as e:
         # a change a resume may make clashes with a saved setting: --device cpu with --cuda-graphs
         raise RunError(f"cannot resume {run} so: {e} (a setting not given now is the run's own, from "
                        f"{cfg_path}: give it to change it, a switch as --no-NAME)") from None
+    if cfg.data_root is not None and "data_root" not in overrides and not Path(cfg.data_root).expanduser().is_dir():
+        raise RunError(f"{run} read its data from {cfg.data_root} (its --data-root), which is no folder now: give "
+                       f"--data-root the folder that holds {cfg.dataset}'s IDX files")
+    return cfg
 
 
 def load_checkpoint_into(model, run: Path, extra=None) -> dict:
@@ -204,10 +208,11 @@ def tensorboard_writer():
     return SummaryWriter
 
 
-def load_run(run: Path, device: str = "auto"):
+def load_run(run: Path, device: str = "auto", data_root: str | None = None):
     """(config, model with the checkpoint's weights, checkpoint state) of a saved run, on device:
-    "auto" is this machine's GPU when it has one, else its CPU, wherever the run trained."""
-    cfg = load_run_config(run)
+    "auto" is this machine's GPU when it has one, else its CPU, wherever the run trained. A
+    data_root replaces the run's own (data moved since it trained)."""
+    cfg = load_run_config(run, overrides=None if data_root is None else {"data_root": data_root})
     model = build_model(cfg, resolve_device(device))
     return cfg, model, load_checkpoint_into(model, run)
 

@@ -197,7 +197,7 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_kept(tmp_path, monke
     assert steps == [1, 2, 3, 4]
 
 
-def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch):
+def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch, capsys):
     """--data-root may change on --resume (another machine, a moved folder); config.json then
     holds the settings the run goes on with, which fastinfo.evaluate reads, or its own --data-root."""
 
@@ -214,12 +214,16 @@ def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch):
     assert run(r, "--steps", 2, "--data-root", first, "--no-eval-at-end") == 0
     first.rename(moved)
     assert main(["--resume", str(r), "--steps", "4", "--no-progress", "--no-eval-at-end"]) == 2
+    moved_away = "read its data from {} (its --data-root), which is no folder now: give --data-root the folder"
+    assert capsys.readouterr().err.startswith(f"error: {r} " + moved_away.format(first))
     assert main(["--resume", str(r), "--steps", "4", "--data-root", str(moved), "--no-progress", "--eval-at-end"]) == 0
     saved = json.loads((r / "config.json").read_text())
     assert (saved["data_root"], saved["steps"]) == (str(moved), 4)
     assert json.loads((r / "eval.json").read_text())["step"] == 4
     moved.rename(again)
+    capsys.readouterr()
     assert evaluate.main([str(r), "--quick"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {r} " + moved_away.format(moved))
     assert evaluate.main([str(r), "--quick", "--data-root", str(again)]) == 0
 
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
