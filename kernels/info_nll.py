@@ -7,7 +7,9 @@ Forward, per row b:
 Backward, with w the upstream weight of a term:
     dlogits = w (softmax - onehot),  dmu = w (mu - c) exp(-2 s),  ds = w (1 - (c - mu)^2 exp(-2 s))
 
-Only the per-row log-sum-exp of each categorical code is saved for the backward.
+Only the per-row log-sum-exp of each categorical code is saved for the backward, as a shift
+and a log-sum (see kernels/numerics.py). Non-finite logits give what F.cross_entropy gives: NaN
+for a row holding a NaN or a +inf logit or only -inf ones, +inf for a -inf target logit.
 An out-of-range code yields NaN for its row (a host-side check would need a device sync).
 The codes' column offsets are compile-time constants: a kernel is built per layout of codes,
 and no load of the layout stands between a program's start and its logits loads.
@@ -23,13 +25,11 @@ import triton
 import triton.language as tl
 from fastinfo.kernels.convert import store_narrowed
 from fastinfo.kernels.entry import differentiable_entry, eager_entry, on_inputs_device
+from fastinfo.kernels.numerics import INF, acc_dtype, lse_shift, rescale, tl_dtype
 
 HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
-# Finite stand-in for -inf: masked lanes then give exp(-big) = 0 instead of NaN from -inf - -inf.
-NEG_BIG = tl.constexpr(-1.0e30)
 # NaN is made in the kernel as INF - INF: Triton checks at each launch that the globals a kernel
 # read are unchanged, and a NaN global compares unequal to itself (Triton 3.8 then refuses to launch)
-INF = tl.constexpr(float("inf"))
 # Tiles are sized to about 8 fp32 values a thread: the sm_90 build of a 4096-logit tile at 4 warps
 # (32 a thread) used 255 registers and spilled 192-248 bytes to the stack; that build ran ~10 us
 # at B = 64 on an H200, where compiled PyTorch took less (bench/RESULTS.md).
@@ -48,25 +48,34 @@ def _cat_code_nll(
     logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows, row_mask,
     i, start, size, ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    """NLL [BLOCK_B] and log-sum-exp [BLOCK_B] of categorical code i for a block of rows."""
+    """NLL [BLOCK_B] of categorical code i for a block of rows, with the row's log-sum-exp as
+    (shift, log of the shifted sum) [BLOCK_B] each, for the backward's softmax."""
     code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
-    m = tl.full([BLOCK_B], NEG_BIG, ACC)
+    valid = (code >= 0) & (code < size)
+    # the target logit read on its own (the row's chunks are in cache): fewer registers than
+    # picking it out of every chunk
+    target = tl.load(logits_ptr + rows * stride_lb + (start + code) * stride_lk, mask=row_mask & valid,
+                     other=0.0).to(ACC)
+    m = tl.full([BLOCK_B], -INF, ACC)
     s = tl.zeros([BLOCK_B], ACC)
-    target = tl.zeros([BLOCK_B], ACC)
     for k0 in range(0, size, BLOCK_K):
         cols = k0 + tl.arange(0, BLOCK_K)
         mask = row_mask[:, None] & (cols < size)[None, :]
         ptrs = logits_ptr + rows[:, None] * stride_lb + (start + cols)[None, :] * stride_lk
-        # the sentinel goes in after the cast: -1e30 would overflow a half-precision load
-        x = tl.where(mask, tl.load(ptrs, mask=mask, other=0.0).to(ACC), NEG_BIG)
+        # -inf goes in after the cast, as the reference reads no masked lane at all
+        x = tl.where(mask, tl.load(ptrs, mask=mask, other=0.0).to(ACC), -INF)
         m_new = tl.maximum(m, tl.max(x, axis=1))
-        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
+        s = rescale(s, m, m_new) + tl.sum(tl.exp(x - lse_shift(m_new)[:, None]), axis=1)
         m = m_new
-        target += tl.sum(tl.where(cols[None, :] == code[:, None], x, 0.0), axis=1)
-    # s >= 1 in every real row (its maximum adds exp(0)); the clamp only keeps masked rows finite
-    lse = m + tl.log(tl.maximum(s, 1.0))
-    valid = (code >= 0) & (code < size)
-    return tl.where(valid, lse - target, INF - INF), lse
+    shift = lse_shift(m)
+    # the NLL relative to the row's maximum: lse - target would cancel (|logits| ~ 1e4 lost 5e-4
+    # in fp32, two logits of 1e30 gave 0 for ln 2)
+    nll = tl.log(s) + (shift - target)
+    # as log_softmax: a row whose maximum is infinite (a +inf logit, or every logit -inf) is NaN,
+    # and so is a row with an out-of-range code
+    valid = valid & (shift == m)
+    log_sum = tl.where(shift == m, tl.log(s), INF - INF)
+    return tl.where(valid, nll, INF - INF), shift, log_sum
 
 
 @triton.jit
@@ -102,11 +111,12 @@ def _info_nll_fwd_kernel(
         row_mask = rows < B
         nll = tl.zeros([BLOCK_B, BLOCK_NC], ACC)
         for i in tl.static_range(N_CAT):
-            nll_i, lse = _cat_code_nll(
+            nll_i, shift, log_sum = _cat_code_nll(
                 logits_ptr, stride_lb, stride_lk, codes_ptr, stride_cb, stride_cn, rows,
                 row_mask, i, OFFSETS[i], OFFSETS[i + 1] - OFFSETS[i], ACC, BLOCK_B, BLOCK_K,
             )
-            tl.store(lse_ptr + rows * N_CAT + i, lse, mask=row_mask)
+            tl.store(lse_ptr + rows * N_CAT + i, shift, mask=row_mask)
+            tl.store(lse_ptr + (B + rows) * N_CAT + i, log_sum, mask=row_mask)
             nll += tl.where(code_idx[None, :] == i, nll_i[:, None], 0.0)
         if N_CONT > 0:
             mask = row_mask[:, None] & is_cont[None, :]
@@ -162,14 +172,16 @@ def _info_nll_bwd_kernel(
             start = OFFSETS[i]
             size = OFFSETS[i + 1] - OFFSETS[i]
             code = tl.load(codes_ptr + rows * stride_cb + i * stride_cn, mask=row_mask, other=0)
-            lse = tl.load(lse_ptr + rows * N_CAT + i, mask=row_mask, other=0.0)
+            shift = tl.load(lse_ptr + rows * N_CAT + i, mask=row_mask, other=0.0)
+            log_sum = tl.load(lse_ptr + (B + rows) * N_CAT + i, mask=row_mask, other=0.0)
             for k0 in range(0, size, BLOCK_K):
                 cols = k0 + tl.arange(0, BLOCK_K)
                 mask = row_mask[:, None] & (cols < size)[None, :]
                 x = tl.load(logits_ptr + rows[:, None] * stride_lb
                             + (start + cols)[None, :] * stride_lk, mask=mask, other=0.0).to(ACC)
                 onehot = tl.where(cols[None, :] == code[:, None], 1.0, 0.0)
-                softmax = tl.exp(tl.where(mask, x - lse[:, None], NEG_BIG))
+                # (x - shift) - log_sum: the shift cancels exactly where x is near the maximum
+                softmax = tl.where(mask, tl.exp((x - shift[:, None]) - log_sum[:, None]), 0.0)
                 d = w[:, None] * (softmax - onehot)
                 # gradients are written contiguous [B, sum K]
                 store_narrowed(dlogits_ptr + rows[:, None] * OFFSETS[N_CAT] + (start + cols)[None, :],
@@ -197,15 +209,6 @@ def _info_nll_bwd_kernel(
             store_narrowed(dmean_ptr + out, d_mean, mask)
             if HAS_DCODES:
                 store_narrowed(dcc_ptr + out, -d_mean, mask)
-
-
-def _acc_dtype(*tensors):
-    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in tensors) \
-        else torch.float32
-
-
-def _tl_dtype(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 class Tiling(NamedTuple):
@@ -304,21 +307,23 @@ def _info_nll_fwd(
     cont_weight: float,
     reduction: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [B, n_cat])."""
+    """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [2, B, n_cat]:
+    each categorical code's log-sum-exp per row, as a shift (the row's maximum, 0 where infinite)
+    and the log of the sum of exp(logit - shift), kept apart so the backward loses no precision)."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
-    acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
+    acc = acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     sizes = tuple(cat_sizes)
     tiling = _tiling(sizes, n_cont, B, acc.itemsize)
     n_prog = _n_programs(ref.device, triton.cdiv(B, tiling.block_b))
     per_row = reduction == "none"
     loss = torch.empty(B if per_row else n_prog, device=ref.device, dtype=acc)
     code_sums = torch.empty(n_prog, n_cat + n_cont, device=ref.device, dtype=acc)
-    lse = torch.empty(B, n_cat, device=ref.device, dtype=acc)
+    lse = torch.empty(2, B, n_cat, device=ref.device, dtype=acc)
     _info_nll_fwd_kernel[(n_prog,)](
         *_args(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, ref),
         loss, code_sums, lse, B, cat_weight, cont_weight, 1.0 / B if reduction == "mean" else 1.0,
         OFFSETS=_offsets(sizes), N_CAT=n_cat, N_CONT=n_cont,
-        HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row, ACC=_tl_dtype(acc),
+        HAS_LOG_STD=cont_log_std is not None, PER_ROW=per_row, ACC=tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_NC=tiling.block_nc,
         num_warps=tiling.num_warps,
     )
@@ -341,9 +346,9 @@ info_nll_op = torch.library.custom_op("fastinfo::info_nll_fwd", _info_nll_fwd, m
 def _(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes, cat_weight,
       cont_weight, reduction):
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
-    acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
+    acc = acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     loss = ref.new_empty((B,) if reduction == "none" else (), dtype=acc)
-    return loss, ref.new_empty(n_cat + n_cont, dtype=acc), ref.new_empty(B, n_cat, dtype=acc)
+    return loss, ref.new_empty(n_cat + n_cont, dtype=acc), ref.new_empty(2, B, n_cat, dtype=acc)
 
 
 def _grad_inputs(cat_logits, cont_mean, cont_codes, cont_log_std, codes_grad):
@@ -376,7 +381,7 @@ def _info_nll_bwd(
     """Gradients, in order, of those of cat_logits, cont_mean, cont_codes (if codes_grad),
     cont_log_std that were given."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
-    acc = _acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
+    acc = acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     sizes = tuple(cat_sizes)
     tiling = _tiling(sizes, n_cont, B, acc.itemsize)
     grads = _grad_buffers(cat_logits, cont_mean, cont_codes, cont_log_std, codes_grad)
@@ -392,7 +397,7 @@ def _info_nll_bwd(
         OFFSETS=_offsets(sizes), N_CAT=n_cat, N_CONT=n_cont,
         HAS_LOG_STD=cont_log_std is not None, PER_ROW=reduction == "none",
         HAS_GLOSS=grad_loss is not None, HAS_GCODE=grad_per_code is not None,
-        HAS_DCODES=grads[2] is not None, ACC=_tl_dtype(acc),
+        HAS_DCODES=grads[2] is not None, ACC=tl_dtype(acc),
         BLOCK_B=tiling.block_b, BLOCK_K=tiling.block_k, BLOCK_C=tiling.block_c,
         num_warps=tiling.num_warps,
     )

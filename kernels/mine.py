@@ -19,8 +19,8 @@ import triton
 import triton.language as tl
 from fastinfo.kernels.convert import store_narrowed
 from fastinfo.kernels.entry import differentiable_entry, eager_entry, on_inputs_device
+from fastinfo.kernels.numerics import INF, acc_dtype, logaddexp, lse_shift, rescale, tl_dtype
 
-NEG_BIG = tl.constexpr(-1.0e30)  # finite stand-in for -inf (see info_nll.py)
 REDUCE_BLOCK = 1024  # scores a program reads at once
 # Blocks one program walks before the batch is split over programs: on an H200 a lone program
 # took ~0.8 µs a block (52 µs at B = 65536), so past 4 blocks (~3 µs) the combining launch, a
@@ -28,14 +28,6 @@ REDUCE_BLOCK = 1024  # scores a program reads at once
 ONE_PROGRAM_BLOCKS = 4
 MAX_PROGRAMS = 1024  # the combining launch reads every program's partial sums at once
 MAX_PAIRWISE_DIM = 512
-
-
-def _acc(*ts):
-    return torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
-
-
-def _tl(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,24 +40,25 @@ def _tl(dtype):
 def _finish_bound(sum_j, m, s, bound_ptr, ema_ptr, new_ema_ptr, B, log_b, log_keep, log_rate,
                   F_DIV: tl.constexpr, HAS_EMA: tl.constexpr, ACC: tl.constexpr):
     """Store the bound (and the new log-average) from vectors of partial sums: sum_j of t_joint;
-    for MINE-f, s of exp(t_marginal - 1); for DV, s of exp(t_marginal - m) with m each lane's max.
-    The logs arrive as float64 (see _info_nll_fwd_kernel) and are taken into the accumulation dtype."""
+    for MINE-f, s of exp(t_marginal - 1); for DV, s of exp(t_marginal - lse_shift(m)) with m each
+    lane's max. The logs arrive as float64 (see _info_nll_fwd_kernel) and are taken into the
+    accumulation dtype. Non-finite scores give what the reference gives: the bound is NaN where
+    the bias-corrected weight exp(lme - new_log_ema) is (an infinite lme, +inf or -inf with no
+    average) or overflows, as the reference's value carries that weight's (w - w)."""
     log_b, log_keep, log_rate = tl.full([], log_b, ACC), tl.full([], log_keep, ACC), tl.full([], log_rate, ACC)
     mean_j = tl.sum(sum_j, axis=0) / B
     if F_DIV:
         tl.store(bound_ptr, mean_j - tl.sum(s, axis=0) / B)
     else:
         m_all = tl.max(m, axis=0)
-        lme = m_all + tl.log(tl.sum(s * tl.exp(m - m_all), axis=0)) - log_b
+        lme = lse_shift(m_all) + tl.log(tl.sum(rescale(s, m, m_all), axis=0)) - log_b
         new_ema = lme
         if HAS_EMA:
             old = tl.load(ema_ptr).to(ACC)
-            a = log_keep + old
-            b = log_rate + lme
-            hi = tl.maximum(a, b)
-            mixed = hi + tl.log(tl.exp(a - hi) + tl.exp(b - hi))
+            mixed = logaddexp(log_keep + old, log_rate + lme)
             new_ema = tl.where(old == old, mixed, lme)  # NaN: no average yet
-        tl.store(bound_ptr, mean_j - lme)
+        weight = tl.exp(lme - new_ema)
+        tl.store(bound_ptr, tl.where(weight < INF, mean_j - lme, INF - INF))
         tl.store(new_ema_ptr, new_ema)
 
 
@@ -80,24 +73,27 @@ def _mine_fwd_kernel(tj_ptr, tm_ptr, ema_ptr, bound_ptr, new_ema_ptr, part_ptr, 
     n_prog = tl.num_programs(0)
     offs0 = tl.arange(0, BLOCK)
     sum_j = tl.zeros([BLOCK], ACC)
-    m = tl.full([BLOCK], NEG_BIG, ACC)
+    m = tl.full([BLOCK], -INF, ACC)
     s = tl.zeros([BLOCK], ACC)
     for k0 in range(pid * BLOCK, B, n_prog * BLOCK):
         offs = k0 + offs0
         mask = offs < B
         sum_j += tl.load(tj_ptr + offs, mask=mask, other=0.0).to(ACC)
-        x = tl.where(mask, tl.load(tm_ptr + offs, mask=mask, other=0.0).to(ACC), NEG_BIG)
+        x = tl.where(mask, tl.load(tm_ptr + offs, mask=mask, other=0.0).to(ACC), -INF)
         if F_DIV:
-            s += tl.where(mask, tl.exp(x - 1.0), 0.0)
+            s += tl.exp(x - 1.0)
         else:
             m_new = tl.maximum(m, x)
-            s = s * tl.exp(m - m_new) + tl.exp(x - m_new)
+            s = rescale(s, m, m_new) + tl.exp(x - lse_shift(m_new))
             m = m_new
     if PARTIALS:
         m_prog = tl.max(m, axis=0)
         tl.store(part_ptr + pid, tl.sum(sum_j, axis=0))
         tl.store(part_ptr + n_prog + pid, m_prog)
-        tl.store(part_ptr + 2 * n_prog + pid, tl.sum(s * tl.exp(m - m_prog), axis=0))
+        if F_DIV:
+            tl.store(part_ptr + 2 * n_prog + pid, tl.sum(s, axis=0))
+        else:
+            tl.store(part_ptr + 2 * n_prog + pid, tl.sum(rescale(s, m, m_prog), axis=0))
     else:
         _finish_bound(sum_j, m, s, bound_ptr, ema_ptr, new_ema_ptr, B, log_b, log_keep, log_rate,
                       F_DIV, HAS_EMA, ACC)
@@ -112,7 +108,7 @@ def _mine_combine_kernel(part_ptr, ema_ptr, bound_ptr, new_ema_ptr, n_prog, B,
     progs = tl.arange(0, BLOCK_P)
     mask = progs < n_prog
     sum_j = tl.load(part_ptr + progs, mask=mask, other=0.0)
-    m = tl.load(part_ptr + n_prog + progs, mask=mask, other=NEG_BIG)
+    m = tl.load(part_ptr + n_prog + progs, mask=mask, other=-INF)
     s = tl.load(part_ptr + 2 * n_prog + progs, mask=mask, other=0.0)
     _finish_bound(sum_j, m, s, bound_ptr, ema_ptr, new_ema_ptr, B, log_b, log_keep, log_rate,
                   F_DIV, HAS_EMA, ACC)
@@ -130,7 +126,7 @@ def _mine_bwd_kernel(tm_ptr, ema_ptr, g_ptr, dtj_ptr, dtm_ptr, B,
     else:
         shift = tl.load(ema_ptr).to(ACC)
     store_narrowed(dtj_ptr + offs, tl.zeros([BLOCK], ACC) + g, mask)
-    store_narrowed(dtm_ptr + offs, -g * tl.exp(tl.where(mask, x - shift, NEG_BIG)), mask)
+    store_narrowed(dtm_ptr + offs, -g * tl.exp(x - shift), mask)
 
 
 def _n_programs(device, B):
@@ -144,7 +140,7 @@ def _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div):
     """(bound [], new log-average [] or None for MINE-f), each written by the kernel into its own
     buffer: a custom op's outputs may not alias one another, and a slice of a shared buffer
     would cost a copy kernel to return."""
-    acc = _acc(t_joint, t_marginal)
+    acc = acc_dtype(t_joint, t_marginal)
     bound = torch.empty((), device=t_joint.device, dtype=acc)
     new_ema = None if f_div else torch.empty((), device=t_joint.device, dtype=acc)
     B = t_joint.numel()
@@ -153,9 +149,9 @@ def _launch_bound(t_joint, t_marginal, log_ema, ema_rate, f_div):
     keep = math.log1p(-ema_rate) if ema_rate < 1 else -math.inf
     ema = bound if log_ema is None else log_ema
     finish = (ema, bound, bound if new_ema is None else new_ema)
-    logs = (math.log(B), keep if keep > -math.inf else NEG_BIG.value,
-            math.log(ema_rate) if ema_rate > 0 else NEG_BIG.value)
-    flags = dict(F_DIV=f_div, HAS_EMA=log_ema is not None, ACC=_tl(acc))
+    # at rate 1 (or 0) the old average's (or the batch's) term has weight 0: log 0 = -inf
+    logs = (math.log(B), keep, math.log(ema_rate) if ema_rate > 0 else -math.inf)
+    flags = dict(F_DIV=f_div, HAS_EMA=log_ema is not None, ACC=tl_dtype(acc))
     _mine_fwd_kernel[(n_prog,)](t_joint, t_marginal, *finish, parts, B, *logs, PARTIALS=n_prog > 1,
                                 BLOCK=REDUCE_BLOCK, num_warps=4, **flags)
     if n_prog > 1:
@@ -170,7 +166,7 @@ def _launch_bound_bwd(t_marginal, shift, grad, f_div, dtypes):
     d_marg = torch.empty(B, device=t_marginal.device, dtype=dtypes[1])
     _mine_bwd_kernel[(triton.cdiv(B, REDUCE_BLOCK),)](
         t_marginal, shift, grad.contiguous(), d_joint, d_marg, B,
-        F_DIV=f_div, ACC=_tl(_acc(t_marginal, grad)), BLOCK=REDUCE_BLOCK, num_warps=4,
+        F_DIV=f_div, ACC=tl_dtype(acc_dtype(t_marginal, grad)), BLOCK=REDUCE_BLOCK, num_warps=4,
     )
     return d_joint, d_marg
 
@@ -187,7 +183,7 @@ mine_dv_bound_op = torch.library.custom_op("fastinfo::mine_dv_bound", _mine_dv_b
 
 @mine_dv_bound_op.register_fake
 def _(t_joint, t_marginal, log_ema, ema_rate):
-    acc = _acc(t_joint, t_marginal)
+    acc = acc_dtype(t_joint, t_marginal)
     return t_joint.new_empty((), dtype=acc), t_joint.new_empty((), dtype=acc)
 
 
@@ -238,7 +234,7 @@ mine_f_bound_op = torch.library.custom_op("fastinfo::mine_f_bound", _mine_f_boun
 
 @mine_f_bound_op.register_fake
 def _(t_joint, t_marginal):
-    return t_joint.new_empty((), dtype=_acc(t_joint, t_marginal))
+    return t_joint.new_empty((), dtype=acc_dtype(t_joint, t_marginal))
 
 
 def _f_setup(ctx, inputs, output):
@@ -263,14 +259,14 @@ mine_f_bound = differentiable_entry(mine_f_bound_op, _mine_f_bound, _f_setup, _f
 def _pair_tile(a, b_ptr, stride_b, j0, rows, B, D, L, ACC: tl.constexpr, DOT_DTYPE: tl.constexpr,
                PRECISION: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
     """Scores S = a . b_j^T for one tile of columns, off-diagonal and in-range only
-    (others NEG_BIG), minus L; with the tile of b."""
+    (others -inf), minus L; with the tile of b."""
     cols = j0 + tl.arange(0, BLOCK_J)
     dims = tl.arange(0, BLOCK_D)
     b = tl.load(b_ptr + cols[:, None] * stride_b + dims[None, :],
                 mask=(cols < B)[:, None] & (dims < D)[None, :], other=0.0)
     s = tl.dot(a.to(DOT_DTYPE), tl.trans(b.to(DOT_DTYPE)), out_dtype=ACC, input_precision=PRECISION)
     valid = (cols[None, :] < B) & (cols[None, :] != rows[:, None])
-    return tl.where(valid, s - L, NEG_BIG), b
+    return tl.where(valid, s - L, -INF), b
 
 
 @triton.jit
@@ -284,14 +280,14 @@ def _pairwise_lse_kernel(a_ptr, b_ptr, stride_a, stride_b, row_lse_ptr, diag_ptr
     a = tl.load(a_ptr + rows[:, None] * stride_a + dims[None, :], mask=mask, other=0.0)
     b_diag = tl.load(b_ptr + rows[:, None] * stride_b + dims[None, :], mask=mask, other=0.0)
     tl.store(diag_ptr + rows, tl.sum(a.to(ACC) * b_diag.to(ACC), axis=1), mask=rows < B)
-    m = tl.full([BLOCK_I], NEG_BIG, ACC)
+    m = tl.full([BLOCK_I], -INF, ACC)
     s = tl.zeros([BLOCK_I], ACC)
     for j0 in range(0, B, BLOCK_J):
         scores, _ = _pair_tile(a, b_ptr, stride_b, j0, rows, B, D, 0.0, ACC, DOT_DTYPE, PRECISION, BLOCK_J, BLOCK_D)
         m_new = tl.maximum(m, tl.max(scores, axis=1))
-        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(scores - m_new[:, None]), axis=1)
+        s = rescale(s, m, m_new) + tl.sum(tl.exp(scores - lse_shift(m_new)[:, None]), axis=1)
         m = m_new
-    tl.store(row_lse_ptr + rows, m + tl.log(tl.maximum(s, 1e-30)), mask=rows < B)
+    tl.store(row_lse_ptr + rows, lse_shift(m) + tl.log(s), mask=rows < B)
 
 
 @triton.jit
@@ -324,7 +320,7 @@ def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool, tf32: bool):
     # halves multiply on tensor cores on a GPU; the CPU interpreter's half-precision dot is
     # unreliable, so there they are upcast first
     half = dtype in (torch.float16, torch.bfloat16) and on_gpu
-    dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype] if half else _tl(acc)
+    dot = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype] if half else tl_dtype(acc)
     # fp32 products in full precision unless TF32 is allowed (~1e-3 relative error a product)
     on_tensor_cores = half or (dtype == torch.float32 and tf32)
     precision = "tf32" if on_tensor_cores else "ieee"
@@ -340,7 +336,7 @@ def _pair_config(D: int, dtype: torch.dtype, on_gpu: bool, tf32: bool):
         # D = 64 spill 112-152 bytes a thread with Triton 3.6, and 32 rows at D = 256 spill 5.7 KB
         # (3.6) or 5.9 KB (3.8) depending on the warps (tests/kernels/gpu_compile.py prints it)
         block, num_warps = (32, 8) if block_d <= 64 else (16, 4)
-    return dict(ACC=_tl(acc), DOT_DTYPE=dot, PRECISION=precision, BLOCK_I=block, BLOCK_J=block,
+    return dict(ACC=tl_dtype(acc), DOT_DTYPE=dot, PRECISION=precision, BLOCK_I=block, BLOCK_J=block,
                 BLOCK_D=block_d, num_warps=num_warps), acc
 
 
@@ -368,7 +364,7 @@ mine_dv_bound_pairwise_op = torch.library.custom_op(
 
 @mine_dv_bound_pairwise_op.register_fake
 def _(f_x, g_y):
-    acc = _acc(f_x)
+    acc = acc_dtype(f_x)
     return f_x.new_empty((), dtype=acc), f_x.new_empty((), dtype=acc)
 
 

@@ -37,21 +37,24 @@ def grads_of(out, per_code, args, g_out, g_code):
     return torch.autograd.grad(total, inputs)
 
 
-def check_against_reference(args, kw, reduction, atol, rtol, weights=(0.7, 0.3)):
+def check_against_reference(args, kw, reduction, atol, rtol, weights=(0.7, 0.3), equal_nan=False):
     w = dict(cat_weight=weights[0], cont_weight=weights[1])
     out, per_code = losses.info_nll_and_per_code(*args, **kw, **w, reduction=reduction)
     ref_args = as_f64(args)
     ref = reference.info_nll(*ref_args, **kw, **w, reduction=reduction)
     ref_pc = reference.info_nll_per_code(*ref_args, **kw)
-    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=rtol)
-    torch.testing.assert_close(per_code.double(), ref_pc, atol=atol, rtol=rtol)
+    close = dict(atol=atol, rtol=rtol, equal_nan=equal_nan)
+    torch.testing.assert_close(out.double(), ref, **close)
+    torch.testing.assert_close(per_code.double(), ref_pc, **close)
     # upstream gradients that are not 1: lambda-weighted terms, and the per-code output too
     g_out, g_code = torch.randn_like(ref), torch.randn_like(ref_pc)
+    if equal_nan:  # a NaN loss term's upstream gradient would make every gradient NaN
+        g_out, g_code = g_out.masked_fill(ref.isnan(), 0.0), g_code.masked_fill(ref_pc.isnan(), 0.0)
     got = grads_of(out, per_code, args, g_out.to(out.dtype), g_code.to(per_code.dtype))
     want = grads_of(ref, ref_pc, ref_args, g_out, g_code)
     for a, b in zip(got, want):
         assert a.dtype == b.dtype or a.dtype in (torch.float16, torch.bfloat16, torch.float32)
-        torch.testing.assert_close(a.double(), b, atol=atol, rtol=rtol)
+        torch.testing.assert_close(a.double(), b, **close)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=str)
@@ -112,11 +115,57 @@ def test_gradient_of_one_output_alone(used):
         torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
 
 
-def test_large_magnitude_logits_stay_finite_and_right():
-    args, kw = make_inputs(33, (10, 6), 2, True, scale=1e4)
+@pytest.mark.parametrize("scale", [1e4, 1e6, 1e7])
+def test_large_magnitude_logits_lose_no_precision(scale):
+    """The NLL is taken relative to the row's maximum: as lse - target it cancelled, 5e-4 off at
+    |logits| ~ 1e4 and 0.5 at 1e7."""
+    args, kw = make_inputs(33, (10, 6), 2, True)
+    # logits of order one on a row offset of +-scale: the NLL stays of order one, so what
+    # cancels in lse - target shows
+    offset = scale * torch.randn(33, 1).sign()
+    args = ((args[0].detach() + offset).requires_grad_(), *args[1:])
     out = losses.info_nll(*args, **kw)
     assert torch.isfinite(out)
-    check_against_reference(args, kw, "none", atol=1e-3, rtol=1e-5)
+    check_against_reference(args, kw, "none", atol=1e-5, rtol=1e-5)
+
+
+NAN, INF = float("nan"), float("inf")
+# rows of a 7-way code, each with its target column: non-finite and huge logits, as a Q head
+# that diverges produces them; the reference (F.cross_entropy) defines every answer
+SPECIAL_ROWS = [
+    ([0.5, 2.0, NAN, 0.0, 0.0, 0.0, 0.0], 0),  # NaN anywhere: NaN, whichever the target
+    ([0.5, 2.0, NAN, 0.0, 0.0, 0.0, 0.0], 1),
+    ([INF, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0),  # a +inf logit: NaN
+    ([INF, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1),
+    ([-INF, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0], 0),  # a -inf target: +inf, finite gradient
+    ([-INF, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0], 3),  # a -inf elsewhere counts 0
+    ([-INF] * 7, 2),  # every logit -inf: NaN
+    ([1e30, 1e30, 0.0, 0.0, 0.0, 0.0, 0.0], 0),  # ln 2, gradient [-1/2, 1/2, 0 ...]
+    ([-1e31] * 7, 4),  # all very negative: ln 7 (no finite stand-in for -inf may win)
+    ([-3e38, -3e38, -1e38, -3e38, -3e38, -3e38, -3e38], 2),
+    ([1e4, 1e4 - 1.0, 3.0, 0.0, 0.0, 0.0, 0.0], 1),
+    ([1e7, -1e7, 3.0, 0.0, 0.0, 0.0, 0.0], 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_non_finite_and_huge_logits_match_the_reference(dtype, reduction):
+    """Each special row among ordinary ones (an odd batch, a second code beside it): the loss,
+    the per-code NLL and every gradient equal the float64 reference's, NaN where it is NaN. A NaN
+    Q head must give a NaN loss, so that a training run stops on it."""
+    rows = torch.tensor([r for r, _ in SPECIAL_ROWS], dtype=torch.float64)
+    # a dtype too narrow for a row's magnitude holds it as +-inf: the reference sees the same values
+    rows = rows.to(dtype).double()
+    B = 2 * len(SPECIAL_ROWS) + 3
+    logits = torch.randn(B, 7 + 3, dtype=torch.float64) * 3
+    special = torch.randperm(B)[: len(SPECIAL_ROWS)]
+    logits[special, :7] = rows
+    codes = torch.stack([torch.randint(0, 7, (B,)), torch.randint(0, 3, (B,))], 1)
+    codes[special, 0] = torch.tensor([t for _, t in SPECIAL_ROWS])
+    args = (logits.to(dtype).requires_grad_(), codes, None, None, None)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype in (torch.float32, torch.float64) else dict(atol=2e-3, rtol=1e-2)
+    check_against_reference(args, dict(cat_sizes=[7, 3]), reduction, **tol, equal_nan=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -165,6 +165,58 @@ def test_large_scores_stay_finite():
     torch.testing.assert_close(bound.double(), ref, rtol=1e-6, atol=1e-3)
 
 
+NAN, INF = float("nan"), float("inf")
+# (marginal scores, log_ema): a critic that diverges; the reference defines every answer
+SPECIAL_MARGINALS = [
+    ([0.5, NAN, 1.0], None),  # NaN: NaN
+    ([0.5, INF, 1.0], 0.7),  # +inf: an infinite log-mean-exp, NaN bound (as the reference's)
+    ([0.5, -INF, 1.0], 0.7),  # a -inf score counts 0
+    ([-INF, -INF, -INF], None),  # every score -inf, no average: NaN
+    ([-INF, -INF, -INF], 0.7),  # ... with one: the bound is +inf
+    ([-1e31, -1e31, -1e31], None),  # very negative: no finite stand-in for -inf may win
+    ([1e30, 1e30, 0.0], 0.7),
+    ([0.5, 2.0, 1.0], INF),  # an infinite average: +inf, the gradient 0
+    ([0.5, 2.0, 1.0], -INF),  # an average of -inf: the batch's alone
+]
+
+
+@pytest.mark.parametrize("case", range(len(SPECIAL_MARGINALS)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("n_prog", [1, 3])
+def test_non_finite_and_huge_scores_match_the_reference(monkeypatch, case, dtype, n_prog):
+    """Special scores among ordinary ones, in one program or split over three: the bound, the new
+    average and the gradients equal the float64 reference's, NaN where it is NaN."""
+    monkeypatch.setattr(kernel, "REDUCE_BLOCK", 16)
+    monkeypatch.setattr(kernel, "_n_programs", lambda device, B: min(triton.cdiv(B, 16), n_prog))
+    special, ema = SPECIAL_MARGINALS[case]
+    tj, tm = scores(41)
+    with torch.no_grad():
+        tm[[3, 20, 38]] = torch.tensor(special)
+        if all(abs(v) >= 1e30 for v in special):  # the whole batch so, as a diverged critic's
+            tm[:] = special[0]
+    tj, tm = (t.detach().to(dtype).requires_grad_() for t in (tj, tm))
+    log_ema = None if ema is None else torch.tensor(ema)
+    bound, new = losses.mine_dv_bound(tj, tm, log_ema, 0.05)
+    rtj, rtm = f64(tj, tm)
+    ref, ref_new = reference.mine_dv_bound(rtj, rtm, None if ema is None else log_ema.double(), 0.05)
+    close = dict(atol=1e-5, rtol=1e-5, equal_nan=True)
+    torch.testing.assert_close(bound.double(), ref, **close)
+    torch.testing.assert_close(new.double(), ref_new, **close)
+    got = torch.autograd.grad(bound, [tj, tm])
+    want = torch.autograd.grad(ref, [rtj, rtm])
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a.double(), b, atol=1e-3, rtol=1e-2, equal_nan=True)
+
+
+def test_pairwise_very_negative_scores():
+    """Scores of -2^103 (~ -1e31, exact in every float) everywhere, the diagonal left out as -inf
+    (a finite stand-in of -1e30 would win): the reference's bound, 0."""
+    f = torch.full((5, 1), -(2.0**53)).requires_grad_()
+    g = torch.full((5, 1), 2.0**50).requires_grad_()
+    out = losses.mine_dv_bound_pairwise(f, g)
+    torch.testing.assert_close(out.double(), reference.mine_dv_bound_pairwise(*f64(f, g)).detach())
+
+
 def check_pairwise(f, g, tol):
     """The pairwise bound and its gradients equal the float64 reference's."""
     out = losses.mine_dv_bound_pairwise(f, g)
