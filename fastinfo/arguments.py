@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+from fastinfo import startup
+
 EXIT_INTERRUPTED = 128 + 2  # a shell's code for a process ended by SIGINT
 
 
@@ -45,10 +47,19 @@ def stops_as_on_ctrl_c(main):
     def run(*args, **kwargs):
         if threading.current_thread() is not threading.main_thread():
             return main(*args, **kwargs)
-        with signals_handled_by(_raise_interrupt, (signal.SIGTERM,)):
+        startup.release()  # main answers Ctrl-C itself from here on
+        with signals_handled_by(_raise_interrupt, (signal.SIGINT, signal.SIGTERM)):
             return main(*args, **kwargs)
 
     return run
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line: the error, and where the options are listed
+    (argparse's own prints the whole usage first, 34 lines for fastinfo.train, with the error last)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (the options: {self.prog} --help)\n")
 
 
 class FolderError(ValueError):

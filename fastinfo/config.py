@@ -9,6 +9,8 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import get_args
 
+from fastinfo.arguments import ArgumentParser
+
 MODELS = ("gan", "infogan", "wgan", "infowgan", "wgan-gp", "infowgan-gp", "minegan")
 AMP_MODES = ("none", "bf16", "fp16")
 LOSS_BACKENDS = ("fused", "torch")
@@ -43,6 +45,14 @@ RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "amp", "compile",
     "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
 }
+
+
+# Every float setting is held as a 32-bit float somewhere (an optimiser's kernel argument, a
+# tensor): a larger magnitude would pass the range checks and overflow at the first step.
+FLOAT32_MAX = 3.4028234663852886e38
+# The most batches --epochs may ask for (21,000 passes over MNIST at batch 128): the step count is
+# found by walking the steps, which for 1e12 epochs would take hours before the first line.
+MAX_EPOCH_BATCHES = 10**7
 
 
 class ConfigError(ValueError):
@@ -114,6 +124,9 @@ class TrainConfig:
         if self.steps is not None:
             return self.steps
         batches = max(1, round(self.epochs * (n_train // self.batch_size)))
+        if batches > MAX_EPOCH_BATCHES:
+            raise ConfigError(f"--epochs {self.epochs:g} asks for {batches:.3g} batches of {self.batch_size} "
+                              f"images; at most {MAX_EPOCH_BATCHES:.0e} (or give --steps)")
         steps = 0
         while batches > 0:
             batches -= batches_per_step(steps)
@@ -173,6 +186,11 @@ class TrainConfig:
         need(self.loss_backend in LOSS_BACKENDS,
              f"unknown loss backend {self.loss_backend!r}; accepted: {', '.join(LOSS_BACKENDS)}")
         need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or abs(value) <= FLOAT32_MAX,
+                 f"--{f.name.replace('_', '-')} must be a finite number of at most {FLOAT32_MAX:.4g} in size "
+                 f"(it is held as a 32-bit float), got {value}")
         need(self.steps is None or self.steps > 0, f"--steps must be positive, got {self.steps}")
         need(self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
         need(0 <= self.seed < 2**32, f"--seed must be in 0..{2**32 - 1}, got {self.seed}")
@@ -226,7 +244,7 @@ def _parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m fastinfo.train",
         description="Train InfoGAN or a vanilla GAN baseline on MNIST / Fashion-MNIST.",
         argument_default=argparse.SUPPRESS,  # only what the user typed overrides the config

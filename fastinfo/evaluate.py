@@ -22,7 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from fastinfo import atomic, classifier, data, metrics_log
-from fastinfo.arguments import int_at_least, interrupted, stops_as_on_ctrl_c
+from fastinfo.arguments import ArgumentParser, int_at_least, interrupted, stops_as_on_ctrl_c
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -200,7 +200,7 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fastinfo.evaluate", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="python -m fastinfo.evaluate", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
     p.add_argument("--device", default="auto",

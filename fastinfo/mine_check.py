@@ -22,6 +22,7 @@ import torch
 
 from fastinfo import atomic
 from fastinfo.arguments import (
+    ArgumentParser,
     FolderError,
     comma_list,
     float_between,
@@ -71,7 +72,7 @@ def estimate(d: int, rho: float, estimator: str, steps: int = 3000, batch: int =
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fastinfo.mine_check", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="python -m fastinfo.mine_check", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dims", default="1,5,20", type=comma_list(int_at_least(1)),
                    help="comma-separated dimensions d of x and of y")

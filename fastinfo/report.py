@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from fastinfo import atomic, checkpoint
-from fastinfo.arguments import FolderError, interrupted, make_folder, stops_as_on_ctrl_c
+from fastinfo.arguments import ArgumentParser, FolderError, interrupted, make_folder, stops_as_on_ctrl_c
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, not_a_run, read_saved
 
 CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
@@ -148,7 +148,7 @@ def write_report(runs: list[Path], out: Path) -> Path:
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fastinfo.report", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="python -m fastinfo.report", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by fastinfo.train")
     p.add_argument("--out", default="report", help="folder for the page, index.html")

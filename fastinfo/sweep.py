@@ -30,6 +30,7 @@ import torch
 
 from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
 from fastinfo.arguments import (
+    ArgumentParser,
     FolderError,
     comma_list,
     int_at_least,
@@ -181,7 +182,7 @@ def summarise(rows: list[dict]) -> tuple[list[dict], str]:
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Arguments after -- go to every run's python -m fastinfo.train.")
     p.add_argument("--models", default="gan,infogan", type=comma_list(str), help="comma-separated models")

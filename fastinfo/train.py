@@ -57,7 +57,16 @@ class RunError(RuntimeError):
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """A loss that became NaN or infinite at step."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+# Where the checkpoint before the last one is kept until the step after the last one is seen
+# finite, and where a checkpoint whose next step diverged is moved.
+PREVIOUS_CHECKPOINT, DIVERGED_CHECKPOINT = "checkpoint-previous.pt", "checkpoint-diverged.pt"
 
 
 def import_in_background(names) -> threading.Thread:
@@ -184,18 +193,41 @@ def load_run_config(run: Path, overrides: dict | None = None) -> TrainConfig:
     return cfg
 
 
-def load_checkpoint_into(model, run: Path, extra=None) -> dict:
-    """Load run/checkpoint.pt into model (and through extra(state), anything else); return it."""
+def check_checkpoint_settings(state: dict, cfg: TrainConfig, path: Path) -> None:
+    """RunError unless the checkpoint state read from path was written with cfg's settings,
+    those a resume may change aside (RESUMABLE_OVERRIDES, and the folder, which may move): a
+    checkpoint copied from another run, or a config.json edited since, is refused by name."""
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise RunError(f"{path} holds no settings of the run that wrote it: it is no checkpoint of a fastinfo run")
+    # compared as JSON holds them: a tuple and a list of the same sizes are the same setting
+    now, saved = json.loads(json.dumps(asdict(cfg))), json.loads(json.dumps(saved, default=str))
+    differ = sorted(k for k in now.keys() & saved.keys()
+                    if k not in RESUMABLE_OVERRIDES and k != "out" and saved[k] != now[k])
+    if differ:
+        shown = ", ".join(f"{k} {saved[k]!r} (the run's: {now[k]!r})" for k in differ)
+        raise RunError(f"{path} was written by another run or with other settings: its {shown}; only "
+                       f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may differ. Put back the run's own checkpoint "
+                       f"and config.json, or train a new run with --out")
+
+
+def load_checkpoint_into(model, run: Path, cfg: TrainConfig, extra=None) -> dict:
+    """Load run/checkpoint.pt into model (and through extra(state), anything else), after checking
+    that it holds a run with cfg's settings; return it."""
+    path = run / "checkpoint.pt"
     try:
-        state = checkpoint.load(run / "checkpoint.pt")
+        state = checkpoint.load(path)
+        check_checkpoint_settings(state, cfg, path)
         model.load_state_dict(state)
         if extra is not None:
             extra(state)
+    except RunError:
+        raise
     except checkpoint.CheckpointError as e:
         raise RunError(str(e)) from None
-    except (RuntimeError, KeyError, ValueError) as e:
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
         raise RunError(f"checkpoint in {run} does not match its configuration: "
-                       f"{str(e).splitlines()[0]}") from None
+                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return state
 
 
@@ -214,7 +246,7 @@ def load_run(run: Path, device: str = "auto", data_root: str | None = None):
     data_root replaces the run's own (data moved since it trained)."""
     cfg = load_run_config(run, overrides=None if data_root is None else {"data_root": data_root})
     model = build_model(cfg, resolve_device(device))
-    return cfg, model, load_checkpoint_into(model, run)
+    return cfg, model, load_checkpoint_into(model, run, cfg)
 
 
 class Trainer:
@@ -236,6 +268,9 @@ class Trainer:
             raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
         torch.manual_seed(cfg.seed)
         images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
+        if len(images) < cfg.batch_size:
+            raise RunError(f"the {cfg.dataset} training set holds {len(images)} images, fewer than --batch-size "
+                           f"{cfg.batch_size}: give a --batch-size of at most {len(images)}")
         if cfg.eval_at_end:  # read now: test files that cannot be read stop the run before it trains, not after
             data.load(cfg.dataset, train=False, data_root=cfg.data_root)
         self.model = build_model(cfg, self.device)
@@ -246,6 +281,9 @@ class Trainer:
         )
         self.runner = runner.for_config(cfg, self.model, self.loader, self.sample_gen)
         self.step = 0
+        # the steps of the checkpoint on disk and of the one kept before it (None: there is none)
+        self.saved_step: int | None = None
+        self.previous_step: int | None = None
         self.checkpoints = checkpoint.BackgroundWriter()
         self.pending: list[dict[str, torch.Tensor]] = []
         self.interval_start = time.perf_counter()
@@ -267,6 +305,7 @@ class Trainer:
 
         def loader_and_rng(state):
             self.loader.load_state_dict(state["loader"])
+            torch.set_rng_state(state["rng"]["torch"])
             saved = state["rng"]["sample"], state["rng"]["loader"]
             # a generator's state is its device kind's: a CPU's Mersenne Twister (5056 bytes), a
             # GPU's Philox seed and offset (16). A run moved between them goes on with new streams.
@@ -281,15 +320,16 @@ class Trainer:
             self.sample_gen.set_state(saved[0])
             self.loader.generator.set_state(saved[1])
 
-        state = load_checkpoint_into(self.model, self.run, loader_and_rng)
-        torch.set_rng_state(state["rng"]["torch"])
-        self.step = state["step"]
+        state = load_checkpoint_into(self.model, self.run, self.cfg, loader_and_rng)
+        self.step = self.saved_step = state["step"]
         # metrics logged after the checkpoint belong to steps that will be trained again
         metrics_log.keep_until(self.run / "metrics.jsonl", self.step)
 
     def save_checkpoint(self) -> None:
         """Snapshot the run's state and write it while training goes on (train() waits for the
-        write before it returns)."""
+        write before it returns). The checkpoint it replaces is kept as PREVIOUS_CHECKPOINT until
+        the step after this one is seen finite: this one's weights may be the ones that diverge."""
+        previous = None if self.saved_step is None else self.run / PREVIOUS_CHECKPOINT
         self.checkpoints.save({
             **self.model.state_dict(),
             "step": self.step,
@@ -297,7 +337,28 @@ class Trainer:
             "loader": self.loader.state_dict(),
             "rng": {"sample": self.sample_gen.get_state(), "loader": self.loader.generator.get_state(),
                     "torch": torch.get_rng_state()},
-        }, self.run / "checkpoint.pt")
+        }, self.run / "checkpoint.pt", previous)
+        self.previous_step, self.saved_step = self.saved_step, self.step
+
+    def keep_last_good_checkpoint(self, bad_step: int) -> str:
+        """After a loss became non-finite at bad_step: make checkpoint.pt the last checkpoint whose
+        next step was finite, and say in words what is kept."""
+        self.checkpoints.wait()
+        path = self.run / "checkpoint.pt"
+        if self.saved_step is None:
+            return "no checkpoint was written before it, so --resume trains the run from the start"
+        if self.saved_step < bad_step - 1:
+            return f"the last good checkpoint, of step {self.saved_step}, is kept in {path}"
+        # the step after this checkpoint was the one that diverged: its weights already hold the
+        # update that did it, and a resume from it would stop again at once
+        diverged = self.run / DIVERGED_CHECKPOINT
+        os.replace(path, diverged)
+        moved = f"the checkpoint of step {self.saved_step}, whose next step diverged, is moved to {diverged}"
+        previous = self.run / PREVIOUS_CHECKPOINT
+        if self.previous_step is None or not previous.is_file():
+            return f"{moved}; no earlier one is kept, so --resume trains the run from the start"
+        os.replace(previous, path)
+        return f"{moved}; the last good checkpoint, of step {self.previous_step}, is kept in {path}"
 
     # -- metrics -----------------------------------------------------------------------------
     def flush_metrics(self, bar=None) -> None:
@@ -315,10 +376,14 @@ class Trainer:
         if bad is not None:
             raise NonFiniteLoss(
                 f"a loss became non-finite at step {bad['step']} ("
-                + ", ".join(f"{k}={bad[k]}" for k in keys if not math.isfinite(bad[k]))
-                + f"); the last good checkpoint is kept in {self.run / 'checkpoint.pt'}"
+                + ", ".join(f"{k}={bad[k]}" for k in keys if not math.isfinite(bad[k])) + ")",
+                bad["step"],
             )
         metrics_log.append(self.run / "metrics.jsonl", rows)
+        if self.previous_step is not None and self.step > self.saved_step:
+            # the step after the last checkpoint was finite: the one before it is needed no more
+            self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
+            self.previous_step = None
         last = rows[-1]
         if bar is not None:
             # the bar moves with the metrics: one host update per --log-every steps
@@ -395,12 +460,18 @@ class Trainer:
                 while self.step < self.total:
                     self.pending.append(self.runner(self.step))
                     self.step += 1
-                    ckpt_due = self.step % cfg.ckpt_every == 0 or self.stop_signal is not None
+                    ckpt_due = self.step % cfg.ckpt_every == 0
                     if self.step % cfg.log_every == 0 or ckpt_due:
                         self.flush_metrics(bar)
                     if ckpt_due:
                         self.save_checkpoint()
                     if self.stop_signal is not None:
+                        # the signal may have come at any moment above, during the flush (the
+                        # loop's one sync on a GPU) too: this step's checkpoint, unless written
+                        if self.saved_step != self.step:
+                            self.flush_metrics(bar)
+                            self.save_checkpoint()
+                        self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
                         bar.close()
                         print(f"stopped by signal {self.stop_signal} at step {self.step}; checkpoint saved, "
                               f"continue with --resume {self.run}", file=sys.stderr)
@@ -408,10 +479,12 @@ class Trainer:
                     if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total:
                         self.write_figures()
                 self.flush_metrics(bar)
-                self.save_checkpoint()
+                if self.saved_step != self.step:
+                    self.save_checkpoint()
+                self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
                 self.clock.mark("loop_end")
         except NonFiniteLoss as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {e}; {self.keep_last_good_checkpoint(e.step)}", file=sys.stderr)
             return EXIT_NON_FINITE
         finally:
             bar.close()
@@ -458,6 +531,8 @@ def exclusive_run(run: Path):
                 lock.truncate(0)
                 lock.write(f"{os.getpid()}\n")
                 lock.flush()
+            # what a killed writer left half-written (a SIGKILL during a checkpoint's write)
+            checkpoint.remove_partial_writes(run)
             yield
     finally:
         if not (run / "config.json").exists():
@@ -498,7 +573,17 @@ def prepare_run(values: dict, resume: str | None):
             raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
         trainer = Trainer(cfg)
         write_config(run, cfg)
-        yield trainer
+        try:
+            yield trainer
+        except Exception as e:
+            # a run that crashed before its first checkpoint kept nothing: its folder is not left
+            # looking like a run, so the same command, corrected, can start it again (errors whose
+            # line says how to go on with --resume keep it)
+            resumable = (RunError, torch.OutOfMemoryError, OSError)
+            if not isinstance(e, resumable) and not (run / "checkpoint.pt").exists():
+                for name in ("config.json", "metrics.jsonl"):
+                    (run / name).unlink(missing_ok=True)
+            raise
 
 
 def out_of_memory(error: torch.OutOfMemoryError, trainer: Trainer | None) -> str:
@@ -526,6 +611,17 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except torch.OutOfMemoryError as e:
         print(f"error: {out_of_memory(e, trainer)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as e:
+        # the CPU's allocator raises a RuntimeError ("DefaultCPUAllocator: can't allocate memory")
+        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
+            raise
+        where = "while the run was set up" if trainer is None else f"at step {trainer.step + 1} of {trainer.run}"
+        print(f"error: out of memory {where}: a smaller --batch-size or --noise-dim needs less", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        # a folder that cannot be written (a resume into a read-only folder, a full disk at start)
+        print(f"error: cannot write {e.filename or 'a run file'}: {e.strerror or e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return interrupted("before training started: nothing was trained")

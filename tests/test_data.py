@@ -128,6 +128,24 @@ def test_corrupt_data_is_a_clear_error_naming_the_folder_it_came_from(tmp_path, 
         data.load("mnist", data_root=tmp_path, train="train" in file)
 
 
+def test_a_damaged_gzip_stream_is_a_clear_error(tmp_path, no_download):
+    """Bytes 200-215 of a gzipped file flipped: zlib's error (no OSError) named as the file's."""
+    write_idx(tmp_path / "mnist", n=3000, gz=True)
+    path = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
+    blob = bytearray(path.read_bytes())
+    blob[200:216] = bytes(b ^ 0xFF for b in blob[200:216])
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DataError, match=f"could not copy {path} into .*: it is corrupt or unreadable"):
+        data.load("mnist", data_root=tmp_path)
+
+
+def test_labels_out_of_range_are_refused(tmp_path, no_download):
+    write_idx(tmp_path / "mnist", labels=torch.tensor([3] * 11 + [200], dtype=torch.uint8))
+    with pytest.raises(DataError, match=r"mnist's train labels in .* are corrupt: they range over 3..200, "
+                                        r"where 0..9 are the classes"):
+        data.load("mnist", data_root=tmp_path)
+
+
 def test_installs_running_at_once_both_succeed(tmp_path, no_download, monkeypatch):
     """Two runs importing the same source together: one finishes its whole install while the
     other is halfway through copying a file; both must end with the full data set."""
