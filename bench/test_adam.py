@@ -13,7 +13,7 @@ written, the bf16 gradient read and the copy written, 28 bytes a parameter.
 import pytest
 import torch
 
-from bench.conftest import ON_GPU
+from bench.measure import ON_GPU
 from fastinfo.codes import LatentSpec
 from fastinfo.nets import Discriminator, Generator
 from fastinfo.optim import Adam

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.conftest import ON_GPU
+from bench.measure import ON_GPU
 from bench.test_info_nll import bytes_moved
 
 # what info_nll's forward+backward moves (fp32) at its two bandwidth-bound benchmark cases

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.conftest import ON_GPU, aten_ops_per_call
+from bench.measure import ON_GPU, aten_ops_per_call
 from fastinfo import losses
 from fastinfo.codes import LatentSpec
 from fastinfo.losses import reference

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.conftest import ON_GPU
+from bench.measure import ON_GPU
 from fastinfo import losses
 from fastinfo.losses import reference
 

@@ -6,7 +6,7 @@ peak memory of one forward+backward."""
 import pytest
 import torch
 
-from bench.conftest import ON_GPU
+from bench.measure import ON_GPU
 from fastinfo import losses
 from fastinfo.config import make_config
 from fastinfo.losses import reference

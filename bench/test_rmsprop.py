@@ -8,7 +8,7 @@ square_avg written, 20 bytes a fp32 parameter.
 import pytest
 import torch
 
-from bench.conftest import ON_GPU
+from bench.measure import ON_GPU
 from fastinfo import losses
 from fastinfo.codes import LatentSpec
 from fastinfo.nets import Discriminator, Generator

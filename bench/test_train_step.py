@@ -17,11 +17,12 @@ import time
 import pytest
 import torch
 
-from bench.conftest import DEVICE, ON_GPU, add_result, aten_ops_per_call, gpu_ops_and_busy_time
+from bench.measure import DEVICE, ON_GPU, add_result, aten_ops_per_call, gpu_ops_and_busy_time
 from bench.reference_loop import REFERENCES
 from fastinfo import data, runner
 from fastinfo.config import make_config
-from fastinfo.train import build_model, matmul_precision
+from fastinfo.runs import build_model
+from fastinfo.train import matmul_precision
 
 MODES = {  # the order they run in, the most telling first: a time limit cuts the end
     "reference": {}, "eager": {}, "amp": {"amp": "bf16"},

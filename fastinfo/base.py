@@ -4,7 +4,7 @@ import contextlib
 
 import torch
 
-from fastinfo import losses
+from fastinfo import losses, registry
 from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
@@ -21,7 +21,7 @@ class InfoModel:
 
     def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.use_q = cfg.model.startswith("info")
+        self.use_q = registry.entry(cfg.model).q_head
         self.G = Generator(spec.input_dim).to(device)
         self.D = Discriminator(spec, cfg.slope, cfg.learn_std, norm=norm).to(device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -78,10 +78,20 @@ class InfoModel:
         return 1
 
     def d_real_fake(self, real: torch.Tensor, fake: torch.Tensor, with_q: bool):
-        """(D logits of real, of fake, Q's outputs on fake). With --joint-d (the default) one D
-        forward takes both halves: one convolution or matrix product a layer instead of two, no
-        sum of two gradients per parameter, and the method of two forwards, since batch norm
-        normalises each half with its own statistics."""
+        """D on a real and a fake batch, and Q on the fake one.
+
+        Args:
+            real: [B, 1, 28, 28] images in [-1, 1].
+            fake: [B', 1, 28, 28] G's images.
+            with_q: whether Q's outputs are wanted.
+
+        Returns:
+            (D's logits on real [B, 1], on fake [B', 1], Q's outputs on fake: categorical logits
+            [B', sum K], mean [B', n_cont], log-std [B', n_cont] or None; or None without Q).
+
+        With --joint-d (the default) one D forward takes both halves: one convolution or matrix
+        product per layer instead of two, no sum of two gradients per parameter, and the method of
+        two forwards, since batch norm normalises each half with its own statistics."""
         if self.cfg.joint_d:
             n = real.shape[0]
             # in fake's dtype: under autocast D's first convolution casts its input to it anyway
@@ -93,16 +103,18 @@ class InfoModel:
         return d_real, d_fake, q
 
     def _gan_d_loss(self, real, fake, cat, cont):
-        """(D's loss -E[log D(x)] - E[log(1 - D(G(z)))], with a Q head plus lambda * NLL; mean
-        D(x)) on a real batch and a detached fake one."""
+        """(D's loss -E[log D(x)] - E[log(1 - D(G(z)))], with a Q head plus lambda * NLL, [];
+        mean D(x), []) on a real batch [B, 1, 28, 28] and a detached fake one, with the codes G
+        was given (cat [B, n_cat] int64, cont [B, n_cont])."""
         with self.autocast():
             d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
             loss, _ = self.add_info_term(losses.gan_d_loss(d_real.float(), d_fake.float()), q, cat, cont)
         return loss, torch.sigmoid(d_real.detach().float()).mean()
 
     def _gan_g_loss(self, fake, cat, cont):
-        """(G's non-saturating loss -E[log D(G(z))], with a Q head plus lambda * NLL; mean
-        D(G(z)); per-code NLL or None). Run it with D frozen."""
+        """(G's non-saturating loss -E[log D(G(z))], with a Q head plus lambda * NLL, []; mean
+        D(G(z)), []; per-code NLL [n_codes] or None) on fake [B, 1, 28, 28] and its codes.
+        Run it with D frozen."""
         with self.autocast():
             d_fake, q = self.D(fake, with_q=self.use_q)
             d_fake = d_fake.float()  # once, for the loss and the metric
@@ -125,7 +137,9 @@ class InfoModel:
         return self.G(self.spec.g_input(z, cat, cont))
 
     def info_nll(self, q, cat, cont):
-        """(lambda-weighted mean NLL, per-code NLL [n_codes]) of the codes under Q's outputs."""
+        """(lambda-weighted mean NLL [], per-code NLL [n_codes]) of the codes (cat [B, n_cat]
+        int64, cont [B, n_cont]) under Q's outputs q (logits [B, sum K], mean and log-std
+        [B, n_cont])."""
         cat_logits, mean, log_std = q
         has_cat, has_cont = self.spec.n_cat > 0, self.spec.n_cont > 0
         args = (

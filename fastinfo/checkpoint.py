@@ -72,9 +72,9 @@ def _cpu_copy(obj):
 
 class BackgroundWriter:
     """Checkpoints written while training goes on. save() copies the state to CPU memory, all
-    the caller waits for (InfoGAN's 160 MB on a 2-core CPU: 0.04 s, where serialising and
-    syncing the file took 0.18 s, medians of 5), and writes the copy on a worker thread, atomically as
-    :func:`save` does. One write at a time: save() first waits for the previous one. wait()
+    the caller waits for (a fraction of the time serialising and syncing the file takes), and
+    writes the copy on a worker thread, atomically as :func:`save` does. One write at a time:
+    save() first waits for the previous one. wait()
     returns when the last write is on disk and raises its error, if it failed. A write under
     way when the process ends is finished first (Python joins the worker at exit); a killed
     process leaves the previous checkpoint, whole."""

@@ -9,9 +9,9 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import get_args
 
+from fastinfo import registry
 from fastinfo.arguments import ArgumentParser
 
-MODELS = ("gan", "infogan", "wgan", "infowgan", "wgan-gp", "infowgan-gp", "minegan")
 AMP_MODES = ("none", "bf16", "fp16")
 LOSS_BACKENDS = ("fused", "torch")
 
@@ -20,26 +20,7 @@ PRESETS = {
     "paper": dict(slope=0.1, learn_std=True, lambda_cont=0.1, noise_prior="normal"),
     "openai": dict(slope=0.01, learn_std=False, lambda_cont=1.0, noise_prior="uniform"),
 }
-# Each model family's own optimiser defaults (WGAN: RMSprop 5e-5; WGAN-GP: Adam 1e-4, betas (0.5, 0.9)).
-MODEL_DEFAULTS = {
-    "wgan": dict(lr_d=5e-5, lr_g=5e-5),
-    "infowgan": dict(lr_d=5e-5, lr_g=5e-5),
-    "wgan-gp": dict(lr_d=1e-4, lr_g=1e-4, beta1=0.5, beta2=0.9),
-    "infowgan-gp": dict(lr_d=1e-4, lr_g=1e-4, beta1=0.5, beta2=0.9),
-}
 CRITIC_NORMS = ("auto", "batch", "layer", "none")
-WGANS = ("wgan", "infowgan", "wgan-gp", "infowgan-gp")
-# Settings only some models read, and those models.
-MODEL_SETTINGS = {
-    **dict.fromkeys(("n_critic", "wgan_schedule", "critic_norm"), WGANS),
-    "clip": ("wgan", "infowgan"),
-    "gp_weight": ("wgan-gp", "infowgan-gp"),
-    **dict.fromkeys(("beta", "mine_codes", "mine_ema", "adaptive_clip"), ("minegan",)),
-    **dict.fromkeys(("lambda_cat", "lambda_cont", "learn_std", "loss_backend"), ("infogan", "infowgan", "infowgan-gp")),
-    "lr_q": ("infowgan", "infowgan-gp", "minegan"),
-    # (the Q head of infowgan keeps InfoGAN's betas)
-    **dict.fromkeys(("beta1", "beta2"), ("gan", "infogan", "wgan-gp", "infowgan-gp", "minegan")),
-}
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "amp", "compile",
@@ -65,7 +46,7 @@ def _opt(default, help, **kw):
 
 @dataclass
 class TrainConfig:
-    model: str = _opt("infogan", f"model: {', '.join(MODELS)}")
+    model: str = _opt("infogan", "model: one of fastinfo.registry.MODELS")
     preset: str = _opt("paper", f"hyperparameter preset: {', '.join(PRESETS)}")
     dataset: str = _opt("mnist", "data set: mnist, fashion-mnist")
     data_root: str | None = _opt(None, "folder holding the IDX files (else $FASTINFO_DATA, cache, ...)")
@@ -140,8 +121,8 @@ class TrainConfig:
     def unused_settings(self) -> list[str]:
         """The settings changed from the model's and preset's defaults that the model does not read."""
         defaults = model_defaults(self.model, self.preset)
-        return [name for name, models in MODEL_SETTINGS.items()
-                if self.model not in models and getattr(self, name) != defaults[name]]
+        return [name for name in registry.MODEL_SPECIFIC
+                if name not in registry.entry(self.model).reads and getattr(self, name) != defaults[name]]
 
     def inductor_options(self) -> dict:
         """--inductor as {name: value}; ConfigError for an option TorchInductor does not have or a
@@ -179,7 +160,9 @@ class TrainConfig:
 
         from fastinfo.data import DATASETS
 
-        need(self.model in MODELS, f"unknown model {self.model!r}; accepted: {', '.join(MODELS)}")
+        need(self.model in registry.MODELS,
+             f"unknown model {self.model!r}; accepted: {', '.join(registry.names())}")
+        model = registry.entry(self.model)
         need(self.preset in PRESETS, f"unknown preset {self.preset!r}; accepted: {', '.join(PRESETS)}")
         need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; accepted: {', '.join(DATASETS)}")
         need(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; accepted: {', '.join(AMP_MODES)}")
@@ -200,7 +183,7 @@ class TrainConfig:
         need(self.noise_dim + sum(self.cat_sizes) + self.n_cont > 0,
              "G's input is empty: give --noise-dim, --cat-sizes or --n-cont")
         need(all(k >= 2 for k in self.cat_sizes), f"--cat-sizes need >= 2 categories each, got {self.cat_sizes}")
-        need(not self.model.startswith("info") or self.cat_sizes or self.n_cont,
+        need(not model.q_head or self.cat_sizes or self.n_cont,
              f"{self.model} needs at least one latent code (--cat-sizes or --n-cont)")
         for name in ("lr_d", "lr_g"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive")
@@ -218,7 +201,7 @@ class TrainConfig:
              "minegan needs continuous codes (--n-cont) or --mine-codes all with a categorical code")
         need(self.critic_norm in CRITIC_NORMS,
              f"unknown --critic-norm {self.critic_norm!r}; accepted: {', '.join(CRITIC_NORMS)}")
-        need(not (self.model.endswith("-gp") and self.critic_norm == "batch"),
+        need(not (model.critic == "gp" and self.critic_norm == "batch"),
              "the gradient penalty is per sample: use --critic-norm layer or none with -gp models")
         need(not (self.cuda_graphs and self.amp == "fp16"),
              "--cuda-graphs works with --amp bf16 or none, not fp16: fp16's loss scaler must check for "
@@ -254,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         help = f"{f.metadata['help']} (default: {f.default})"
+        if f.name == "model":
+            help = f"model: {', '.join(registry.names())} (default: {f.default})"
         if f.name == "amp":
             p.add_argument(flag, nargs="?", const="bf16", choices=AMP_MODES, help=help)
         elif f.type is bool or f.type == "bool":
@@ -377,7 +362,8 @@ def make_config(values: dict) -> TrainConfig:
 
 def model_defaults(model: str | None, preset: str) -> dict:
     """Every field's default for this model and preset."""
-    return {**asdict(TrainConfig()), **MODEL_DEFAULTS.get(model, {}), **PRESETS[preset]}
+    own = registry.entry(model).defaults if model in registry.MODELS else {}
+    return {**asdict(TrainConfig()), **own, **PRESETS[preset]}
 
 
 def parse_args(argv=None) -> tuple[dict, str | None]:

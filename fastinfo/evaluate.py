@@ -23,6 +23,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from fastinfo import atomic, classifier, data, metrics_log
 from fastinfo.arguments import ArgumentParser, int_at_least, interrupted, stops_as_on_ctrl_c
+from fastinfo.runs import RunError, load_run
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -217,8 +218,6 @@ def arg_parser() -> argparse.ArgumentParser:
 def evaluate_run(run: str, args, classifiers: dict) -> dict:
     """run's eval.json under the command's options; classifiers holds each data set's, loaded (or
     trained) once."""
-    from fastinfo.train import load_run  # train imports this module
-
     cfg, model, state = load_run(Path(run), device=args.device, data_root=args.data_root)
     clf = None
     if not args.quick:
@@ -231,8 +230,6 @@ def evaluate_run(run: str, args, classifiers: dict) -> dict:
 
 @stops_as_on_ctrl_c
 def main(argv=None) -> int:
-    from fastinfo.train import RunError
-
     args = arg_parser().parse_args(argv)
     runs = [str(run) for run in dict.fromkeys(Path(r) for r in args.runs)]  # a run given twice is evaluated once
     classifiers, failed, done = {}, [], []

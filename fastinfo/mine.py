@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fastinfo import losses
-from fastinfo.losses._dispatch import check_number
+from fastinfo.losses.checks import check_number
 
 VARIANTS = ("dv", "f", "pairwise")
 

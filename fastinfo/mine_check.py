@@ -34,6 +34,7 @@ from fastinfo.arguments import (
 )
 from fastinfo.config import ConfigError, read_saved
 from fastinfo.mine import MINE, ConcatCritic, SeparableCritic
+from fastinfo.runs import RunError, resolve_device
 
 ESTIMATORS = ("dv", "dv-ema", "f", "pairwise")
 
@@ -113,8 +114,6 @@ def table_rows(estimates: dict) -> list[dict]:
 
 @stops_as_on_ctrl_c
 def main(argv=None) -> int:
-    from fastinfo.train import RunError, resolve_device
-
     args = arg_parser().parse_args(argv)
     out = Path(args.out)
     try:

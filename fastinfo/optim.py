@@ -4,7 +4,8 @@
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, is_dense, use_triton
+from fastinfo.losses.backend import HAVE_TRITON, is_dense, use_triton
+from fastinfo.losses.checks import KERNEL_DTYPES, check_number
 from fastinfo.weight_copies import write_copies
 
 if HAVE_TRITON:

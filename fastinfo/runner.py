@@ -8,7 +8,7 @@ exactly like an eager one.
 import torch
 
 from fastinfo import data, graphs
-from fastinfo.losses._dispatch import HAVE_TRITON
+from fastinfo.losses.backend import HAVE_TRITON
 
 if HAVE_TRITON:
     from fastinfo.kernels import metric_ring

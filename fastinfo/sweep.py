@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from fastinfo import atomic, checkpoint, classifier, data, metrics_log, report, train
+from fastinfo import atomic, checkpoint, classifier, data, metrics_log, registry, report, runs, train
 from fastinfo.arguments import (
     ArgumentParser,
     FolderError,
@@ -134,7 +134,7 @@ def evaluation(run: Path, row: dict, clf, args) -> dict:
     step = checkpoint.saved_step(run / "checkpoint.pt")
     if saved.get("eval_settings") == settings and saved.get("step") == step:
         return {**saved, **row}
-    _, m, state = train.load_run(run, device=args.device)
+    _, m, state = runs.load_run(run, device=args.device)
     row = {**row, **evaluate_model(m, m.cfg, clf, args.samples_per_value, full=True, run=run,
                                    fid_samples=args.fid_samples), "step": state["step"], "eval_settings": settings}
     atomic.write_text(run / "eval.json", json.dumps(row, indent=2) + "\n")
@@ -185,7 +185,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m fastinfo.sweep", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Arguments after -- go to every run's python -m fastinfo.train.")
-    p.add_argument("--models", default="gan,infogan", type=comma_list(str), help="comma-separated models")
+    p.add_argument("--models", default="gan,infogan", type=comma_list(str),
+                   help=f"comma-separated models, of {', '.join(registry.names())}")
     p.add_argument("--seeds", default="0-2", type=seed_list, help="e.g. 0,1,2 or 0-4")
     p.add_argument("--steps", type=int_at_least(1), required=True, help="generator steps per run")
     p.add_argument("--out", required=True, help="sweep folder")
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return sweep(args, ["--dataset", args.dataset, "--device", args.device, *extra])
-    except (ConfigError, train.RunError, data.DataError, FolderError) as e:
+    except (ConfigError, runs.RunError, data.DataError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -225,7 +226,7 @@ def sweep(args, extra: list[str]) -> int:
     # every run's settings and the folder, checked before the classifier trains and any run starts
     for model in args.models:
         train.make_config(train.parse_args(["--model", model, *extra])[0])
-    device = train.resolve_device(args.device)
+    device = runs.resolve_device(args.device)
     out = make_folder(Path(args.out))
     clf, clf_acc = classifier.load_or_train(args.dataset, device)
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")

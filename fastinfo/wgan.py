@@ -15,14 +15,14 @@ since the penalty is taken per sample.
 
 import torch
 
-from fastinfo import losses
+from fastinfo import losses, registry
 from fastinfo.base import InfoModel
 from fastinfo.losses import penalty
 
 
 class InfoWGAN(InfoModel):
     def __init__(self, cfg, spec, device):
-        self.gp = cfg.model.endswith("-gp")
+        self.gp = registry.entry(cfg.model).critic == "gp"
         norm = cfg.critic_norm if cfg.critic_norm != "auto" else ("layer" if self.gp else "batch")
         super().__init__(cfg, spec, device, norm=norm)
         self.critic_layers = [*self.D.body, self.D.d_head]

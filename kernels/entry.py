@@ -1,11 +1,10 @@
 """One forward and backward formula per fused op, reached two ways.
 
 torch.compile needs each op as a torch.library custom op with its autograd registered. Called
-eagerly, such an op costs about 35 µs of host time more than a torch.autograd.Function with the
-same forward and backward (on a 2-core CPU, 76 against 40 µs for a forward and backward that
-launch nothing): in an eager training loop, time the GPU waits. So eager calls go through an
-autograd.Function and torch.compile traces the custom op, both running the same functions; the
-ops a backward calls are reached the same way.
+eagerly, such an op costs about twice the host time of a torch.autograd.Function with the same
+forward and backward (bench/RESULTS.md): in an eager training loop, time the GPU waits. So eager
+calls go through an autograd.Function and torch.compile traces the custom op, both running the
+same functions; the ops a backward calls are reached the same way.
 """
 
 import functools

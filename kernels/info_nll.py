@@ -31,8 +31,8 @@ HALF_LOG_2PI = tl.constexpr(0.5 * math.log(2 * math.pi))
 # NaN is made in the kernel as INF - INF: Triton checks at each launch that the globals a kernel
 # read are unchanged, and a NaN global compares unequal to itself (Triton 3.8 then refuses to launch)
 # Tiles are sized to about 8 fp32 values a thread: the sm_90 build of a 4096-logit tile at 4 warps
-# (32 a thread) used 255 registers and spilled 192-248 bytes to the stack; that build ran ~10 us
-# at B = 64 on an H200, where compiled PyTorch took less (bench/RESULTS.md).
+# (32 a thread) used 255 registers and spilled to the stack, and ran slower at B = 64 than compiled
+# PyTorch on an H200 (bench/RESULTS.md has the timings).
 VALUES_PER_THREAD = 8
 MAX_WARPS = 16
 # Programs launched per SM at most (bench/test_info_nll.py times other choices).
@@ -307,7 +307,9 @@ def _info_nll_fwd(
     cont_weight: float,
     reduction: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [2, B, n_cat]:
+    """The forward launch. Inputs: cat_logits [B, sum K] and cat_codes [B, n_cat] (int), or None;
+    cont_mean, cont_codes, cont_log_std [B, n_cont], or None (cont_log_std alone may be None).
+    Returns (loss: [] or [B] for "none", per-code batch-mean NLL [n_codes], lse [2, B, n_cat]:
     each categorical code's log-sum-exp per row, as a shift (the row's maximum, 0 where infinite)
     and the log of the sum of exp(logit - shift), kept apart so the backward loses no precision)."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
@@ -378,8 +380,10 @@ def _info_nll_bwd(
     reduction: str,
     codes_grad: bool,
 ) -> list[torch.Tensor]:
-    """Gradients, in order, of those of cat_logits, cont_mean, cont_codes (if codes_grad),
-    cont_log_std that were given."""
+    """The backward launch: the forward's inputs and lse, and the upstream gradients of the loss
+    ([] or [B]) and of the per-code NLL ([n_codes]), either None when unused. Returns the
+    gradients, each of its input's shape and dtype, of those of cat_logits, cont_mean,
+    cont_codes (if codes_grad) and cont_log_std that were given, in that order."""
     ref, B, n_cont, n_cat = _layout(cat_logits, cont_mean, cat_sizes)
     acc = acc_dtype(cat_logits, cont_mean, cont_codes, cont_log_std)
     sizes = tuple(cat_sizes)

@@ -22,9 +22,8 @@ from fastinfo.kernels.entry import differentiable_entry, eager_entry, on_inputs_
 from fastinfo.kernels.numerics import INF, acc_dtype, logaddexp, lse_shift, rescale, tl_dtype
 
 REDUCE_BLOCK = 1024  # scores a program reads at once
-# Blocks one program walks before the batch is split over programs: on an H200 a lone program
-# took ~0.8 µs a block (52 µs at B = 65536), so past 4 blocks (~3 µs) the combining launch, a
-# few µs in a CUDA graph, costs less than the walk it saves.
+# Blocks one program walks before the batch is split over programs: past 4 blocks the combining
+# launch costs less than the walk it saves, as timed on an H200 (bench/RESULTS.md).
 ONE_PROGRAM_BLOCKS = 4
 MAX_PROGRAMS = 1024  # the combining launch reads every program's partial sums at once
 MAX_PAIRWISE_DIM = 512

@@ -20,6 +20,24 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def synthetic_mnist(monkeypatch):
+    """64 blob images per split with labels (a bar at a height that depends on the label);
+    replaces the real data set for the test."""
+    from fastinfo import data
+
+    def load(name, train=True, data_root=None, download=True):
+        data.dataset_info(name)
+        g = torch.Generator().manual_seed(0 if train else 1)
+        labels = torch.randint(0, 10, (64,), generator=g)
+        images = (torch.rand(64, 28, 28, generator=g) * 60).to(torch.uint8)
+        for i, k in enumerate(labels.tolist()):
+            images[i, 4 + 2 * k : 10 + 2 * k, 6:22] = 255
+        return images, labels
+
+    monkeypatch.setattr(data, "load", load)
+
+
+@pytest.fixture
 def real_data(monkeypatch):
     """Point $FASTINFO_DATA at the real MNIST / Fashion-MNIST files, or skip."""
     root = os.environ.get("FASTINFO_DATA") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
@@ -31,7 +49,7 @@ def real_data(monkeypatch):
 
 def pytest_configure(config):
     from fastinfo.losses import tag_compile_cache
-    from fastinfo.losses._dispatch import INTERPRETER_PROBLEM
+    from fastinfo.losses.backend import INTERPRETER_PROBLEM
 
     if os.environ.get("TRITON_INTERPRET") == "1" and INTERPRETER_PROBLEM:
         raise pytest.UsageError(INTERPRETER_PROBLEM)

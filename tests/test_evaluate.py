@@ -34,7 +34,7 @@ def test_hand_computed_assignment():
 
 
 def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
-    from tests.test_train import run
+    from tests.helpers import run
 
     g = torch.Generator().manual_seed(0)
     monkeypatch.setattr(data, "load", lambda *a, **k: (
@@ -67,7 +67,7 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
 
 
 def test_evaluate_interrupted_names_the_runs_left_and_keeps_those_done(tmp_path, monkeypatch, capsys):
-    from tests.test_train import run
+    from tests.helpers import run
 
     monkeypatch.setattr(data, "load", lambda *a, **k: (torch.zeros(32, 28, 28, dtype=torch.uint8),
                                                        torch.arange(32) % 10))

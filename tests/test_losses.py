@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fastinfo import losses
-from fastinfo.losses import _dispatch, reference
+from fastinfo.losses import backend, compile_cache, reference
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 IMPLS = {"fused": losses.info_nll, "reference": reference.info_nll}
@@ -137,7 +137,7 @@ def test_info_nll_bad_reduction():
     ],
 )
 def test_interpreter_problem_names_both_releases_and_the_fix(triton_version, numpy_version, refused):
-    problem = _dispatch.interpreter_problem(triton_version, numpy_version)
+    problem = backend.interpreter_problem(triton_version, numpy_version)
     if not refused:
         assert problem is None
         return
@@ -147,12 +147,12 @@ def test_interpreter_problem_names_both_releases_and_the_fix(triton_version, num
 
 def test_interpreted_kernels_refused_with_the_reason_when_the_releases_clash(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setattr(_dispatch, "HAVE_TRITON", True)
-    monkeypatch.setattr(_dispatch, "INTERPRETER_PROBLEM", "Triton 3.6.0's CPU interpreter cannot run")
+    monkeypatch.setattr(backend, "HAVE_TRITON", True)
+    monkeypatch.setattr(backend, "INTERPRETER_PROBLEM", "Triton 3.6.0's CPU interpreter cannot run")
     with pytest.raises(RuntimeError, match="Triton 3.6.0's CPU interpreter"):
-        _dispatch.use_triton(torch.zeros(1))
+        backend.use_triton(torch.zeros(1))
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert not _dispatch.use_triton(torch.zeros(1))
+    assert not backend.use_triton(torch.zeros(1))
 
 
 def test_inputs_past_32_bit_offsets_take_the_reference(monkeypatch):
@@ -160,7 +160,7 @@ def test_inputs_past_32_bit_offsets_take_the_reference(monkeypatch):
     INDEX_LIMIT (lowered here to 60) or more past its first takes the PyTorch reference."""
     from fastinfo.losses import info, mine
 
-    monkeypatch.setattr(_dispatch, "INDEX_LIMIT", 60)
+    monkeypatch.setattr(backend, "INDEX_LIMIT", 60)
     codes = torch.zeros(6, 1, dtype=torch.long)
     calls = [  # (kernel module, its function, a call within the limit, a call past it)
         (info._kernel, "info_nll", lambda: losses.info_nll(torch.randn(6, 10), codes, None, None),
@@ -184,13 +184,13 @@ def test_compile_cache_tag_follows_the_fused_ops_sources(tmp_path):
     """torch.compile's caches know a custom op by its name: the tag that sets them apart holds a
     hash of the ops' sources, added once beside a tag of the user's."""
     (tmp_path / "op.py").write_text("x = 1\n")
-    before = _dispatch.fingerprint([tmp_path])
+    before = compile_cache.fingerprint([tmp_path])
     (tmp_path / "op.py").write_text("x = 2\n")
-    assert _dispatch.fingerprint([tmp_path]) != before
+    assert compile_cache.fingerprint([tmp_path]) != before
     with torch.compiler.config.patch(cache_key_tag="users-tag"):
         losses.tag_compile_cache()
         losses.tag_compile_cache()
-        assert torch.compiler.config.cache_key_tag == f"users-tag+fastinfo-{_dispatch.sources_fingerprint()}"
+        assert torch.compiler.config.cache_key_tag == f"users-tag+fastinfo-{compile_cache.sources_fingerprint()}"
 
 
 @pytest.mark.parametrize("dynamic", [None, True], ids=["automatic-dynamic", "dynamic"])

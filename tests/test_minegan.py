@@ -9,8 +9,9 @@ from fastinfo import checkpoint
 from fastinfo.codes import LatentSpec
 from fastinfo.config import ConfigError, make_config
 from fastinfo.minegan import MineGAN, adaptive_clip
-from fastinfo.train import main
-from tests.test_train import run, synthetic_mnist, weights  # noqa: F401  (fixture)
+from tests.helpers import run
+
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 
 def test_adaptive_clip_rescales_only_a_larger_mi_gradient():
@@ -46,15 +47,11 @@ def test_minegan_needs_codes_for_mine():
         make_config(dict(model="minegan", n_cont=0))
 
 
-def test_cli_outputs_and_exact_resume(tmp_path):
+def test_cli_outputs(tmp_path):
+    """(Its exact resume, T's moving average included, is tests/test_train.py's.)"""
     assert run(tmp_path / "a", "--model", "minegan", "--steps", 4, "--no-eval-at-end") == 0
     for f in ("mi_curve.png", "loss_curves.png", "traverse_c2.png", "checkpoint.pt"):
         assert (tmp_path / "a" / f).is_file(), f
     rows = [json.loads(r) for r in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert "mi_estimate" in rows[0]
-    assert run(tmp_path / "b", "--model", "minegan", "--steps", 2, "--no-eval-at-end") == 0
-    assert main(["--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"]) == 0
-    a, b = weights(tmp_path / "a" / "checkpoint.pt"), weights(tmp_path / "b" / "checkpoint.pt")
-    for net in ("G", "T"):
-        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
-    assert torch.isfinite(checkpoint.load(tmp_path / "b" / "checkpoint.pt")["models"]["T"]["log_ema"])
+    assert torch.isfinite(checkpoint.load(tmp_path / "a" / "checkpoint.pt")["models"]["T"]["log_ema"])

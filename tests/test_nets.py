@@ -91,7 +91,7 @@ def test_batch_norm_keeps_running_statistics_but_no_batch_count():
 def test_generator_step_gives_d_no_gradient_and_leaves_it_trainable(model_name):
     """G's step runs D (and MINE's T) frozen: their gradients stay those of their own step, and
     they are trainable again afterwards."""
-    from fastinfo.train import build_model
+    from fastinfo.runs import build_model
 
     model = build_model(make_config(dict(model=model_name, batch_size=8)), torch.device("cpu"))
     opt_d, at_d_step = model.optimizers["D"], {}

@@ -11,55 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastinfo import data, graphs, runner
+from fastinfo import graphs, runner
 from fastinfo.config import ConfigError, make_config
-from fastinfo.train import build_model
-from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
+from tests.helpers import STEP_SETTINGS, assert_same_functions, assert_same_state, build, run
 
-MODELS = {
-    "infogan": {}, "gan": {}, "infowgan": {"n_critic": 2}, "infowgan-gp": {"n_critic": 2},
-    "minegan": {}, "wgan": {"n_critic": 2, "wgan_schedule": True},
-}
-
-
-def build(model, device, steps_runner, B=8, **kw):
-    """(model, runner) with fixed seeds: two calls give identical starting points."""
-    cfg = make_config(dict(model=model, batch_size=B, **MODELS[model], **kw))
-    torch.manual_seed(0)
-    m = build_model(cfg, device)
-    images = torch.randint(0, 256, (max(64, B), 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(2))
-    return m, steps_runner(m, loader, torch.Generator(device).manual_seed(3))
-
-
-def assert_same_state(a, b):
-    """Bit-identical networks and optimiser states."""
-    for net in ("G", "D"):
-        for (name, x), y in zip(getattr(a, net).state_dict().items(), getattr(b, net).state_dict().values()):
-            assert torch.equal(x, y), f"{net}.{name} differs"
-    for name, opt in a.optimizers.items():
-        for x, y in zip(opt.state_dict()["state"].values(), b.optimizers[name].state_dict()["state"].values()):
-            assert all(torch.equal(x[k], y[k]) for k in x), f"optimiser {name} state differs"
-
-
-def assert_same_functions(a, b, **tol):
-    """G and D with Q give the same outputs on fixed inputs, in training mode (batch statistics).
-    Parameters are not compared one by one: a bias right before a batch norm has a gradient that
-    is zero up to rounding, which Adam turns into steps of about +-lr that change no output; for
-    the same reason any rounding difference in a near-zero gradient shows at the lr scale."""
-    device = next(a.G.parameters()).device
-    gen = torch.Generator(device).manual_seed(5)
-    g_in = torch.randn(16, a.spec.input_dim, device=device, generator=gen)
-    x = torch.rand(16, 1, 28, 28, device=device, generator=gen) * 2 - 1
-    outputs = []
-    for m in (a, b):
-        with torch.no_grad():  # copies, so that the batch statistics of these calls stay out of the models
-            G, D = copy.deepcopy(m.G), copy.deepcopy(m.D)
-            d, q = D(x, with_q=True)
-            outputs.append([G(g_in), d, *(t for t in q if t is not None)])
-    for want, got in zip(*outputs):
-        torch.testing.assert_close(got, want, **tol)
-
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 class RecordedCall:
     """A stand-in for a captured CUDA graph on the CPU: replay() calls the function again."""
@@ -106,7 +62,7 @@ def cpu_only(frames) -> bool:
     return any(f.name in CPU_ONLY_CHECKS or "/torch/optim/" in f.filename for f in frames)
 
 
-@pytest.mark.parametrize("model", [m for m in MODELS if not MODELS[m].get("wgan_schedule")])
+@pytest.mark.parametrize("model", [m for m in STEP_SETTINGS if not STEP_SETTINGS[m].get("wgan_schedule")])
 def test_step_never_waits_for_the_device(model, monkeypatch):
     """No .item(), bool(), nonzero() and the like in a training step: each would be a host sync on
     a GPU, and a CUDA graph could not capture the step."""
@@ -177,7 +133,7 @@ def test_joint_d_forward_gives_q_only_the_fake_rows():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the interpreter's, meant here
-@pytest.mark.parametrize("model", [m for m in MODELS if not MODELS[m].get("wgan_schedule")])
+@pytest.mark.parametrize("model", [m for m in STEP_SETTINGS if not STEP_SETTINGS[m].get("wgan_schedule")])
 def test_fp16_loss_scaling_trains_and_skips_overflowing_steps(model):
     """--amp fp16: one loss scaler for every optimiser, an iteration of it per optimiser step (a
     critic steps n_critic times per generator step). Steps train; a step whose fp16 gradients
@@ -213,7 +169,7 @@ def test_cuda_graphs_without_a_gpu_exits_2(tmp_path, capsys):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", list(STEP_SETTINGS))
 def test_graphed_step_trains_like_the_eager_step(model, monkeypatch):
     """fp32, same seeds: 3 warm-up steps, a capture, then replays (with --wgan-schedule, two
     graphs: 100 critic steps and n_critic) give the parameters and metrics of eager steps."""
@@ -229,7 +185,8 @@ def test_graphed_step_trains_like_the_eager_step(model, monkeypatch):
         for k in want:
             torch.testing.assert_close(got[k], want[k].float(), rtol=1e-3, atol=1e-4,
                                        msg=lambda m, i=i, k=k: f"step {i}, {k}: {m}")
-    assert set(graphed.graphs) == ({100} if MODELS[model].get("wgan_schedule") else {graphed_model.batches_per_step(0)})
+    schedule = STEP_SETTINGS[model].get("wgan_schedule")
+    assert set(graphed.graphs) == ({100} if schedule else {graphed_model.batches_per_step(0)})
     assert_same_functions(eager_model, graphed_model, rtol=1e-2, atol=2e-3)
 
 

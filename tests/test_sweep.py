@@ -11,8 +11,9 @@ import time
 import pytest
 import torch
 
-from fastinfo import classifier, data, evaluate, sweep, train
-from tests.test_train import synthetic_mnist  # noqa: F401  (fixture)
+from fastinfo import classifier, data, evaluate, runs, sweep, train
+
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 REAL_LOAD = data.load  # bound before any test replaces it
 
@@ -58,7 +59,7 @@ def test_generated_class_scores_of_a_controlled_generator():
     class Perfect:
         """A 'model' whose c1 value k always yields class k's image."""
 
-        spec = train.latent_spec(train.make_config({}))
+        spec = runs.latent_spec(train.make_config({}))
         device = torch.device("cpu")
 
         def generate(self, z, cat, cont):
@@ -80,7 +81,7 @@ def test_without_a_categorical_code_only_the_classes_covered_are_scored(tmp_path
     distribution: "n/a", in eval.json, the report and the sweep's summary alike."""
 
     class NoCode:
-        spec = train.latent_spec(train.make_config({"cat_sizes": (), "n_cont": 2}))
+        spec = runs.latent_spec(train.make_config({"cat_sizes": (), "n_cont": 2}))
         device = torch.device("cpu")
 
         def generate(self, z, cat, cont):

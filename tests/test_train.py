@@ -5,7 +5,6 @@ import gc
 import importlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,32 +14,13 @@ import time
 import pytest
 import torch
 
-from fastinfo import checkpoint, data, evaluate, runner
+from fastinfo import checkpoint, data, evaluate, runner, runs
 from fastinfo import train as train_mod
 from fastinfo.infogan import InfoGAN
 from fastinfo.train import main
+from tests.helpers import run, weights
 
-FAST = ["--batch-size", "8", "--log-every", "2", "--no-progress", "--sample-every", "0"]
-
-
-@pytest.fixture(autouse=True)
-def synthetic_mnist(monkeypatch):
-    """64 blob images per split with labels; replaces the real data set for these tests."""
-
-    def load(name, train=True, data_root=None, download=True):
-        data.dataset_info(name)
-        g = torch.Generator().manual_seed(0 if train else 1)
-        labels = torch.randint(0, 10, (64,), generator=g)
-        images = (torch.rand(64, 28, 28, generator=g) * 60).to(torch.uint8)
-        for i, k in enumerate(labels.tolist()):
-            images[i, 4 + 2 * k : 10 + 2 * k, 6:22] = 255
-        return images, labels
-
-    monkeypatch.setattr(data, "load", load)
-
-
-def run(tmp_path, *args):
-    return main([*FAST, "--out", str(tmp_path), *map(str, args)])
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 
 def test_infogan_smoke_writes_every_output(tmp_path):
@@ -91,10 +71,6 @@ def test_epochs_given_to_a_resume_outrank_the_runs_own_steps(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["steps"] is None
 
 
-def weights(path):
-    return checkpoint.load(path)["models"]
-
-
 @pytest.mark.parametrize("args, steps", [
     ((), 20),
     # optimiser states, MINE's moving average, the loss scaler and the critic's schedule resume too
@@ -118,16 +94,16 @@ def test_resume_is_exact(tmp_path, args, steps):
     assert [{**r, "step_time": 0} for r in rows] == [{**r, "step_time": 0} for r in straight_rows]
 
 
-@pytest.mark.skipif(train_mod.fcntl is None, reason="runs are locked only where fcntl exists")
+@pytest.mark.skipif(runs.fcntl is None, reason="runs are locked only where fcntl exists")
 def test_a_run_in_progress_cannot_be_trained_by_a_second_process(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run(run_dir, "--steps", 2, "--no-eval-at-end") == 0
     # another process's lock (flock conflicts between separate opens, also within one process)
-    with train_mod.exclusive_run(run_dir):
+    with runs.exclusive_run(run_dir):
         assert main(["--resume", str(run_dir), "--steps", "4", "--no-progress"]) == 2
         assert f"{run_dir} is being trained by another process (pid {os.getpid()})" in capsys.readouterr().err
         fresh = tmp_path / "fresh"
-        with train_mod.exclusive_run(fresh):
+        with runs.exclusive_run(fresh):
             assert run(fresh, "--steps", 2) == 2
             assert "being trained by another process" in capsys.readouterr().err
     # the lock ends with its holder: the run continues
@@ -173,7 +149,6 @@ def test_a_metrics_row_cut_short_by_a_kill_is_trained_again(tmp_path):
     assert main(["--resume", str(tmp_path), "--steps", "4", "--no-progress", "--no-eval-at-end"]) == 0
     steps = [json.loads(r)["step"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
-
 
 
 def test_a_full_disk_stops_the_run_with_its_last_checkpoint_kept(tmp_path, monkeypatch, capsys):
@@ -336,31 +311,6 @@ def test_out_of_gpu_memory_stops_with_one_line_and_keeps_the_last_checkpoint(tmp
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize(
-    "args, msg",
-    [
-        (["--model", "vae"], "unknown model 'vae'; accepted: gan, infogan, wgan"),
-        (["--dataset", "svhn"], "unknown dataset 'svhn'"),
-        (["--batch-size", "0"], "--batch-size must be in 2..60000"),
-        (["--batch-size", "1"], "batch norm needs two samples"),
-        (["--model", "gan", "--noise-dim", "0", "--cat-sizes", "", "--n-cont", "0"], "G's input is empty"),
-        (["--steps", "-3"], "--steps must be positive"),
-        (["--cat-sizes", "1"], "need >= 2 categories"),
-        (["--model", "infogan", "--cat-sizes", "", "--n-cont", "0"], "needs at least one latent code"),
-        (["--preset", "deepmind"], "unknown preset 'deepmind'; accepted: paper, openai"),
-        (["--device", "tpu"], "unknown --device 'tpu'"),
-        (["--lr-g", "0"], "--lr-g must be positive"),
-        (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
-        (["--seed", str(2**64)], "--seed must be in 0..4294967295, got 18446744073709551616"),
-    ],
-)
-def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, args, msg):
-    assert run(tmp_path, *args) == 2
-    err = capsys.readouterr().err
-    assert msg in err and err.count("\n") == 1
-    assert not (tmp_path / "config.json").exists()
-
-
 def test_tensorboard_gets_every_logged_metric_of_every_step(tmp_path, monkeypatch):
     class Writer:
         made = []
@@ -471,111 +421,6 @@ def test_a_gpu_run_moved_to_a_cpu_machine(tmp_path, capsys):
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 3
 
 
-def test_config_file_json_and_yaml(tmp_path, monkeypatch):
-    (tmp_path / "c.json").write_text(json.dumps({"model": "gan", "steps": 1, "lambda_cat": 0.5}))
-    assert run(tmp_path / "a", "--config", tmp_path / "c.json", "--no-eval-at-end") == 0
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["model"] == "gan"
-    (tmp_path / "c.yaml").write_text("model: infogan\nsteps: 1\ncat_sizes: [10, 3]\n")
-    assert run(tmp_path / "b", "--config", tmp_path / "c.yaml", "--no-eval-at-end") == 0
-    assert json.loads((tmp_path / "b" / "config.json").read_text())["cat_sizes"] == [10, 3]
-    (tmp_path / "bad.json").write_text(json.dumps({"modle": "gan"}))
-    assert run(tmp_path / "c", "--config", tmp_path / "bad.json") == 2
-    # a home-relative run folder in a config file: no shell expands it
-    (tmp_path / "home.yaml").write_text("model: gan\nsteps: 1\nout: ~/runs/d\n")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    assert main([*FAST, "--config", str(tmp_path / "home.yaml"), "--no-eval-at-end"]) == 0
-    assert (tmp_path / "home" / "runs" / "d" / "checkpoint.pt").is_file() and not (tmp_path / "~").exists()
-
-
-@pytest.mark.parametrize("name, text, msg", [
-    ("missing.json", None, "cannot read --config .*missing.json: No such file or directory"),
-    ("folder", "", "cannot read --config .*folder: Is a directory"),
-    ("c.json", b'{"steps": 2,}', "--config .*c.json is not valid JSON: Expecting property name .*line 1 column 13 .*"),
-    # YAML in a file not named .yaml: read as JSON, and the error says how to name it
-    ("c.txt", b"steps: 2\n", "--config .*c.txt is not valid JSON: .* ends in .yaml or .yml is read as YAML\\)"),
-    ("c.yaml", b"steps: [2", "--config .*c.yaml is not valid YAML: expected ',' or ']'.* at line 1, column 10"),
-    ("c.yml", b"a: 1\n\tb: 2\n", "--config .*c.yml is not valid YAML: found character '\\\\t' .* at line 2, column 1"),
-    ("c.yaml", b"- 2\n- 3\n", "--config .*c.yaml must hold a mapping of field names to values"),
-    ("c.json", b"\x7fELF\x02\xd0\x00", "--config .*c.json is not a UTF-8 text file; it must hold JSON"),
-])
-def test_config_file_that_cannot_be_read_exits_2_with_one_line(tmp_path, capsys, name, text, msg):
-    path = tmp_path / name
-    if name == "folder":
-        path.mkdir()
-    elif text is not None:
-        path.write_bytes(text)
-    assert run(tmp_path / "run", "--config", path) == 2
-    err = capsys.readouterr().err
-    assert re.fullmatch(f"error: {msg}\n", err) and not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("field, value, accepted", [
-    ("learn_std", "no", "true or false"),  # a string, which would count as true
-    ("batch_size", "64", "an integer"),
-    ("steps", 2.5, "an integer or null"),
-    ("seed", True, "an integer"),
-    ("lr_d", None, "a number"),
-    ("clip", True, "a number"),
-    ("epochs", float("inf"), "a finite number"),
-    ("out", 5, "a string or null"),
-    ("cat_sizes", [10.5], "a list of integers \\(or comma-separated integers\\)"),
-    ("cat_sizes", "10,x", "a list of integers \\(or comma-separated integers\\)"),
-])
-def test_config_values_of_the_wrong_type_are_refused(field, value, accepted):
-    from fastinfo.config import ConfigError, make_config
-
-    with pytest.raises(ConfigError, match=f"^{field} \\(--{field.replace('_', '-')}\\) must be {accepted}, got"):
-        make_config({field: value})
-
-
-def test_config_values_that_read_as_their_type_are_taken():
-    """JSON writes 1000 as 1e3; YAML reads a one-code list as a number; ints are numbers."""
-    from fastinfo.config import make_config
-
-    cfg = make_config(dict(steps=1e3, cat_sizes=10, lr_q=1, out=None))
-    assert (cfg.steps, cfg.cat_sizes, cfg.lr_q, cfg.out) == (1000, (10,), 1.0, None)
-    assert type(cfg.steps) is int and type(cfg.lr_q) is float
-    assert make_config(dict(cat_sizes="10, 5")).cat_sizes == (10, 5)
-
-
-def test_a_setting_the_model_does_not_read_is_named(tmp_path, capsys):
-    """--clip means nothing to the gradient-penalty critic, nor --n-critic to InfoGAN: the run
-    goes on and says so. Defaults a preset or the model family sets are not reported."""
-    assert run(tmp_path / "a", "--model", "infogan", "--steps", 1, "--n-critic", 3, "--beta", 2,
-               "--no-eval-at-end") == 0
-    err = capsys.readouterr().err
-    assert "warning: --model infogan does not use --n-critic (only wgan, infowgan, wgan-gp, infowgan-gp do)" in err
-    assert "does not use --beta " in err and err.count("warning:") == 2
-    assert run(tmp_path / "b", "--model", "gan", "--preset", "openai", "--steps", 1, "--no-eval-at-end") == 0
-    assert "warning" not in capsys.readouterr().err
-    from fastinfo.config import make_config
-
-    assert make_config(dict(model="infowgan-gp", clip=0.02, gp_weight=5.0)).unused_settings() == ["clip"]
-    assert make_config(dict(model="wgan", beta1=0.9, lambda_cont=0.5)).unused_settings() == ["lambda_cont", "beta1"]
-
-
-def test_inductor_options_reach_every_compiled_function(monkeypatch):
-    """--inductor's name=value pairs, typed like TorchInductor's defaults, go to each
-    torch.compile call; a network's own option (G's layout) is kept over them."""
-    from fastinfo import base
-    from fastinfo.config import ConfigError, make_config
-    from fastinfo.train import build_model
-
-    calls = []
-    monkeypatch.setattr(base.torch, "compile", lambda fn, **kw: calls.append(kw["options"]) or fn)
-    cfg = make_config(dict(compile=True, inductor="combo_kernels=1, max_fusion_size=32,layout_optimization=True"))
-    build_model(cfg, torch.device("cpu"))
-    assert calls and all(o["combo_kernels"] is True and o["max_fusion_size"] == 32 for o in calls)
-    assert sorted(o["layout_optimization"] for o in calls)[0] is False  # G's
-    for bad, match in [("combo_kernels", "name=value pairs"), ("no_such_option=1", "no option 'no_such_option'"),
-                       ("combo_kernels=2", "expected bool"), ("max_fusion_size=big", "expected int")]:
-        with pytest.raises(ConfigError, match=match):
-            make_config(dict(compile=True, inductor=bad))
-    with pytest.raises(ConfigError, match="pass --compile too"):
-        make_config(dict(inductor="combo_kernels=True"))
-
-
 def test_figure_and_evaluation_libraries_load_while_the_loop_trains(tmp_path, monkeypatch):
     """Importing the trainer leaves matplotlib and scikit-learn out; the run imports them on a
     worker thread once its loop starts, and its figures and evaluation are still written."""
@@ -620,21 +465,22 @@ def test_timings_mark_each_part_of_the_run_in_order(tmp_path, monkeypatch, eval_
     assert all(a <= b for a, b in zip(marks.values(), list(marks.values())[1:]))
     assert marks["figures_end"] - marks["loop_end"] >= 0.2
     assert timings["steps_trained"] == 4
-    if sys.platform == "linux":  # the interpreter and the imports came before this run
-        assert 0 < timings["process_age_at_start"] < 600
+    if sys.platform == "linux":  # the interpreter and the imports came before this run (no upper
+        # bound: within a long test session the process is as old as the session)
+        assert timings["process_age_at_start"] > 0
 
 
 def test_process_age_counts_from_the_process_start():
-    code = "import time; time.sleep(1.0); from fastinfo.train import process_age; print(process_age())"
+    code = "import time; time.sleep(1.0); from fastinfo.runs import process_age; print(process_age())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     if sys.platform != "linux":
         assert out.strip() == "None"
         return
-    assert 1.0 <= float(out) < 120
+    assert float(out) >= 1.0  # the second slept, and the interpreter's start before it
 
 
 def test_timings_without_a_process_start_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "process_age", lambda: None)
+    monkeypatch.setattr(runs, "process_age", lambda: None)
     assert run(tmp_path, "--steps", 2, "--no-eval-at-end") == 0
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert timings["process_age_at_start"] is None and timings["since_start"]["end"] > 0
@@ -650,17 +496,6 @@ def test_command_line_exits_with_the_code_of_main_and_its_objects_frozen(monkeyp
         assert gc.get_freeze_count() > 0 and torch.backends.cudnn.benchmark
     finally:
         gc.unfreeze()
-
-
-def test_help_documents_every_option(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    out = capsys.readouterr().out
-    for flag in ("--model", "--dataset", "--data-root", "--steps", "--epochs", "--batch-size", "--lr-d",
-                 "--lr-g", "--lambda-cat", "--lambda-cont", "--seed", "--device", "--out", "--resume",
-                 "--amp", "--compile", "--inductor", "--cuda-graphs", "--joint-d", "--log-every", "--ckpt-every",
-                 "--config", "--preset"):
-        assert flag in out
 
 
 def test_deferred_metrics_give_the_same_run_as_reading_every_step(tmp_path):

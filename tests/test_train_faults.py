@@ -19,7 +19,9 @@ from fastinfo import atomic, checkpoint, evaluate
 from fastinfo import train as train_mod
 from fastinfo.infogan import InfoGAN
 from fastinfo.train import main
-from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
+from tests.helpers import run
+
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,9 @@ from fastinfo.config import ConfigError, make_config
 from fastinfo.optim import Adam
 from fastinfo.train import main
 from fastinfo.weight_copies import WeightCopies
-from tests.test_runner import assert_same_functions, assert_same_state, build
-from tests.test_train import run, synthetic_mnist, weights  # noqa: F401  (fixture)
+from tests.helpers import assert_same_functions, assert_same_state, build, run, weights
+
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 # the models whose steps equal autocast's bit for bit; infowgan-gp's differs in bf16 rounding
 EXACT = ["infogan", "gan", "infowgan", "wgan", "minegan"]

@@ -9,7 +9,9 @@ from fastinfo.codes import LatentSpec
 from fastinfo.config import ConfigError, make_config
 from fastinfo.optim import ClippedRMSprop
 from fastinfo.wgan import InfoWGAN
-from tests.test_train import run, synthetic_mnist  # noqa: F401  (fixture)
+from tests.helpers import run
+
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 
 def model(name, **kw):
@@ -70,15 +72,3 @@ def test_cli_writes_every_output(tmp_path, name):
     assert (tmp_path / "info_curve.png").is_file() == name.startswith("info")
     rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert "wasserstein" in rows[0]
-
-
-def test_resume_is_exact(tmp_path):
-    from fastinfo.train import main
-    from tests.test_train import weights
-
-    common = ("--model", "infowgan", "--n-critic", 2, "--no-eval-at-end")
-    assert run(tmp_path / "a", *common, "--steps", 4) == 0
-    assert run(tmp_path / "b", *common, "--steps", 2) == 0
-    assert main(["--resume", str(tmp_path / "b"), "--steps", "4", "--no-progress"]) == 0
-    a, b = weights(tmp_path / "a" / "checkpoint.pt"), weights(tmp_path / "b" / "checkpoint.pt")
-    assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])

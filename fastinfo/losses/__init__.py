@@ -10,8 +10,9 @@ compiled against other versions of the fused ops.
 """
 
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import tag_compile_cache, use_triton
+from fastinfo.losses.backend import use_triton
 from fastinfo.losses.clip import clip_weights_
+from fastinfo.losses.compile_cache import tag_compile_cache
 from fastinfo.losses.info import (
     gan_d_loss,
     gan_g_loss,

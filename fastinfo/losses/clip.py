@@ -2,7 +2,8 @@
 
 import torch
 
-from fastinfo.losses._dispatch import HAVE_TRITON, KERNEL_DTYPES, check_number, is_dense, use_triton
+from fastinfo.losses.backend import HAVE_TRITON, is_dense, use_triton
+from fastinfo.losses.checks import KERNEL_DTYPES, check_number
 
 if HAVE_TRITON:
     from fastinfo.kernels import clip as _kernel

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from fastinfo.kernels.entry import op_must_be_seen
 from fastinfo.losses import reference
-from fastinfo.losses._dispatch import FLOAT_DTYPES, HAVE_TRITON, check_number, use_triton, within_index_limit
+from fastinfo.losses.backend import HAVE_TRITON, use_triton, within_index_limit
+from fastinfo.losses.checks import FLOAT_DTYPES, check_number
 
 if HAVE_TRITON:
     from fastinfo.kernels import info_nll as _kernel

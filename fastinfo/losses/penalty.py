@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastinfo.losses._dispatch import to_acc
+from fastinfo.losses.checks import to_acc
 
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.LeakyReLU, nn.ReLU, nn.LayerNorm, nn.Flatten, nn.Identity)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from fastinfo.losses._dispatch import to_acc
+from fastinfo.losses.checks import to_acc
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

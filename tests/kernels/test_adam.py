@@ -8,7 +8,13 @@ import torch
 from fastinfo.kernels import adam as kernel
 
 from fastinfo.optim import Adam
-from tests.kernels.test_rmsprop import SHAPES, assert_close_in_dtype, assert_graph_replays_equal_eager_steps, net, train
+from tests.kernels.optimizer_checks import (
+    SHAPES,
+    assert_close_in_dtype,
+    assert_graph_replays_equal_eager_steps,
+    net,
+    train,
+)
 
 HYPER = dict(lr=3e-3, beta1=0.8, beta2=0.95, eps=1e-6)
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]

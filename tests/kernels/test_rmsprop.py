@@ -6,12 +6,16 @@ import pytest
 import torch
 from fastinfo.kernels import rmsprop as kernel
 
-from fastinfo import graphs
 from fastinfo.optim import ClippedRMSprop, rmsprop_step_
+from tests.kernels.optimizer_checks import (
+    SHAPES,
+    assert_close_in_dtype,
+    assert_graph_replays_equal_eager_steps,
+    net,
+    train,
+)
 
 HYPER = dict(lr=3e-3, alpha=0.9, eps=1e-6)
-# several blocks a tensor at block 16, a 0-dim and an empty one, three dtypes
-SHAPES = [(37,), (3, 5), (), (0,), (129, 3), (1,), (4, 4, 3, 3)]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
@@ -36,12 +40,6 @@ def reference(p, g, v, lr, alpha, eps, weight_decay, clip_value):
     return (p.clamp(-clip_value, clip_value) if clip_value else p), v
 
 
-def assert_close_in_dtype(got, want, dtype):
-    """Within a rounding of the tensor's dtype (fp32 math before one final rounding)."""
-    tol = {torch.float32: 2e-6, torch.bfloat16: 8e-3, torch.float16: 1e-3}[dtype]
-    torch.testing.assert_close(got.double(), want, rtol=tol, atol=1e-7)
-
-
 @pytest.mark.parametrize("clip_value", [None, 0.01])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("block", [16, 0])
@@ -64,23 +62,6 @@ def test_a_clipped_value_is_exact_and_nan_stays_nan():
     rmsprop_step_([p], [g], [torch.zeros_like(p)], **HYPER, clip_value=0.01, fused=True)
     c = torch.tensor(0.01, dtype=torch.bfloat16)
     assert torch.equal(p[:2], torch.stack([c, -c])) and p[2].isnan() and p[3] == 0
-
-
-def net(seed: int = 0) -> torch.nn.Module:
-    """No bias before batch norm: its gradient is rounding noise, which RMSprop scales up to
-    lr-sized steps, and two correct implementations would part at once."""
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(7, 33, bias=False), torch.nn.BatchNorm1d(33), torch.nn.LeakyReLU(),
-                               torch.nn.Linear(33, 1))
-
-
-def train(model, opt, steps: int, after_step=lambda: None):
-    torch.manual_seed(1)
-    for _ in range(steps):
-        opt.zero_grad()
-        model(torch.randn(16, 7)).square().mean().backward()
-        opt.step()
-        after_step()
 
 
 @pytest.mark.parametrize("kernel_path", [True, False], ids=["fused", "torch"])
@@ -186,28 +167,6 @@ def test_sparse_gradients_are_refused():
     emb(torch.tensor([1, 2])).sum().backward()
     with pytest.raises(RuntimeError, match="sparse"):
         ClippedRMSprop(emb.parameters()).step()
-
-
-def assert_graph_replays_equal_eager_steps(optimizer):
-    """Two nets, one stepped by replays of a captured step, one eagerly, on the same inputs."""
-    models = [net().cuda() for _ in range(2)]
-    opts = [optimizer(m.parameters()) for m in models]
-    x = torch.randn(64, 7, device="cuda")
-
-    def step(model, opt, inputs):
-        opt.zero_grad(set_to_none=True)
-        model(inputs).square().mean().backward()
-        opt.step()
-
-    graph, _ = graphs.capture(lambda: step(models[0], opts[0], x), warmup=2)
-    for _ in range(2):
-        step(models[1], opts[1], x)  # eager, as many steps as the warm-up made
-    for _ in range(3):
-        x.copy_(torch.randn_like(x))
-        graph.replay()
-        step(models[1], opts[1], x)
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.cuda
