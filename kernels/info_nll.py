@@ -232,7 +232,9 @@ def _tiling(cat_sizes: tuple[int, ...], n_cont: int, B: int, acc_bytes: int = 4)
     values_per_row = width * acc_bytes // 4
     max_tile = MAX_WARPS * 32 * VALUES_PER_THREAD
     block_b = max(1, min(max_tile // values_per_row, triton.next_power_of_2(max(B, 1))))
-    return Tiling(block_b, block_k, block_c, block_nc, _warps_for(block_b * values_per_row))
+    # float64 accumulation keeps more live tiles of double registers: twice the warps for it (with
+    # Triton 3.6 its sm_90 build at 4 warps spilled 16 bytes a thread)
+    return Tiling(block_b, block_k, block_c, block_nc, _warps_for(block_b * values_per_row * acc_bytes // 4))
 
 
 def _warps_for(tile_size: int) -> int:

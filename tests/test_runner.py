@@ -101,9 +101,9 @@ def test_joint_d_forward_is_exact(model):
     # step 0 on the same networks, step 1 on the ones step 0 trained. Later steps drift apart by
     # ~1e-3: the convolutions round differently at batch 16 than at 8, and Adam turns a rounding
     # difference in a near-zero gradient into a step of about lr. Step 1 already shows some of it,
-    # by how much depends on the CPU's convolution algorithms (6e-5 of infogan's loss_d of 4.1 on
-    # one 2-core machine, 1e-3 a step later): step 1 takes ten times step 0's tolerance
-    for i, tol in enumerate((1e-5, 1e-4)):
+    # by how much depends on the CPU's convolution algorithms and the torch release (on one 2-core
+    # machine up to 7e-5 with torch 2.14 and 3e-4 with 2.11, ~1e-2 a step later): step 1 takes 1e-3
+    for i, tol in enumerate((1e-5, 1e-3)):
         want, got = run_separate(i), run_joint(i)
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=tol, atol=tol, msg=f"step {i}: {k}")
