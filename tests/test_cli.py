@@ -57,9 +57,10 @@ def test_mine_check_table_for_independent_variables(tmp_path):
 
 
 def test_every_command_is_installed_as_a_program():
-    """Each `python -m fastinfo.X` of the README is also the program fastinfo-X of the installed
-    package, which runs the same main()."""
-    modules = set(re.findall(r"python -m fastinfo\.(\w+)", README.read_text()))
+    """Each `python -m fastinfo.X` of the README and the command line's page is also the program
+    fastinfo-X of the installed package, which runs the same main()."""
+    text = README.read_text() + (README.parent / "docs" / "cli.md").read_text()
+    modules = set(re.findall(r"python -m fastinfo\.(\w+)", text))
     scripts = {ep.name: ep for ep in importlib.metadata.entry_points(group="console_scripts")
                if ep.value.startswith("fastinfo.")}
     assert set(scripts) == {"fastinfo-" + m.replace("_", "-") for m in modules}

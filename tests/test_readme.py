@@ -1,5 +1,7 @@
-"""The README's examples of the losses and optimisers run as written, in order, on inputs of the
-shapes their comments give."""
+"""The README and the docs: their code runs as written, and the README links every page.
+
+The README's drop-in example runs as it is; the examples of docs/losses.md run in order on inputs
+of the shapes their comments give."""
 
 import math
 import re
@@ -9,15 +11,39 @@ import pytest
 import torch
 from torch import nn
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "Using the losses in your own loop"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+LOSSES_DOC = ROOT / "docs" / "losses.md"
+
+
+def python_blocks(path: Path, section: str) -> list[str]:
+    """The ```python blocks of a section (its "## " heading) of a Markdown file."""
+    text = path.read_text()
+    assert f"## {section}\n" in text, f"{path.name} has no section '{section}'"
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", body, re.S)
 
 
 def examples() -> list[str]:
+    return python_blocks(LOSSES_DOC, "Examples")
+
+
+def test_the_readme_example_runs_as_written():
+    (code,) = python_blocks(README, "The fused losses in your own loop")
+    ns: dict = {}
+    exec(code, ns)
+    assert ns["nll"].dim() == 0 and math.isfinite(ns["nll"].item())
+    assert ns["cat_logits"].grad is not None and ns["log_std"].grad is not None
+
+
+def test_the_readme_is_short_and_links_every_page():
     text = README.read_text()
-    assert f"## {SECTION}\n" in text, f"README has no section '{SECTION}'"
-    body = text.split(f"## {SECTION}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", body, re.S)
+    assert len(text.split()) <= 1500
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+    assert pages and all(f"]({page})" in text for page in pages), pages
+    for target in re.findall(r"\]\(([^)#]+)[^)]*\)", text):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), target
 
 
 def inputs(device: str) -> dict:
