@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from fastinfo import checkpoint, data
 
@@ -49,7 +50,8 @@ def fit(images: torch.Tensor, labels: torch.Tensor, device, epochs: int = 3, bat
     loader = data.DeviceLoader(images, batch_size, device, gen)
     labels = labels.to(device)
     model.train()
-    for _ in range(epochs * loader.batches_per_epoch):
+    # a bar on a terminal (disable=None: none when stderr is a file); minutes on a CPU
+    for _ in tqdm(range(epochs * loader.batches_per_epoch), desc="classifier", disable=None, leave=False):
         idx = loader.next_indices()
         x, y = data.to_model_range(loader.images[idx]), labels[idx]
         shift = torch.randint(-2, 3, (2,), generator=gen, device=device).tolist()
@@ -80,6 +82,8 @@ def load_or_train(dataset: str, device, data_root=None, cache: Path | None = Non
             # a cache: one cut short or from another version is replaced, not a reason to stop
             print(f"warning: the cached classifier {path} is unusable ({str(e).splitlines()[0]}); "
                   "training it again", file=sys.stderr)
+    print(f"training the {dataset} classifier that judges generated images (once: it is cached in {path})",
+          file=sys.stderr)
     images, labels = data.load(dataset, train=True, data_root=data_root)
     model = fit(images, labels, device)
     test_images, test_labels = data.load(dataset, train=False, data_root=data_root)

@@ -44,14 +44,20 @@ def metric_curve(rows: list[dict], key: str, path: Path, title: str, ylabel: str
     save_figure(fig, path)
 
 
-def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], path: Path,
+def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], n_cat: int, path: Path,
                title: str) -> None:
-    """L_I of each code per iteration with its H(c) line (the poster's Figure 3 for c1)."""
+    """L_I of each code per iteration (the poster's Figure 3 for c1), with H(c) for the first
+    n_cat codes, the categorical ones, whose L_I it bounds. A continuous code's L_I has no such
+    bound (with a learned sigma its NLL can go below zero), so it gets no line: its H(c) would
+    read as a ceiling the curve crosses."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, h in zip(code_names, entropy):
-        (line,) = ax.plot(*_series(rows, f"info_{name}"), label=f"L_I({name})", linewidth=0.8)
-        ax.axhline(h, color=line.get_color(), linestyle="--", linewidth=0.8,
-                   label=f"H({name}) = {h:.3f}" + (" = ln 10" if math.isclose(h, math.log(10)) else ""))
+    for i, (name, h) in enumerate(zip(code_names, entropy)):
+        categorical = i < n_cat
+        label = f"L_I({name})" if categorical else f"L_I({name}), continuous: not bounded by H({name})"
+        (line,) = ax.plot(*_series(rows, f"info_{name}"), label=label, linewidth=0.8)
+        if categorical:
+            ax.axhline(h, color=line.get_color(), linestyle="--", linewidth=0.8,
+                       label=f"H({name}) = {h:.3f}" + (" = ln 10" if math.isclose(h, math.log(10)) else ""))
     ax.set(xlabel="iteration", ylabel="nats", title=title)
     ax.legend(fontsize=8)
     save_figure(fig, path)

@@ -31,7 +31,7 @@ SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "class
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}
 .runs{display:flex;flex-wrap:wrap;gap:2em}.run{border:1px solid #ddd;padding:1em}img{max-width:420px;display:block}
-figcaption{font-size:80%;color:#555}.stale{color:#a40}"""
+figcaption{font-size:80%;color:#555}.stale{color:#a40}.failed{color:#b00;font-weight:bold}"""
 
 
 def load_run_summary(run: Path) -> dict:
@@ -44,6 +44,18 @@ def load_run_summary(run: Path) -> dict:
     return {"run": run, "model": cfg["model"], "seed": cfg["seed"], "preset": cfg["preset"],
             "dataset": cfg["dataset"], "eval": result, "step": checkpoint.saved_step(run / "checkpoint.pt"),
             "setting": {k: v for k, v in cfg.items() if k not in HOW_RUN}}
+
+
+def failures(s: dict) -> list[str]:
+    """How the run failed, in words: it collapsed (its generated images cover few classes; the
+    evaluation's judgement) or diverged (a non-finite loss stopped it; the sweep marks it)."""
+    out = []
+    if s["eval"].get("collapsed") is True:
+        covered = s["eval"].get("classes_covered")
+        out.append("collapsed" + (f": its images cover {covered} of 10 classes" if covered is not None else ""))
+    if (s["run"] / "diverged").is_file():
+        out.append("diverged: a loss became non-finite")
+    return out
 
 
 def stale_metrics(s: dict) -> str | None:
@@ -68,7 +80,8 @@ def metric_table(summaries: list[dict]) -> str:
     """One row per setting: the seeds of one setting are averaged, never runs that differ in
     anything but how they ran (HOW_RUN). A row names the model and the settings its runs have
     where other runs of the model differ."""
-    rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS) + "</tr>"]
+    rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS)
+            + "<th>failed (collapsed or diverged)</th></tr>"]
     groups = {}
     for s in summaries:
         groups.setdefault(json.dumps(s["setting"], sort_keys=True), []).append(s)
@@ -88,8 +101,10 @@ def metric_table(summaries: list[dict]) -> str:
                              f"<br><small>{spread}</small>")
             else:
                 cells.append(_fmt(vals[0]) if vals else "–")
+        failed = [s for s in runs if failures(s)]
+        failed_cell = f"<span class='failed'>{len(failed)}/{len(runs)}</span>" if failed else f"0/{len(runs)}"
         rows.append(f"<tr><td>{html.escape(model)}</td><td>{len(runs)}</td>"
-                    + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+                    + "".join(f"<td>{c}</td>" for c in cells) + f"<td>{failed_cell}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -126,6 +141,9 @@ def run_block(s: dict) -> str:
     if stale:
         print(f"warning: {stale}", file=sys.stderr)
     note = f"<p class='stale'>{html.escape(stale)}</p>" if stale else ""
+    note += "".join(f"<p class='failed'>{html.escape(why)}</p>" for why in failures(s))
+    if failures(s):
+        title += " · FAILED"
     return (f'<div class="run"><h3>{html.escape(title)}</h3><p><small>{html.escape(str(s["run"]))}</small></p>'
             f"{note}{correlation_table(s)}{''.join(figs)}</div>")
 

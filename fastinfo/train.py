@@ -122,6 +122,7 @@ class Trainer:
         if cfg.eval_at_end:  # read now: test files that cannot be read stop the run before it trains, not after
             data.load(cfg.dataset, train=False, data_root=cfg.data_root)
         self.model = build_model(cfg, self.device)
+        self.n_train = len(images)
         self.total = cfg.total_steps(len(images), self.model.batches_per_step)
         self.sample_gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self.loader = data.DeviceLoader(
@@ -234,10 +235,8 @@ class Trainer:
             self.previous_step = None
         last = rows[-1]
         if bar is not None:
-            # the bar moves with the metrics: one host update per --log-every steps
-            bar.set_postfix({k: f"{last[k]:.3f}" for k in keys if k in ("loss_d", "loss_g", "info_c1")},
-                            refresh=False)
-            bar.update(len(rows))
+            # the loop moves the bar's count every step; the metrics come at the log cadence
+            bar.set_postfix({k: f"{last[k]:.3f}" for k in keys if k in ("loss_d", "loss_g", "info_c1")})
         if self.tb is not None:
             for r in rows:
                 for k in keys:
@@ -256,7 +255,8 @@ class Trainer:
         rows = metrics_log.read(self.run / "metrics.jsonl")
         plots.loss_curves(rows, self.run / "loss_curves.png", title)
         if self.model.use_q:
-            plots.info_curve(rows, spec.code_names, spec.entropy().tolist(), self.run / "info_curve.png", title)
+            plots.info_curve(rows, spec.code_names, spec.entropy().tolist(), spec.n_cat, self.run / "info_curve.png",
+                             title)
         if rows and "mi_estimate" in rows[0]:
             plots.metric_curve(rows, "mi_estimate", self.run / "mi_curve.png", title,
                                "MINE estimate of I(c; G(z, c)) [nats]")
@@ -291,8 +291,20 @@ class Trainer:
             self.clock.write(self.run / "timings.json", steps_trained=self.step - self.first_step)
         return code
 
+    def start_line(self) -> str:
+        """What this run trains, where, how and for how long, in one line."""
+        cfg, device = self.cfg, self.device
+        where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+                 else f"cpu ({torch.get_num_threads()} threads)")
+        precision = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}.get(cfg.amp, "fp32")
+        options = [o for o, on in (("compiled", cfg.compile), ("CUDA graphs", cfg.cuda_graphs)) if on] or ["eager"]
+        steps = f"steps {self.step + 1}-{self.total}" if self.step else f"{self.total} steps"
+        return (f"training {cfg.model} ({cfg.preset} preset) on {cfg.dataset} ({self.n_train:,} images) on {where}, "
+                f"{precision}, {' + '.join(options)}: {steps} of batch {cfg.batch_size}, into {self.run}")
+
     def _train(self) -> int:
         cfg = self.cfg
+        print(self.start_line(), file=sys.stderr)
         if self.tb_writer is not None:
             self.tb = self.tb_writer(str(self.run / "tensorboard"))
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
@@ -308,6 +320,7 @@ class Trainer:
                 while self.step < self.total:
                     self.pending.append(self.runner(self.step))
                     self.step += 1
+                    bar.update(1)  # a count kept on the host: no device sync
                     ckpt_due = self.step % cfg.ckpt_every == 0
                     if self.step % cfg.log_every == 0 or ckpt_due:
                         self.flush_metrics(bar)

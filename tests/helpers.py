@@ -19,6 +19,11 @@ def run(tmp_path, *args) -> int:
     return main([*FAST, "--out", str(tmp_path), *map(str, args)])
 
 
+def after_start(err: str) -> str:
+    """A command's stderr without the start line of each run it trained ("training ...")."""
+    return "".join(line for line in err.splitlines(keepends=True) if not line.startswith("training "))
+
+
 def weights(path):
     """The networks' weights in the checkpoint at path."""
     return checkpoint.load(path)["models"]

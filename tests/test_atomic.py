@@ -1,5 +1,10 @@
 """Files replaced whole: a failed write keeps the old file; interleaved writers never mix."""
 
+import os
+import stat
+import subprocess
+import sys
+
 import pytest
 
 from fastinfo.atomic import atomic_write, write_text
@@ -57,3 +62,14 @@ def test_figures_are_replaced_whole(tmp_path, monkeypatch):
         plots.loss_curves([{"step": 1, "loss_d": 0.0, "loss_g": 0.0}], curves, "title")
     assert {p: p.read_bytes() for p in (grid, curves)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss_curves.png", "traverse_c1.png"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="file modes are POSIX")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_written_file_has_the_mode_the_umask_gives_a_new_one(tmp_path, umask):
+    """Not the temporary file's 0600: a shared results folder or a web server must read it. The
+    umask is read at import, so each case runs in a process of its own."""
+    path = tmp_path / "config.json"
+    code = f"import os; os.umask({umask}); from fastinfo.atomic import write_text; write_text({str(path)!r}, 'x')"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

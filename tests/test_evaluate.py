@@ -58,8 +58,12 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
     # a run named twice is evaluated once; a folder of runs names them
     assert evaluate.main([str(tmp_path), f"{tmp_path}/", "--quick"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
-    assert evaluate.main([str(tmp_path.parent), "--quick"]) == 2
-    assert f"holds no run (no config.json); the runs in it: {tmp_path}" in capsys.readouterr().err
+    # a folder holding this run alone (pytest's own parent folder holds the session's other runs)
+    alone = tmp_path.parent / f"{tmp_path.name}-folder"
+    (alone / "run").mkdir(parents=True)
+    shutil.copy(tmp_path / "config.json", alone / "run" / "config.json")
+    assert evaluate.main([str(alone), "--quick"]) == 2
+    assert f"holds no run (no config.json); the runs in it: {alone / 'run'}" in capsys.readouterr().err
     for device, msg in [("gpu", "unknown --device 'gpu'"), ("mps", "unknown --device 'mps'"),
                         (f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}", "GPU")]:
         assert evaluate.main([str(tmp_path), "--quick", "--device", device]) == 2

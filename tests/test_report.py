@@ -137,3 +137,22 @@ def test_report_renders_in_headless_chromium(tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10  # text, tables and the grid image: not a blank page
     assert (pixels < 128).mean() > 0.005
+
+
+def test_collapsed_and_diverged_runs_are_flagged_in_the_table_and_on_their_cards(tmp_path):
+    """A run whose images all fall in one class can show a high c1 purity (0.922 was seen): the
+    page must say it failed."""
+    ok = fake_run(tmp_path / "s0", "infogan", 0, 0.9)
+    collapsed = fake_run(tmp_path / "s1", "infogan", 1, 0.2)
+    result = json.loads((collapsed / "eval.json").read_text())
+    (collapsed / "eval.json").write_text(json.dumps({**result, "c1_purity": 0.922, "classes_covered": 1,
+                                                      "collapsed": True}))
+    diverged = fake_run(tmp_path / "s2", "infogan", 2, 0.1)
+    (diverged / "diverged").write_text("a loss became non-finite; see metrics.jsonl\n")
+    page = report.write_report([ok, collapsed, diverged], tmp_path / "out").read_text()
+    assert "<td><span class='failed'>2/3</span></td></tr>" in page
+    assert "<p class='failed'>collapsed: its images cover 1 of 10 classes</p>" in page
+    assert "<p class='failed'>diverged: a loss became non-finite</p>" in page
+    assert page.count(" · FAILED</h3>") == 2
+    page = report.write_report([ok], tmp_path / "out2").read_text()
+    assert "<td>0/1</td></tr>" in page and "FAILED" not in page

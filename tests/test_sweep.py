@@ -39,7 +39,11 @@ def test_load_or_train_caches(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(classifier, "fit", fit)
     _, acc = classifier.load_or_train("mnist", "cpu", cache=tmp_path)
+    # a first use says what takes the time, and that it happens once
+    assert capsys.readouterr().err == (f"training the mnist classifier that judges generated images (once: it is "
+                                       f"cached in {tmp_path / 'classifier-mnist.pt'})\n")
     _, acc2 = classifier.load_or_train("mnist", "cpu", cache=tmp_path)
+    assert capsys.readouterr().err == ""
     assert calls["n"] == 1 and acc == acc2 and (tmp_path / "classifier-mnist.pt").is_file()
     # a cache file that is corrupt, or holds other weights, is trained again and replaced
     for bad in (b"cut short", None):

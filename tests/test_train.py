@@ -18,7 +18,7 @@ from fastinfo import checkpoint, data, evaluate, runner, runs
 from fastinfo import train as train_mod
 from fastinfo.infogan import InfoGAN
 from fastinfo.train import main
-from tests.helpers import run, weights
+from tests.helpers import FAST, after_start, run, weights
 
 pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
@@ -190,7 +190,7 @@ def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch, capsys):
     first.rename(moved)
     assert main(["--resume", str(r), "--steps", "4", "--no-progress", "--no-eval-at-end"]) == 2
     moved_away = "read its data from {} (its --data-root), which is no folder now: give --data-root the folder"
-    assert capsys.readouterr().err.startswith(f"error: {r} " + moved_away.format(first))
+    assert after_start(capsys.readouterr().err).startswith(f"error: {r} " + moved_away.format(first))
     assert main(["--resume", str(r), "--steps", "4", "--data-root", str(moved), "--no-progress", "--eval-at-end"]) == 0
     saved = json.loads((r / "config.json").read_text())
     assert (saved["data_root"], saved["steps"]) == (str(moved), 4)
@@ -297,7 +297,7 @@ def test_out_of_gpu_memory_stops_with_one_line_and_keeps_the_last_checkpoint(tmp
     with monkeypatch.context() as m:
         m.setattr(runner.EagerStep, "__call__", runs_out_at_the_fourth_step)
         assert run(tmp_path, "--steps", 6, "--ckpt-every", 2, "--no-eval-at-end") == 2
-    assert capsys.readouterr().err == (
+    assert after_start(capsys.readouterr().err) == (
         f"error: out of GPU memory at step 4 of {tmp_path} (CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 "
         f"has a total capacity of 7.63 GiB of which 1.12 GiB is free); its checkpoint of step 2 is kept: --resume "
         f"{tmp_path} goes on once the GPU has room (fewer processes on it at once: a sweep's --procs)\n")
@@ -307,7 +307,8 @@ def test_out_of_gpu_memory_stops_with_one_line_and_keeps_the_last_checkpoint(tmp
     # out of memory while the run is set up (the data set moved to the GPU): no run folder is left
     monkeypatch.setattr(data, "DeviceLoader", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError(OOM)))
     assert run(tmp_path / "new", "--steps", 2) == 2
-    assert capsys.readouterr().err.startswith("error: out of GPU memory while the run was set up (CUDA out of memory.")
+    assert after_start(capsys.readouterr().err).startswith(
+        "error: out of GPU memory while the run was set up (CUDA out of memory.")
     assert not (tmp_path / "new").exists()
 
 
@@ -410,7 +411,7 @@ def test_a_gpu_run_moved_to_a_cpu_machine(tmp_path, capsys):
                                "--no-cuda-graphs"),
     ]:
         assert main([*resume, *extra]) == 2
-        assert capsys.readouterr().err == f"error: {msg}\n"
+        assert after_start(capsys.readouterr().err) == f"error: {msg}\n"
     assert evaluate.main([str(tmp_path), "--quick"]) == 0
     # a GPU's generators keep a Philox seed and offset (16 bytes), not a CPU's Mersenne Twister
     state = checkpoint.load(tmp_path / "checkpoint.pt")
@@ -529,3 +530,36 @@ def test_tf32_sets_the_matmul_precision_of_a_gpu_run_and_restores_it(tf32, insid
             assert torch.get_float32_matmul_precision() == "medium"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_a_run_says_what_it_trains_where_and_for_how_long(tmp_path, capsys):
+    assert run(tmp_path, "--steps", 3, "--no-eval-at-end") == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"training infogan (paper preset) on mnist (64 images) on cpu ({torch.get_num_threads()} threads), fp32, "
+        f"eager: 3 steps of batch 8, into {tmp_path}")
+    assert main(["--resume", str(tmp_path), "--steps", "5", "--no-progress", "--amp", "bf16"]) == 0
+    assert capsys.readouterr().err.splitlines()[0].endswith("bf16 autocast, eager: steps 4-5 of batch 8, into "
+                                                            f"{tmp_path}")
+
+
+def test_the_progress_bar_counts_every_step(tmp_path, monkeypatch):
+    """The count moves every step from the host (no device sync), not only when the metrics are
+    read every --log-every steps: a slow CPU run showed 0/4680 for its first 87 s."""
+    updates, postfixes = [], []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def update(self, n=1):
+            updates.append(n)
+
+        def set_postfix(self, values, **kwargs):
+            postfixes.append(values)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(train_mod, "tqdm", Bar)
+    assert main([*FAST, "--out", str(tmp_path), "--steps", "5", "--log-every", "50", "--no-eval-at-end"]) == 0
+    assert updates == [1] * 5 and len(postfixes) == 1 and set(postfixes[0]) == {"loss_d", "loss_g", "info_c1"}

@@ -19,7 +19,7 @@ from fastinfo import atomic, checkpoint, evaluate
 from fastinfo import train as train_mod
 from fastinfo.infogan import InfoGAN
 from fastinfo.train import main
-from tests.helpers import run
+from tests.helpers import after_start, run
 
 pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
@@ -131,7 +131,7 @@ def test_a_checkpoint_whose_next_step_diverged_is_not_the_one_kept(tmp_path, mon
         nan_from_step(m, 5)
         assert run(tmp_path, "--steps", 10, "--ckpt-every", 2) == train_mod.EXIT_NON_FINITE
     diverged = tmp_path / train_mod.DIVERGED_CHECKPOINT
-    assert capsys.readouterr().err == (
+    assert after_start(capsys.readouterr().err) == (
         f"error: a loss became non-finite at step 5 (loss_d=nan); the checkpoint of step 4, whose next step "
         f"diverged, is moved to {diverged}; the last good checkpoint, of step 2, is kept in "
         f"{tmp_path / 'checkpoint.pt'}\n")
@@ -171,7 +171,7 @@ def test_a_full_disk_during_torch_save_is_one_line(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(checkpoint.torch, "save", disk_full_at_the_second_write)
     assert run(tmp_path, "--steps", 4, "--ckpt-every", 1, "--no-eval-at-end") == 2
-    err = capsys.readouterr().err
+    err = after_start(capsys.readouterr().err)
     assert err == (f"error: cannot write {tmp_path / 'checkpoint.pt'}: No space left on device; the last complete "
                    f"checkpoint is kept: make room, then continue with --resume {tmp_path}\n")
     assert checkpoint.load(tmp_path / "checkpoint.pt")["step"] == 1
