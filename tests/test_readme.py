@@ -36,6 +36,15 @@ def test_the_readme_example_runs_as_written():
     assert ns["cat_logits"].grad is not None and ns["log_std"].grad is not None
 
 
+def test_the_porting_recipes_give_the_numbers_they_claim():
+    """Each recipe of docs/porting.md asserts that info_nll gives the script's loss: run in order."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "porting.md").read_text(), re.S)
+    assert len(blocks) == 4
+    ns: dict = {}
+    for code in blocks:
+        exec(code, ns)
+
+
 def test_the_readme_is_short_and_links_every_page():
     text = README.read_text()
     assert len(text.split()) <= 1500
