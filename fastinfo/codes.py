@@ -76,6 +76,15 @@ class LatentSpec:
         onehots = [F.one_hot(cat[:, i], k).to(z.dtype) for i, k in enumerate(self.cat_sizes)]
         return torch.cat([z, *onehots, cont.to(z.dtype)], dim=1)
 
+    def traversal_values(self, code: int, n_values: int = 10, span: float = 2.0, device=None) -> torch.Tensor:
+        """The values [n_values] a traversal sweeps code over: a categorical code's 0..K-1, a
+        continuous code's n_values points from -span to span."""
+        if not 0 <= code < self.n_codes:
+            raise ValueError(f"code index must be in [0, {self.n_codes}), got {code}")
+        if code < self.n_cat:
+            return torch.arange(self.cat_sizes[code], device=device)
+        return torch.linspace(-span, span, n_values, device=device)
+
     def traversal(
         self,
         code: int,
@@ -90,14 +99,9 @@ class LatentSpec:
         is ignored); a continuous code goes linearly from -span to span.
 
         Returns (z, cat, cont, n_values)."""
-        if not 0 <= code < self.n_codes:
-            raise ValueError(f"code index must be in [0, {self.n_codes}), got {code}")
+        values = self.traversal_values(code, n_values, span, device)
+        n_values = len(values)
         z, cat, cont = self.sample(n_rows, device=device, generator=generator)
-        if code < self.n_cat:
-            n_values = self.cat_sizes[code]
-            values = torch.arange(n_values, device=device)
-        else:
-            values = torch.linspace(-span, span, n_values, device=device)
         z, cat, cont = (t.repeat_interleave(n_values, dim=0) for t in (z, cat, cont))
         sweep = values.repeat(n_rows)
         if code < self.n_cat:

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 from fastinfo.atomic import atomic_write  # noqa: E402
 
@@ -63,7 +63,20 @@ def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], n_
     save_figure(fig, path)
 
 
-def traversal_grid(images: torch.Tensor, n_cols: int, path: Path) -> None:
-    """Rows: fixed noise; columns: the swept code. images in [-1, 1]."""
-    with atomic_write(path) as f:
-        save_image(images.float().cpu(), f, format="png", nrow=n_cols, normalize=True, value_range=(-1, 1), padding=2)
+def traversal_grid(images: torch.Tensor, n_cols: int, path: Path, code: str = "the code",
+                   values: list[float] | None = None) -> None:
+    """Images [rows * n_cols, C, H, W] in [-1, 1]: each row one fixed noise vector (and the other
+    codes), each column one value of the swept code. The figure says so: its title names the
+    code, the columns carry its values."""
+    grid = make_grid(images.float().cpu(), nrow=n_cols, normalize=True, value_range=(-1, 1), padding=2)
+    height, width = grid.shape[1:]
+    fig, ax = plt.subplots(figsize=(width / 80 + 0.6, height / 80 + 0.9))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    cell = width / n_cols
+    ax.set_xticks([cell * (i + 0.5) for i in range(n_cols)])
+    if values is not None:
+        ax.set_xticklabels([f"{v:g}" if float(v).is_integer() else f"{v:.1f}" for v in values], fontsize=7)
+    ax.set_yticks([])
+    ax.set_title(f"{code} varies along the columns", fontsize=9)
+    ax.set_ylabel("rows: noise and other codes fixed", fontsize=7)
+    save_figure(fig, path)

@@ -251,7 +251,8 @@ class Trainer:
         gen = torch.Generator(self.device).manual_seed(self.cfg.seed + 12345)
         for code, name in enumerate(spec.code_names):
             z, cat, cont, n_cols = spec.traversal(code, n_rows=10, device=self.device, generator=gen)
-            plots.traversal_grid(self.model.generate(z, cat, cont), n_cols, self.run / f"traverse_{name}.png")
+            plots.traversal_grid(self.model.generate(z, cat, cont), n_cols, self.run / f"traverse_{name}.png",
+                                 name, spec.traversal_values(code).tolist())
         rows = metrics_log.read(self.run / "metrics.jsonl")
         plots.loss_curves(rows, self.run / "loss_curves.png", title)
         if self.model.use_q:
