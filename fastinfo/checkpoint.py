@@ -2,7 +2,6 @@
 record's CRC-32, which torch.save writes into its zip archive and torch.load never checks) and
 read with weights_only=True."""
 
-import contextlib
 import os
 import shutil
 import uuid
@@ -143,16 +142,12 @@ def load(path: str | os.PathLike, mmap: bool = False) -> dict:
     return state
 
 
-def remove_partial_writes(folder: Path) -> list[Path]:
+def remove_partial_writes(folder: Path) -> None:
     """Delete the temporary files of writes that a killed process left in folder (a SIGKILL
-    during a checkpoint's write leaves one of its size); the paths removed. Only for a folder
-    whose writer holds its lock: another's write under way would be cut."""
-    removed = []
+    during a checkpoint's write leaves one of its size). Only for a folder whose writer holds its
+    lock: another's write under way would be cut."""
     for tmp in folder.glob(".*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-            removed.append(tmp)
-    return removed
+        tmp.unlink(missing_ok=True)
 
 
 def saved_step(path: str | os.PathLike) -> int:

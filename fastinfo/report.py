@@ -141,8 +141,9 @@ def run_block(s: dict) -> str:
     if stale:
         print(f"warning: {stale}", file=sys.stderr)
     note = f"<p class='stale'>{html.escape(stale)}</p>" if stale else ""
-    note += "".join(f"<p class='failed'>{html.escape(why)}</p>" for why in failures(s))
-    if failures(s):
+    failed = failures(s)
+    note += "".join(f"<p class='failed'>{html.escape(why)}</p>" for why in failed)
+    if failed:
         title += " · FAILED"
     return (f'<div class="run"><h3>{html.escape(title)}</h3><p><small>{html.escape(str(s["run"]))}</small></p>'
             f"{note}{correlation_table(s)}{''.join(figs)}</div>")

@@ -189,6 +189,11 @@ class Trainer:
         }, self.run / "checkpoint.pt", previous)
         self.previous_step, self.saved_step = self.saved_step, self.step
 
+    def drop_previous_checkpoint(self) -> None:
+        """Delete PREVIOUS_CHECKPOINT once the write under way is done (the caller does not wait)."""
+        self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
+        self.previous_step = None
+
     def keep_last_good_checkpoint(self, bad_step: int) -> str:
         """After a loss became non-finite at bad_step: make checkpoint.pt the last checkpoint whose
         next step was finite, and say in words what is kept."""
@@ -231,8 +236,7 @@ class Trainer:
         metrics_log.append(self.run / "metrics.jsonl", rows)
         if self.previous_step is not None and self.step > self.saved_step:
             # the step after the last checkpoint was finite: the one before it is needed no more
-            self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
-            self.previous_step = None
+            self.drop_previous_checkpoint()
         last = rows[-1]
         if bar is not None:
             # the loop moves the bar's count every step; the metrics come at the log cadence
@@ -333,7 +337,7 @@ class Trainer:
                         if self.saved_step != self.step:
                             self.flush_metrics(bar)
                             self.save_checkpoint()
-                        self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
+                        self.drop_previous_checkpoint()
                         bar.close()
                         print(f"stopped by signal {self.stop_signal} at step {self.step}; checkpoint saved, "
                               f"continue with --resume {self.run}", file=sys.stderr)
@@ -343,7 +347,7 @@ class Trainer:
                 self.flush_metrics(bar)
                 if self.saved_step != self.step:
                     self.save_checkpoint()
-                self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
+                self.drop_previous_checkpoint()
                 self.clock.mark("loop_end")
         except NonFiniteLoss as e:
             print(f"error: {e}; {self.keep_last_good_checkpoint(e.step)}", file=sys.stderr)

@@ -73,8 +73,9 @@ def _cat_code_nll(
     nll = tl.log(s) + (shift - target)
     # as log_softmax: a row whose maximum is infinite (a +inf logit, or every logit -inf) is NaN,
     # and so is a row with an out-of-range code
-    valid = valid & (shift == m)
-    log_sum = tl.where(shift == m, tl.log(s), INF - INF)
+    finite = shift == m
+    log_sum = tl.where(finite, tl.log(s), INF - INF)
+    valid = valid & finite
     return tl.where(valid, nll, INF - INF), shift, log_sum
 
 
