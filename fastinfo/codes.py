@@ -18,6 +18,7 @@ class LatentSpec:
     cat_sizes: tuple[int, ...] = (10,)
     n_cont: int = 2
     noise_prior: str = "normal"  # "normal": N(0, I); "uniform": U(-1, 1) as in the original code
+    noise_scale: float = 1.0  # z is drawn from the prior times this: the codes' weight in G's input grows as it falls
 
     def __post_init__(self):
         object.__setattr__(self, "cat_sizes", tuple(int(k) for k in self.cat_sizes))
@@ -29,6 +30,8 @@ class LatentSpec:
             raise ValueError(f"every categorical code needs >= 2 categories, got {self.cat_sizes}")
         if self.noise_prior not in NOISE_PRIORS:
             raise ValueError(f"noise_prior must be one of {NOISE_PRIORS}, got {self.noise_prior!r}")
+        if not self.noise_scale > 0:
+            raise ValueError(f"noise_scale must be positive, got {self.noise_scale}")
         if self.input_dim == 0:
             raise ValueError("the latent space is empty: give noise, a categorical or a continuous code")
 
@@ -55,12 +58,15 @@ class LatentSpec:
         return torch.tensor([math.log(k) for k in self.cat_sizes] + [math.log(2.0)] * self.n_cont)
 
     def sample(self, batch_size: int, device=None, generator: torch.Generator | None = None):
-        """Draw (z [B, noise_dim], cat [B, n_cat] int64, cont [B, n_cont]) from the prior."""
+        """Draw (z [B, noise_dim], cat [B, n_cat] int64, cont [B, n_cont]) from the prior, z
+        times noise_scale."""
         kw = dict(device=device, generator=generator)
         if self.noise_prior == "normal":
             z = torch.randn(batch_size, self.noise_dim, **kw)
         else:
             z = torch.empty(batch_size, self.noise_dim, device=device).uniform_(-1, 1, generator=generator)
+        if self.noise_scale != 1:
+            z.mul_(self.noise_scale)
         if self.n_cat == 0:
             cat = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
         elif self.n_cat == 1:  # drawn in its column's shape: the same numbers, and no stack kernel

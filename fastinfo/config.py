@@ -74,6 +74,7 @@ class TrainConfig:
     cat_sizes: tuple[int, ...] = _opt((10,), "categories per categorical code, comma-separated")
     n_cont: int = _opt(2, "number of continuous codes, each ~ U(-1, 1)")
     noise_prior: str = _opt("normal", "prior of z: normal or uniform (preset-dependent)")
+    noise_scale: float = _opt(1.0, "z is drawn from its prior times this (below 1 the codes weigh more in G's input)")
     slope: float = _opt(0.1, "leaky-ReLU slope in D and Q (preset-dependent)")
     learn_std: bool = _opt(True, "Q predicts a log-std per continuous code (preset-dependent)")
     loss_backend: str = _opt("fused", "info_nll backend: fused (Triton where available) or torch")
@@ -169,6 +170,7 @@ class TrainConfig:
         need(self.loss_backend in LOSS_BACKENDS,
              f"unknown loss backend {self.loss_backend!r}; accepted: {', '.join(LOSS_BACKENDS)}")
         need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")
+        need(self.noise_scale > 0, f"--noise-scale must be positive, got {self.noise_scale}")
         for f in fields(self):
             value = getattr(self, f.name)
             need(not isinstance(value, float) or abs(value) <= FLOAT32_MAX,

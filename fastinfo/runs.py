@@ -76,7 +76,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def latent_spec(cfg: TrainConfig) -> LatentSpec:
-    return LatentSpec(cfg.noise_dim, cfg.cat_sizes, cfg.n_cont, cfg.noise_prior)
+    return LatentSpec(cfg.noise_dim, cfg.cat_sizes, cfg.n_cont, cfg.noise_prior, cfg.noise_scale)
 
 
 def build_model(cfg: TrainConfig, device: torch.device):

@@ -24,6 +24,15 @@ def test_uniform_noise_prior():
     assert z.min() >= -1 and z.max() <= 1 and abs(z.std() - 1 / math.sqrt(3)) < 0.02
 
 
+@pytest.mark.parametrize("prior", ["normal", "uniform"])
+def test_noise_scale_scales_z_alone(prior):
+    gen = lambda: torch.Generator().manual_seed(3)
+    base = LatentSpec(noise_prior=prior).sample(64, generator=gen())
+    scaled = LatentSpec(noise_prior=prior, noise_scale=0.25).sample(64, generator=gen())
+    torch.testing.assert_close(scaled[0], base[0] * 0.25)
+    assert torch.equal(scaled[1], base[1]) and torch.equal(scaled[2], base[2])
+
+
 def test_entropy():
     spec = LatentSpec(cat_sizes=(10, 4), n_cont=2)
     torch.testing.assert_close(
@@ -60,6 +69,7 @@ def test_traversal_sweeps_one_code_only():
         (dict(cat_sizes=(1,)), ">= 2 categories"),
         (dict(noise_prior="cauchy"), "noise_prior must be one of"),
         (dict(noise_dim=-1), "must be >= 0"),
+        (dict(noise_scale=0.0), "noise_scale must be positive"),
         (dict(noise_dim=0, cat_sizes=(), n_cont=0), "latent space is empty"),
     ],
 )
