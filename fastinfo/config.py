@@ -25,6 +25,7 @@ CRITIC_NORMS = ("auto", "batch", "layer", "none")
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "amp", "compile",
     "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
+    "stop_on_failure",
 }
 
 
@@ -96,6 +97,8 @@ class TrainConfig:
     log_every: int = _opt(50, "read metrics from the device and log every N steps")
     ckpt_every: int = _opt(500, "write a checkpoint every N steps")
     sample_every: int = _opt(1000, "write traversal grids every N steps (0: only at the end)")
+    stop_on_failure: bool = _opt(False, "end a run whose D(G(z)) stays below 0.1 early on (exit code 4; "
+                                        "fastinfo.failure): it has failed and will not recover")
     eval_at_end: bool = _opt(True, "report c1 clustering accuracy on the test set at the end")
     tensorboard: bool = _opt(False, "also log to TensorBoard (needs the tensorboard extra)")
     progress: bool = _opt(True, "show a progress bar")

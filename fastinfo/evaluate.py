@@ -4,11 +4,12 @@
 
 c1 accuracy (models with Q): Q's argmax category on the test set, mapped to labels by the best
 one-to-one assignment (Hungarian), as unsupervised clustering accuracy, with NMI and ARI beside
-it. Then, judged by a classifier the project trains once per data set: c1 purity and the classes
-covered by generated images; for each continuous code, the rank correlations of its sweep with
-the digits' slant, thickness, width and area, and a disentanglement score; the Fréchet distance
-in the classifier's features; L_I per code beside H(c). --quick: c1 accuracy only. Writes
-RUN/eval.json.
+it; and a label-free score that ranks runs without labels, Q's mutual information between real
+training images and c1 (at most ln 10). Then, judged by a classifier the project trains once per
+data set: c1 purity and the classes covered by generated images; for each continuous code, the
+rank correlations of its sweep with the digits' slant, thickness, width and area, and a
+disentanglement score; the Fréchet distance in the classifier's features; L_I per code beside
+H(c). --quick: c1 accuracy and the label-free score only. Writes RUN/eval.json.
 """
 
 import argparse
@@ -21,9 +22,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from fastinfo import atomic, classifier, data, metrics_log
+from fastinfo import atomic, classifier, data, failure, metrics_log
 from fastinfo.arguments import ArgumentParser, int_at_least, interrupted, stops_as_on_ctrl_c
 from fastinfo.runs import RunError, load_run
+from fastinfo.selection import c1_probabilities, label_free_score
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -43,15 +45,9 @@ def clustering_scores(pred: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-@torch.no_grad()
-def c1_scores(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> dict:
+def c1_scores(model, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """Clustering scores of Q's first categorical code on (images uint8 [N, 28, 28], labels)."""
-    k = model.spec.cat_sizes[0]
-    preds = []
-    for i in range(0, len(images), batch_size):
-        x = data.to_model_range(images[i : i + batch_size].to(model.device).unsqueeze(1))
-        preds.append(model.predict_codes(x)[:, :k].argmax(1).cpu())
-    return clustering_scores(torch.cat(preds).numpy(), labels.numpy())
+    return clustering_scores(c1_probabilities(model, images).argmax(1), labels.numpy())
 
 
 # A class counts as covered when it holds at least half its uniform share of generated images.
@@ -182,11 +178,13 @@ def final_information(run: Path, spec, fraction: float = 0.05) -> dict:
 def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: bool = False,
                    run: Path | None = None, fid_samples: int = 10000) -> dict:
     """eval.json's content for a trained model. With a classifier, also the generated-class
-    scores; with full=True also the continuous-code measures, the Fréchet distance and L_I."""
+    scores; with full=True also the continuous-code measures, the Fréchet distance and L_I; with
+    the run's folder, whether the failure check flagged it (fastinfo.failure)."""
     result = {"model": cfg.model, "preset": cfg.preset, "dataset": cfg.dataset}
     images, labels = data.load(cfg.dataset, train=False, data_root=cfg.data_root)
     if model.use_q and model.spec.n_cat > 0:
         result.update(c1_scores(model, images, labels))
+        result.update(label_free_score(model, cfg))
     else:
         result["c1_accuracy"] = "n/a (no Q head trained)" if not model.use_q else "n/a (no categorical code)"
     if clf is not None:
@@ -197,6 +195,9 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
             result["fid"] = sample_fid(model, clf, images, n=fid_samples)
         if run is not None:
             result["information"] = final_information(run, model.spec)
+    if run is not None:
+        found = failure.recorded(run)
+        result["failed"] = found.describe() if found else False
     return result
 
 
@@ -209,7 +210,8 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding the data set's IDX files, in place of the run's own "
                                        "(where the data has moved since it trained)")
     p.add_argument("--quick", action="store_true",
-                   help="c1 accuracy only: no classifier, no continuous-code measures, no Fréchet distance")
+                   help="c1 accuracy and the label-free score only: no classifier, no continuous-code measures, "
+                        "no Fréchet distance")
     p.add_argument("--fid-samples", type=int_at_least(2), default=10000,
                    help="generated images for the Fréchet distance")
     return p

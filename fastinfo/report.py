@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from fastinfo import atomic, checkpoint
+from fastinfo import atomic, checkpoint, failure
 from fastinfo.arguments import ArgumentParser, FolderError, interrupted, make_folder, stops_as_on_ctrl_c
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, not_a_run, read_saved
 
@@ -26,8 +26,8 @@ CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
 # these are seeds of one setting. Of those a resume may change, the length and the precision of
 # training change what it learnt.
 HOW_RUN = (RESUMABLE_OVERRIDES - {"steps", "epochs", "amp"}) | {"seed", "out"}
-SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "c1_purity", "c1_distinct", "classes_covered", "disentanglement",
-           "fid")
+SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "label_free_score", "c1_purity", "c1_distinct", "classes_covered",
+           "disentanglement", "fid")
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}
 .runs{display:flex;flex-wrap:wrap;gap:2em}.run{border:1px solid #ddd;padding:1em}img{max-width:420px;display:block}
@@ -47,9 +47,13 @@ def load_run_summary(run: Path) -> dict:
 
 
 def failures(s: dict) -> list[str]:
-    """How the run failed, in words: it collapsed (its generated images cover few classes; the
-    evaluation's judgement) or diverged (a non-finite loss stopped it; the sweep marks it)."""
+    """How the run failed, in words: the failure check flagged it while it trained (D won early),
+    it collapsed (its generated images cover few classes; the evaluation's judgement) or it
+    diverged (a non-finite loss stopped it; the sweep marks it)."""
     out = []
+    found = failure.recorded(s["run"])
+    if found is not None:
+        out.append(f"failed at step {found.last}: {found.describe()}")
     if s["eval"].get("collapsed") is True:
         covered = s["eval"].get("classes_covered")
         out.append("collapsed" + (f": its images cover {covered} of 10 classes" if covered is not None else ""))
@@ -81,7 +85,7 @@ def metric_table(summaries: list[dict]) -> str:
     anything but how they ran (HOW_RUN). A row names the model and the settings its runs have
     where other runs of the model differ."""
     rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS)
-            + "<th>failed (collapsed or diverged)</th></tr>"]
+            + "<th>failed (D won early, collapsed or diverged)</th></tr>"]
     groups = {}
     for s in summaries:
         groups.setdefault(json.dumps(s["setting"], sort_keys=True), []).append(s)
@@ -156,7 +160,9 @@ def write_report(runs: list[Path], out: Path) -> Path:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>fastinfo report</title>"
             f"<style>{STYLE}</style></head><body><h1>fastinfo report</h1>"
             f"<h2>Metrics</h2>{metric_table(summaries)}"
-            "<p>c1_accuracy: Q's category vs the test labels (Hungarian); c1_purity: share of the majority class "
+            "<p>c1_accuracy: Q's category vs the test labels (Hungarian); label_free_score: Q's mutual "
+            "information between real training images and c1, in nats (at most ln 10 = 2.303), read without "
+            "labels; c1_purity: share of the majority class "
             "among images generated with one c1 value (the project's classifier); disentanglement: gap between "
             "the two codes most correlated with slant and with thickness; fid: Fréchet distance in the "
             "classifier's features.</p>"

@@ -9,11 +9,13 @@ interrupted runs are resumed, runs with fewer than --steps train on from their c
 run already evaluated at its last step with the same settings keeps its scores. A resumed run
 takes the arguments after `--` that a resume may change (--amp, --compile, ...) and refuses the
 others where they differ from its own settings. Writes OUT/summary.json and
-OUT/summary.md: per model, c1 accuracy (Q models) and c1 purity (all models) as mean ± std over
-seeds, how many runs collapsed (fewer than 8 classes covered by generated images, judged by
-the project's classifier) or diverged (a non-finite loss), the variance of the D and G losses over
-the last quarter of training, continuous-code disentanglement and Fréchet distance; and an HTML
-report of all runs in OUT/report/.
+OUT/summary.md: per model, c1 accuracy and the label-free score (Q models) and c1 purity (all
+models) as mean ± std over seeds, how many runs failed (D won early: fastinfo.failure),
+collapsed (fewer than 8 classes covered by generated images, judged by the project's
+classifier) or diverged (a non-finite loss), the variance of the D and G losses over the last
+quarter of training, continuous-code disentanglement and Fréchet distance; the runs ranked by
+the label-free score, with the one it selects named; and an HTML report of all runs in
+OUT/report/. --replace-failed trains the next seed in place of a run the failure check stopped.
 """
 
 import argparse
@@ -28,7 +30,19 @@ from pathlib import Path
 
 import torch
 
-from fastinfo import atomic, checkpoint, classifier, data, metrics_log, registry, report, runs, train
+from fastinfo import (
+    atomic,
+    checkpoint,
+    classifier,
+    data,
+    failure,
+    metrics_log,
+    registry,
+    report,
+    runs,
+    selection,
+    train,
+)
 from fastinfo.arguments import (
     ArgumentParser,
     FolderError,
@@ -70,7 +84,7 @@ def train_args(run: Path, model: str, seed: int, steps: int, extra: list[str]) -
     (also one killed before its first checkpoint, or finished at fewer steps); None if it has
     the steps already or diverged. A resume gets the training arguments too: those a resume may
     change (--amp, --compile, ...) apply, and any other that differs from the run's is refused."""
-    if (run / "diverged").is_file():
+    if (run / "diverged").is_file() or ("--stop-on-failure" in extra and failure.recorded(run)):
         return None
     common = ["--steps", str(steps), "--no-eval-at-end", "--no-progress", *extra]
     if (run / "config.json").is_file():
@@ -87,10 +101,13 @@ def record_exit(run: Path, code: int) -> int:
 
 
 def run_one(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> int:
-    """Train in this process; the exit code of training (0 also when it had finished before)."""
+    """Train in this process; the exit code of training (also of a run that ended before: 0, or
+    how it ended)."""
     argv = train_args(run, model, seed, steps, extra)
     if argv is None:
-        return train.EXIT_NON_FINITE if (run / "diverged").is_file() else 0
+        if (run / "diverged").is_file():
+            return train.EXIT_NON_FINITE
+        return train.EXIT_FAILED if "--stop-on-failure" in extra and failure.recorded(run) else 0
     return record_exit(run, train.main(argv))
 
 
@@ -121,6 +138,30 @@ def run_parallel(jobs: list[tuple], n_procs: int) -> bool:
     with signals_handled_by(stop), ThreadPoolExecutor(n_procs) as pool:
         list(pool.map(launch, jobs))
     return stopped.is_set()
+
+
+class Replacements:
+    """With --replace-failed, the seeds that replace runs the failure check stopped: per model the
+    next seeds after the largest asked for, at most as many as there are seeds."""
+
+    def __init__(self, args):
+        self.enabled, self.limit = args.replace_failed, len(args.seeds)
+        self.next_seed = dict.fromkeys(args.models, max(args.seeds) + 1)
+        self.replaced: dict[tuple[str, int], int] = {}  # (model, new seed): the seed it replaces
+
+    def replace(self, model: str, seed: int) -> int | None:
+        """The seed that replaces model's run of seed; None without --replace-failed or past the limit."""
+        if not self.enabled or sum(m == model for m, _ in self.replaced) >= self.limit:
+            return None
+        new = self.next_seed[model]
+        self.next_seed[model] += 1
+        self.replaced[model, new] = seed
+        return new
+
+    def of(self, model: str, seed: int) -> dict:
+        """{"replaces": the seed this run replaces}, or {}."""
+        old = self.replaced.get((model, seed))
+        return {} if old is None else {"replaces": old}
 
 
 def evaluation(run: Path, row: dict, clf, args) -> dict:
@@ -154,22 +195,89 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {std:.3f}"
 
 
+def trained(row: dict) -> bool:
+    """Whether a run trained to the end: it neither diverged nor was stopped by the failure check."""
+    return not row["diverged"] and not row.get("stopped", False)
+
+
+def add_agreement(rows: list[dict], out: Path, device) -> None:
+    """Give each trained run of a Q model its agreement with the model's other trained runs
+    (fastinfo.selection), where there are two or more."""
+    for model in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == model and trained(r) and isinstance(r.get("label_free_score"), float)]
+        if len(rs) < 2:
+            continue
+        assignments = {}
+        for r in rs:
+            cfg, m, _ = runs.load_run(out / run_name(r), device=device)
+            assignments[run_name(r)] = selection.training_probabilities(m, cfg).argmax(1)
+        for r in rs:
+            r["agreement"] = selection.agreement(assignments)[run_name(r)]
+
+
+def selected_runs(rows: list[dict]) -> dict[str, dict]:
+    """Per model, the run with the highest label-free score among those that trained and that the
+    failure check did not flag: the run a user without labels would keep. (Collapse is not looked
+    at: the classifier that judges it learnt from labels.)"""
+    best = {}
+    for r in rows:
+        if (trained(r) and not r.get("failed")
+                and isinstance(r.get("label_free_score"), float)
+                and r["label_free_score"] > best.get(r["model"], {}).get("label_free_score", float("-inf"))):
+            best[r["model"]] = r
+    return best
+
+
+def selection_text(rows: list[dict], out: Path) -> str:
+    """The runs ranked by the label-free score, the selected one named, and how well the score
+    ranked them by c1 accuracy (Spearman, where there are labels to check it with)."""
+    from scipy.stats import spearmanr
+
+    lines = []
+    for model, best in selected_runs(rows).items():
+        rs = sorted((r for r in rows if r["model"] == model and isinstance(r.get("label_free_score"), float)),
+                    key=lambda r: -r["label_free_score"])
+        lines.append(f"**{model}: selected {out / run_name(best)}** (label-free score {best['label_free_score']:.3f} "
+                     f"of {best['label_free_score_max']:.3f} nats; c1 accuracy {best['c1_accuracy']:.3f})\n")
+        lines.append("| run | label-free score | agreement with the other runs | c1 accuracy | failed (D won early) |\n"
+                     "| --- | --- | --- | --- | --- |")
+        lines += [f"| {run_name(r)} | {r['label_free_score']:.3f} | {r.get('agreement', float('nan')):.3f} | "
+                  f"{r['c1_accuracy']:.3f} | {'yes' if r.get('failed') else 'no'} |" for r in rs]
+        for key, name in (("label_free_score", "label-free score"), ("agreement", "agreement")):
+            scored = [r for r in rs if key in r]
+            if len(scored) > 2:
+                rho = spearmanr([r[key] for r in scored], [r["c1_accuracy"] for r in scored]).statistic
+                lines.append(f"\nSpearman correlation of the {name} with c1 accuracy over these {len(scored)} runs: "
+                             f"{rho:+.2f}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_name(row: dict) -> str:
+    return f"{row['model']}-s{row['seed']}"
+
+
 def summarise(rows: list[dict]) -> tuple[list[dict], str]:
     table, lines = [], [
-        "| model | runs | c1 accuracy | c1 purity | classes covered | collapsed | diverged | var loss_d (last 25%) "
-        "| var loss_g (last 25%) | disentanglement | Fréchet distance |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | runs | c1 accuracy | label-free score | c1 purity | classes covered | failed (D won early) "
+        "| collapsed | diverged | var loss_d (last 25%) | var loss_g (last 25%) | disentanglement | Fréchet distance |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == model]
-        ok = [r for r in rs if not r["diverged"]]
-        acc, purity = ([r[k] for r in ok if isinstance(r.get(k), float)] for k in ("c1_accuracy", "c1_purity"))
+        ok = [r for r in rs if trained(r)]
+        acc, score, purity = ([r[k] for r in ok if isinstance(r.get(k), float)]
+                              for k in ("c1_accuracy", "label_free_score", "c1_purity"))
         entry = {
-            "model": model, "runs": len(rs),
+            "model": model, "runs": len(ok),
             "c1_accuracy": mean_std(acc),
+            "label_free_score": mean_std(score),
             "c1_purity": mean_std(purity),
             "classes_covered": mean_std([r["classes_covered"] for r in ok]),
-            "collapsed": f"{sum(r['collapsed'] for r in ok)}/{len(rs)}",
+            "failed": f"{sum(bool(r.get('failed')) for r in rs)}/{len(rs)}"
+                      + (f" ({sum(r.get('stopped', False) for r in rs)} stopped and replaced)"
+                         if any(r.get("stopped") for r in rs) else ""),
+            "collapsed": f"{sum(r['collapsed'] for r in ok)}/{len(ok)}",
             "diverged": f"{sum(r['diverged'] for r in rs)}/{len(rs)}",
             "var_loss_d": mean_std([r["var_loss_d"] for r in ok if r["var_loss_d"] is not None]),
             "var_loss_g": mean_std([r["var_loss_g"] for r in ok if r["var_loss_g"] is not None]),
@@ -197,6 +305,9 @@ def arg_parser() -> argparse.ArgumentParser:
                    help="generated images for the Fréchet distance")
     p.add_argument("--procs", type=int_at_least(1), default=1,
                    help="train this many runs at once, each in its own process")
+    p.add_argument("--replace-failed", action="store_true",
+                   help="stop runs the failure check flags (D won early: --stop-on-failure) and train the next seed "
+                        "in their place, at most as many as --seeds gives")
     return p
 
 
@@ -213,7 +324,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
-        return sweep(args, ["--dataset", args.dataset, "--device", args.device, *extra])
+        stop = ["--stop-on-failure"] if args.replace_failed else []
+        return sweep(args, ["--dataset", args.dataset, "--device", args.device, *extra, *stop])
     except (ConfigError, runs.RunError, data.DataError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -232,28 +344,44 @@ def sweep(args, extra: list[str]) -> int:
     print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
             for model in args.models for seed in args.seeds]
-    if args.procs > 1 and run_parallel(jobs, args.procs):
-        return interrupted(GOES_ON)
-    rows = []
-    for run, model, seed, _, _ in jobs:
-        code = run_one(run, model, seed, args.steps, extra)
-        if code == train.EXIT_INTERRUPTED:
+    rows, replacements = [], Replacements(args)
+    while jobs:  # a round: the runs, then the replacements of those the failure check stopped
+        if args.procs > 1 and run_parallel(jobs, args.procs):
             return interrupted(GOES_ON)
-        if code not in (0, train.EXIT_NON_FINITE):
-            return code
-        row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE}
-        if not row["diverged"]:
-            row = evaluation(run, row, clf, args)
-        row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
-        rows.append(row)
-        print(json.dumps(row))
+        next_round = []
+        for run, model, seed, _, _ in jobs:
+            code = run_one(run, model, seed, args.steps, extra)
+            if code == train.EXIT_INTERRUPTED:
+                return interrupted(GOES_ON)
+            if code not in (0, train.EXIT_NON_FINITE, train.EXIT_FAILED):
+                return code
+            found = failure.recorded(run)
+            row = {"model": model, "seed": seed, "diverged": code == train.EXIT_NON_FINITE,
+                   "stopped": code == train.EXIT_FAILED, "failed": found.describe() if found else False,
+                   **replacements.of(model, seed)}
+            if trained(row):
+                row = evaluation(run, row, clf, args)
+            row["var_loss_d"], row["var_loss_g"] = tail_variance(run, "loss_d"), tail_variance(run, "loss_g")
+            if row["stopped"]:
+                new_seed = replacements.replace(model, seed)
+                if new_seed is not None:
+                    row["replaced_by"] = new_seed
+                    next_round.append((out / f"{model}-s{new_seed}", model, new_seed, args.steps, extra))
+                    print(f"{model} seed {seed} failed ({row['failed']}): replaced by seed {new_seed}")
+            rows.append(row)
+            print(json.dumps(row))
+        jobs = next_round
+    add_agreement(rows, out, device)
     table, markdown = summarise(rows)
+    selected = {model: str(out / run_name(r)) for model, r in selected_runs(rows).items()}
     atomic.write_text(out / "summary.json", json.dumps({"classifier_accuracy": clf_acc, "steps": args.steps,
-                                                        "runs": rows, "table": table}, indent=2) + "\n")
+                                                        "runs": rows, "table": table, "selected": selected},
+                                                       indent=2) + "\n")
     header = f"{steps_in_summary(rows, args.steps)} generator steps per run on {args.dataset}, device {device}\n\n"
+    markdown += "\n" + selection_text(rows, out)
     atomic.write_text(out / "summary.md", header + markdown)
     print(header + markdown)
-    finished = [out / f"{r['model']}-s{r['seed']}" for r in rows if not r["diverged"]]
+    finished = [out / run_name(r) for r in rows if trained(r)]
     if finished:
         print(f"report: {report.write_report(finished, out / 'report')}")
     return 0

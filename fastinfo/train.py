@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastinfo import atomic, checkpoint, data, metrics_log, registry, runner
+from fastinfo import atomic, checkpoint, data, failure, metrics_log, registry, runner
 from fastinfo.arguments import EXIT_INTERRUPTED, interrupted, signals_handled_by, stops_as_on_ctrl_c
 from fastinfo.config import ConfigError, TrainConfig, make_config, parse_args
 from fastinfo.runs import (
@@ -38,7 +38,8 @@ from fastinfo.runs import (
     write_config,
 )
 
-EXIT_BAD_INPUT, EXIT_NON_FINITE = 2, 3
+# 4: the failure check stopped the run (--stop-on-failure)
+EXIT_BAD_INPUT, EXIT_NON_FINITE, EXIT_FAILED = 2, 3, 4
 
 
 class NonFiniteLoss(RuntimeError):
@@ -137,6 +138,8 @@ class Trainer:
         self.pending: list[dict[str, torch.Tensor]] = []
         self.interval_start = time.perf_counter()
         self.stop_signal: int | None = None
+        self.failure_check = failure.FailureCheck()
+        self.failed: failure.Failure | None = None
         self.tb = None
         self.tb_writer = tensorboard_writer() if cfg.tensorboard else None
         if resume is not None:
@@ -173,6 +176,8 @@ class Trainer:
         self.step = self.saved_step = state["step"]
         # metrics logged after the checkpoint belong to steps that will be trained again
         metrics_log.keep_until(self.run / "metrics.jsonl", self.step)
+        # said once training starts, after the start line
+        self.failed = self.failure_check.update(metrics_log.read(self.run / "metrics.jsonl"))
 
     def save_checkpoint(self) -> None:
         """Snapshot the run's state and write it while training goes on (train() waits for the
@@ -234,6 +239,7 @@ class Trainer:
                 bad["step"],
             )
         metrics_log.append(self.run / "metrics.jsonl", rows)
+        self.check_failure(rows)
         if self.previous_step is not None and self.step > self.saved_step:
             # the step after the last checkpoint was finite: the one before it is needed no more
             self.drop_previous_checkpoint()
@@ -245,6 +251,21 @@ class Trainer:
             for r in rows:
                 for k in keys:
                     self.tb.add_scalar(k, r[k], r["step"])
+
+    def check_failure(self, rows: list[dict]) -> None:
+        """Feed logged rows to the failure check; at a failure, record it and say so."""
+        found = self.failure_check.update(rows)
+        if found is not None:
+            self.failed = found
+            self.announce_failure()
+
+    def announce_failure(self) -> None:
+        failure.record(self.run, self.failed)
+        then = ("--stop-on-failure ends it now" if self.cfg.stop_on_failure
+                else "--stop-on-failure would end such a run here")
+        print(f"warning: {self.run} failed at step {self.failed.last}: {self.failed.describe()}. No such run "
+              f"recovered in the runs measured: start another seed (--seed {self.cfg.seed + 1}); {then}",
+              file=sys.stderr)
 
     # -- figures -----------------------------------------------------------------------------
     def write_figures(self) -> None:
@@ -296,11 +317,27 @@ class Trainer:
             self.clock.write(self.run / "timings.json", steps_trained=self.step - self.first_step)
         return code
 
+    def stop_early(self, bar, line: str, code: int) -> int:
+        """End the loop before its last step with this step's checkpoint written, say line; code."""
+        if self.saved_step != self.step:
+            self.flush_metrics(bar)
+            self.save_checkpoint()
+        self.drop_previous_checkpoint()
+        bar.close()
+        print(line, file=sys.stderr)
+        return code
+
+    def stop_failed(self, bar) -> int:
+        """End a failed run under --stop-on-failure; EXIT_FAILED."""
+        return self.stop_early(bar, f"stopped at step {self.step}: the run failed ({failure.FAILED_FILE} says "
+                                    f"how); its checkpoint is saved", EXIT_FAILED)
+
     def start_line(self) -> str:
         """What this run trains, where, how and for how long, in one line."""
         cfg, device = self.cfg, self.device
+        threads = torch.get_num_threads()
         where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
-                 else f"cpu ({torch.get_num_threads()} threads)")
+                 else f"cpu ({threads} thread{'s' if threads > 1 else ''})")
         precision = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}.get(cfg.amp, "fp32")
         options = [o for o, on in (("compiled", cfg.compile), ("CUDA graphs", cfg.cuda_graphs)) if on] or ["eager"]
         steps = f"steps {self.step + 1}-{self.total}" if self.step else f"{self.total} steps"
@@ -310,6 +347,8 @@ class Trainer:
     def _train(self) -> int:
         cfg = self.cfg
         print(self.start_line(), file=sys.stderr)
+        if self.failed is not None:  # a resumed run that had failed
+            self.announce_failure()
         if self.tb_writer is not None:
             self.tb = self.tb_writer(str(self.run / "tensorboard"))
         bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
@@ -323,6 +362,8 @@ class Trainer:
                 self.clock.mark("loop_start")
                 self.interval_start = time.perf_counter()
                 while self.step < self.total:
+                    if self.failed is not None and cfg.stop_on_failure:
+                        return self.stop_failed(bar)
                     self.pending.append(self.runner(self.step))
                     self.step += 1
                     bar.update(1)  # a count kept on the host: no device sync
@@ -334,14 +375,9 @@ class Trainer:
                     if self.stop_signal is not None:
                         # the signal may have come at any moment above, during the flush (the
                         # loop's one sync on a GPU) too: this step's checkpoint, unless written
-                        if self.saved_step != self.step:
-                            self.flush_metrics(bar)
-                            self.save_checkpoint()
-                        self.drop_previous_checkpoint()
-                        bar.close()
-                        print(f"stopped by signal {self.stop_signal} at step {self.step}; checkpoint saved, "
-                              f"continue with --resume {self.run}", file=sys.stderr)
-                        return EXIT_INTERRUPTED
+                        return self.stop_early(bar, f"stopped by signal {self.stop_signal} at step {self.step}; "
+                                                    f"checkpoint saved, continue with --resume {self.run}",
+                                               EXIT_INTERRUPTED)
                     if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total:
                         self.write_figures()
                 self.flush_metrics(bar)
@@ -349,6 +385,8 @@ class Trainer:
                     self.save_checkpoint()
                 self.drop_previous_checkpoint()
                 self.clock.mark("loop_end")
+            if self.failed is not None and cfg.stop_on_failure:  # seen at the last step's flush
+                return self.stop_failed(bar)
         except NonFiniteLoss as e:
             print(f"error: {e}; {self.keep_last_good_checkpoint(e.step)}", file=sys.stderr)
             return EXIT_NON_FINITE
@@ -361,7 +399,7 @@ class Trainer:
         if cfg.eval_at_end:
             from fastinfo.evaluate import evaluate_model
 
-            result = {"step": self.step, **evaluate_model(self.model, cfg)}
+            result = {"step": self.step, **evaluate_model(self.model, cfg, run=self.run)}
             atomic.write_text(self.run / "eval.json", json.dumps(result, indent=2) + "\n")
             print(json.dumps(result))
             self.clock.mark("eval_end")

@@ -43,6 +43,8 @@ def test_evaluate_cli_on_saved_run(tmp_path, monkeypatch, capsys):
     assert evaluate.main([str(tmp_path), "--quick"]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["step"] == 2 and 0 <= result["c1_accuracy"] <= 1 and "fid" not in result
+    assert 0 <= result["label_free_score"] <= result["label_free_score_max"] == pytest.approx(math.log(10))
+    assert result["failed"] is False
     monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.5))
     assert evaluate.main([str(tmp_path), "--fid-samples", "200"]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())

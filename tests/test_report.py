@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastinfo import checkpoint, report
+from fastinfo import checkpoint, failure, report
 
 
 def fake_run(path, model, seed, acc, dataset="mnist"):
@@ -139,9 +139,9 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert (pixels < 128).mean() > 0.005
 
 
-def test_collapsed_and_diverged_runs_are_flagged_in_the_table_and_on_their_cards(tmp_path):
+def test_failed_collapsed_and_diverged_runs_are_flagged_in_the_table_and_on_their_cards(tmp_path):
     """A run whose images all fall in one class can show a high c1 purity (0.922 was seen): the
-    page must say it failed."""
+    page must say it failed, and so for a run the failure check flagged while it trained."""
     ok = fake_run(tmp_path / "s0", "infogan", 0, 0.9)
     collapsed = fake_run(tmp_path / "s1", "infogan", 1, 0.2)
     result = json.loads((collapsed / "eval.json").read_text())
@@ -149,10 +149,14 @@ def test_collapsed_and_diverged_runs_are_flagged_in_the_table_and_on_their_cards
                                                       "collapsed": True}))
     diverged = fake_run(tmp_path / "s2", "infogan", 2, 0.1)
     (diverged / "diverged").write_text("a loss became non-finite; see metrics.jsonl\n")
-    page = report.write_report([ok, collapsed, diverged], tmp_path / "out").read_text()
-    assert "<td><span class='failed'>2/3</span></td></tr>" in page
+    d_won = fake_run(tmp_path / "s3", "infogan", 3, 0.3)
+    failure.record(d_won, failure.Failure(251, 350, 0.07))
+    page = report.write_report([ok, collapsed, diverged, d_won], tmp_path / "out").read_text()
+    assert "<td><span class='failed'>3/4</span></td></tr>" in page
     assert "<p class='failed'>collapsed: its images cover 1 of 10 classes</p>" in page
     assert "<p class='failed'>diverged: a loss became non-finite</p>" in page
-    assert page.count(" · FAILED</h3>") == 2
+    assert ("<p class='failed'>failed at step 350: D(G(z)) averaged 0.070 over steps 251-350 (below 0.1): "
+            "D has won and G has stopped learning</p>") in page
+    assert page.count(" · FAILED</h3>") == 3
     page = report.write_report([ok], tmp_path / "out2").read_text()
     assert "<td>0/1</td></tr>" in page and "FAILED" not in page

@@ -1,6 +1,7 @@
 """The classifier, the generated-class scores and the resumable multi-seed sweep."""
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 import pytest
 import torch
 
-from fastinfo import classifier, data, evaluate, runs, sweep, train
+from fastinfo import classifier, data, evaluate, failure, runs, sweep, train
 
 pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
@@ -200,6 +201,44 @@ def test_sweep_counts_diverged_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "main", lambda argv: pytest.fail("a diverged run is not trained again"))
     assert sweep.main(args) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["table"] == table
+
+
+def test_sweep_replaces_a_failed_seed_by_the_next_and_selects_by_the_label_free_score(tmp_path, monkeypatch,
+                                                                                       capsys):
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.1))
+    real_main, trained = train.main, []
+
+    def main(argv):  # seed 1 fails the check over its first 3 steps
+        seed = argv[argv.index("--seed") + 1]
+        trained.append(seed)
+        with monkeypatch.context() as m:
+            if seed == "1":
+                m.setattr(failure, "FailureCheck", functools.partial(failure.FailureCheck, threshold=1.01, window=3))
+            return real_main(argv)
+
+    monkeypatch.setattr(train, "main", main)
+    args = ["--models", "infogan", "--seeds", "0-1", "--steps", "6", "--out", str(tmp_path), "--replace-failed",
+            "--samples-per-value", "5", "--fid-samples", "20", "--", "--batch-size", "8", "--log-every", "2"]
+    assert sweep.main(args) == 0
+    assert trained == ["0", "1", "2"]
+    assert "infogan seed 1 failed (D(G(z)) averaged" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {r["seed"]: r for r in summary["runs"]}
+    assert rows[1]["stopped"] and rows[1]["replaced_by"] == 2 and rows[2]["replaces"] == 1
+    assert rows[1]["failed"].startswith("D(G(z)) averaged") and "c1_accuracy" not in rows[1]
+    assert not rows[0]["failed"] and not rows[2]["failed"]
+    # the two trained runs' agreement is the ARI of their assignments, the same both ways
+    assert rows[0]["agreement"] == rows[2]["agreement"] and -1 <= rows[0]["agreement"] <= 1
+    assert "agreement" not in rows[1]
+    (entry,) = summary["table"]
+    assert entry["runs"] == 2 and entry["failed"] == "1/3 (1 stopped and replaced)"
+    best = tmp_path / f"infogan-s{max((rows[0], rows[2]), key=lambda r: r['label_free_score'])['seed']}"
+    assert summary["selected"] == {"infogan": str(best)}
+    assert f"**infogan: selected {best}** (label-free score" in (tmp_path / "summary.md").read_text()
+    # run again: nothing trains, the stopped run stays replaced by the same seed
+    monkeypatch.setattr(train, "main", lambda argv: pytest.fail("every run is done"))
+    assert sweep.main(args) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["table"] == summary["table"]
 
 
 @pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-3", [0, 1, 2, 3]), ("5,7-8", [5, 7, 8]),

@@ -534,9 +534,10 @@ def test_tf32_sets_the_matmul_precision_of_a_gpu_run_and_restores_it(tf32, insid
 
 def test_a_run_says_what_it_trains_where_and_for_how_long(tmp_path, capsys):
     assert run(tmp_path, "--steps", 3, "--no-eval-at-end") == 0
+    threads = torch.get_num_threads()
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"training infogan (paper preset) on mnist (64 images) on cpu ({torch.get_num_threads()} threads), fp32, "
-        f"eager: 3 steps of batch 8, into {tmp_path}")
+        f"training infogan (paper preset) on mnist (64 images) on cpu ({threads} thread{'s' if threads > 1 else ''}), "
+        f"fp32, eager: 3 steps of batch 8, into {tmp_path}")
     assert main(["--resume", str(tmp_path), "--steps", "5", "--no-progress", "--amp", "bf16"]) == 0
     assert capsys.readouterr().err.splitlines()[0].endswith("bf16 autocast, eager: steps 4-5 of batch 8, into "
                                                             f"{tmp_path}")
