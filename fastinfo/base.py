@@ -16,18 +16,20 @@ from fastinfo.weight_copies import WeightCopies
 class InfoModel:
     """Subclasses build self.optimizers and define train_step(reals, gen) -> device metrics: one
     training step on batches_per_step(index) real batches, with no host sync, safe to capture in
-    a CUDA graph. A subclass with networks besides G and D adds them to self.copies (when set)
-    before it builds its optimisers."""
+    a CUDA graph. Its networks come from build_networks (G and D with its Q head, unless it says
+    otherwise); one it adds besides them goes to self.copies (when set) before it builds its
+    optimisers."""
 
     def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.use_q = registry.entry(cfg.model).q_head
-        self.G = Generator(spec.input_dim).to(device)
-        self.D = Discriminator(spec, cfg.slope, cfg.learn_std, norm=norm).to(device)
+        # whether predict_codes means anything: Q's categorical head, or a VAE's encoder
+        self.infers_codes = self.use_q
+        self.networks = self.build_networks(norm)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.copies = WeightCopies() if cfg.weight_copies else None
         if self.copies:
-            self.copies.add(self.G, self.D)
+            self.copies.add(*self.networks.values())
         # bf16 has fp32's range and needs no loss scaling; fp16 does
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
@@ -39,6 +41,12 @@ class InfoModel:
         self.entropy = spec.entropy().to(device)
         # d loss / d loss, kept: a backward call without it fills a fresh ones tensor, one kernel
         self.grad_seed = torch.ones((), device=device)
+
+    def build_networks(self, norm: str) -> dict[str, torch.nn.Module]:
+        """The networks by their names in a checkpoint: G and D (with its Q head)."""
+        self.G = Generator(self.spec.input_dim).to(self.device)
+        self.D = Discriminator(self.spec, self.cfg.slope, self.cfg.learn_std, norm=norm).to(self.device)
+        return {"G": self.G, "D": self.D}
 
     def compiled(self, fn, **inductor_options):
         """fn compiled under --compile, with static shapes: a step has a few fixed ones (B, and 2B
@@ -193,36 +201,40 @@ class InfoModel:
             self.scaler.step(self.optimizers[n])
         self.scaler.update()
 
+    @contextlib.contextmanager
+    def eval_mode(self, *modules: torch.nn.Module):
+        """Within: the modules in eval mode (batch-norm running statistics); their modes after."""
+        was_training = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            yield
+        finally:
+            for m, mode in zip(modules, was_training):
+                m.train(mode)
+
     @torch.no_grad()
     def generate(self, z, cat, cont) -> torch.Tensor:
         """Images from G in eval mode (batch-norm running statistics)."""
-        was_training = self.G.training
-        self.G.eval()
-        try:
+        with self.eval_mode(self.G):
             return self.g_forward(z, cat, cont)
-        finally:
-            self.G.train(was_training)
 
     @torch.no_grad()
     def predict_codes(self, images: torch.Tensor) -> torch.Tensor:
         """Q's categorical logits [N, sum K] for images in [-1, 1], in eval mode."""
-        was_training = self.D.training
-        self.D.eval()
-        try:
+        with self.eval_mode(self.D):
             return self.D(images, with_q=True)[1][0]
-        finally:
-            self.D.train(was_training)
 
     def state_dict(self) -> dict:
         return {
-            "models": {"G": self.G.state_dict(), "D": self.D.state_dict()},
+            "models": {name: net.state_dict() for name, net in self.networks.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.G.load_state_dict(state["models"]["G"])
-        self.D.load_state_dict(state["models"]["D"])
+        for name, net in self.networks.items():
+            net.load_state_dict(state["models"][name])
         for n, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][n])
         if state.get("scaler"):

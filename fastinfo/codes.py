@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 NOISE_PRIORS = ("normal", "uniform")
+CONT_PRIORS = ("uniform", "normal")  # InfoGAN's U(-1, 1); a VAE's N(0, 1)
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class LatentSpec:
     n_cont: int = 2
     noise_prior: str = "normal"  # "normal": N(0, I); "uniform": U(-1, 1) as in the original code
     noise_scale: float = 1.0  # z is drawn from the prior times this: the codes' weight in G's input grows as it falls
+    cont_prior: str = "uniform"  # the continuous codes': "uniform" U(-1, 1) (InfoGAN), "normal" N(0, 1) (a VAE)
 
     def __post_init__(self):
         object.__setattr__(self, "cat_sizes", tuple(int(k) for k in self.cat_sizes))
@@ -30,6 +32,8 @@ class LatentSpec:
             raise ValueError(f"every categorical code needs >= 2 categories, got {self.cat_sizes}")
         if self.noise_prior not in NOISE_PRIORS:
             raise ValueError(f"noise_prior must be one of {NOISE_PRIORS}, got {self.noise_prior!r}")
+        if self.cont_prior not in CONT_PRIORS:
+            raise ValueError(f"cont_prior must be one of {CONT_PRIORS}, got {self.cont_prior!r}")
         if not self.noise_scale > 0:
             raise ValueError(f"noise_scale must be positive, got {self.noise_scale}")
         if self.input_dim == 0:
@@ -54,8 +58,9 @@ class LatentSpec:
 
     def entropy(self) -> torch.Tensor:
         """H(c_i) per code in nats, [n_codes]: ln K for a uniform categorical code and the
-        differential entropy ln 2 of U(-1, 1) for a continuous one."""
-        return torch.tensor([math.log(k) for k in self.cat_sizes] + [math.log(2.0)] * self.n_cont)
+        differential entropy of a continuous one's prior: ln 2 for U(-1, 1), ln(2 pi e) / 2 for N(0, 1)."""
+        h_cont = math.log(2.0) if self.cont_prior == "uniform" else 0.5 * math.log(2 * math.pi * math.e)
+        return torch.tensor([math.log(k) for k in self.cat_sizes] + [h_cont] * self.n_cont)
 
     def sample(self, batch_size: int, device=None, generator: torch.Generator | None = None):
         """Draw (z [B, noise_dim], cat [B, n_cat] int64, cont [B, n_cont]) from the prior, z
@@ -73,8 +78,10 @@ class LatentSpec:
             cat = torch.randint(0, self.cat_sizes[0], (batch_size, 1), **kw)
         else:
             cat = torch.stack([torch.randint(0, k, (batch_size,), **kw) for k in self.cat_sizes], 1)
-        # one kernel each, and the same numbers as rand() * 2 - 1
-        cont = torch.empty(batch_size, self.n_cont, device=device).uniform_(-1, 1, generator=generator)
+        if self.cont_prior == "uniform":  # one kernel, and the same numbers as rand() * 2 - 1
+            cont = torch.empty(batch_size, self.n_cont, device=device).uniform_(-1, 1, generator=generator)
+        else:
+            cont = torch.randn(batch_size, self.n_cont, **kw)
         return z, cat, cont
 
     def g_input(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,16 @@ class TrainConfig:
     mine_codes: str = _opt("cont", "codes MINE-GAN's statistics network sees: cont or all (one-hot categorical too)")
     mine_ema: float = _opt(0.01, "moving-average rate of MINE's bias correction (minegan)")
     adaptive_clip: bool = _opt(True, "MINE's adaptive gradient clipping of the MI gradient on G (minegan)")
+    temperature: float = _opt(0.67, "Gumbel-softmax temperature of the categorical codes (vae, infovae; "
+                                     "JointVAE's 0.67)")
+    straight_through: bool = _opt(False, "vae, infovae: one-hot categorical samples forward, the relaxed sample's "
+                                         "gradient backward")
+    capacity_gamma: float = _opt(30.0, "vae, infovae: JointVAE's capacity control, gamma * |KL - C(t)| per kind of "
+                                       "latent (0: the plain KL terms)")
+    capacity_cont: float = _opt(5.0, "vae, infovae: the Gaussian latents' capacity C rises to this many nats")
+    capacity_cat: float = _opt(5.0, "vae, infovae: the categorical codes' capacity rises to this (at most the sum "
+                                    "of their ln K)")
+    capacity_steps: int = _opt(25000, "vae, infovae: steps over which each capacity rises linearly from 0")
     critic_norm: str = _opt("auto", "critic normalisation: auto (batch; layer for -gp), batch, layer, none")
     lambda_cat: float = _opt(1.0, "weight of L_I for categorical codes")
     lambda_cont: float = _opt(0.1, "weight of L_I for continuous codes (preset-dependent)")
@@ -174,6 +184,10 @@ class TrainConfig:
              f"unknown loss backend {self.loss_backend!r}; accepted: {', '.join(LOSS_BACKENDS)}")
         need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")
         need(self.noise_scale > 0, f"--noise-scale must be positive, got {self.noise_scale}")
+        need(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
+        need(self.capacity_gamma >= 0 and self.capacity_cont >= 0 and self.capacity_cat >= 0,
+             "--capacity-gamma, --capacity-cont and --capacity-cat must be >= 0")
+        need(self.capacity_steps >= 1, f"--capacity-steps must be >= 1, got {self.capacity_steps}")
         for f in fields(self):
             value = getattr(self, f.name)
             need(not isinstance(value, float) or abs(value) <= FLOAT32_MAX,
@@ -188,6 +202,8 @@ class TrainConfig:
         need(self.noise_dim + sum(self.cat_sizes) + self.n_cont > 0,
              "G's input is empty: give --noise-dim, --cat-sizes or --n-cont")
         need(all(k >= 2 for k in self.cat_sizes), f"--cat-sizes need >= 2 categories each, got {self.cat_sizes}")
+        need(model.family != "vae" or self.cat_sizes,
+             f"--model {self.model} needs a categorical code: give --cat-sizes (e.g. 10)")
         need(not model.q_head or self.cat_sizes or self.n_cont,
              f"{self.model} needs at least one latent code (--cat-sizes or --n-cont)")
         for name in ("lr_d", "lr_g"):

@@ -182,11 +182,13 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
     the run's folder, whether the failure check flagged it (fastinfo.failure)."""
     result = {"model": cfg.model, "preset": cfg.preset, "dataset": cfg.dataset}
     images, labels = data.load(cfg.dataset, train=False, data_root=cfg.data_root)
-    if model.use_q and model.spec.n_cat > 0:
+    if model.infers_codes and model.spec.n_cat > 0:
         result.update(c1_scores(model, images, labels))
         result.update(label_free_score(model, cfg))
     else:
-        result["c1_accuracy"] = "n/a (no Q head trained)" if not model.use_q else "n/a (no categorical code)"
+        result["c1_accuracy"] = "n/a (no Q head trained)" if not model.infers_codes else "n/a (no categorical code)"
+    if hasattr(model, "test_scores"):  # a VAE: its ELBO and reconstruction error on the test images
+        result.update(model.test_scores(images, torch.Generator(model.device).manual_seed(0)))
     if clf is not None:
         result.update(generated_class_scores(model, clf, samples_per_value))
     if full:

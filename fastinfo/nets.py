@@ -4,6 +4,7 @@ G: FC 1024-BN-ReLU, FC 7x7x128-BN-ReLU, 4x4 up-conv 64 stride 2-BN-ReLU, 4x4 up-
 D: 4x4 conv 64 stride 2-lReLU, 4x4 conv 128 stride 2-BN-lReLU, FC 1024-BN-lReLU, then
    a D head (FC 1 logit) and a Q head (FC 128-BN-lReLU, FC to the code parameters)
    that share everything before them.
+A VAE's decoder is G ending in Bernoulli logits, and its encoder D's body with a Q-like head.
 """
 
 import torch
@@ -42,7 +43,10 @@ def _norm2d(kind: str, c: int, hw: int) -> nn.Module:
 
 
 class Generator(nn.Module):
-    def __init__(self, input_dim: int, channels: int = 1):
+    """G: images in [-1, 1] (tanh), or with logits=True the Bernoulli logits of a VAE's
+    decoder, one per pixel."""
+
+    def __init__(self, input_dim: int, channels: int = 1, logits: bool = False):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(input_dim, 1024),
@@ -56,7 +60,7 @@ class Generator(nn.Module):
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1),  # 28x28
-            nn.Tanh(),  # images live in [-1, 1]
+            nn.Identity() if logits else nn.Tanh(),  # images live in [-1, 1]
         )
         drop_batch_counters(self)
 
@@ -67,21 +71,56 @@ class Generator(nn.Module):
 class QHead(nn.Module):
     """Q(c | x): categorical logits, Gaussian means and (when learned) log-std per continuous code."""
 
-    def __init__(self, spec: LatentSpec, slope: float, learn_std: bool, norm: str = "batch"):
+    def __init__(self, spec: LatentSpec, slope: float, learn_std: bool, norm: str = "batch",
+                 n_cont: int | None = None):
         super().__init__()
-        self.spec, self.learn_std = spec, learn_std
-        n_out = sum(spec.cat_sizes) + spec.n_cont * (2 if learn_std else 1)
+        # n_cont: the Gaussians it describes, spec.n_cont unless given (a VAE's encoder: all its latents)
+        self.spec, self.learn_std, self.n_cont = spec, learn_std, spec.n_cont if n_cont is None else n_cont
+        n_out = sum(spec.cat_sizes) + self.n_cont * (2 if learn_std else 1)
         self.net = nn.Sequential(
             nn.Linear(1024, 128), _norm1d(norm, 128), nn.LeakyReLU(slope), nn.Linear(128, n_out)
         )
 
     def forward(self, h: torch.Tensor):
         """h [B, 1024] -> (cat_logits [B, sum K], mean [B, n_cont], log_std [B, n_cont] or None)."""
-        k, n = sum(self.spec.cat_sizes), self.spec.n_cont
+        k, n = sum(self.spec.cat_sizes), self.n_cont
         # split, not three slices: its backward is one concatenation instead of a zero-filled
         # tensor per slice and their sum
         parts = self.net(h).split([k, n, n] if self.learn_std else [k, n], dim=1)
         return parts[0], parts[1], parts[2] if self.learn_std else None
+
+
+def d_body(slope: float, norm: str = "batch", channels: int = 1) -> nn.Sequential:
+    """D's body: images [B, C, 28, 28] -> features [B, 1024]."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return nn.Sequential(
+        nn.Conv2d(channels, 64, 4, stride=2, padding=1),  # 14x14
+        nn.LeakyReLU(slope),
+        nn.Conv2d(64, 128, 4, stride=2, padding=1),  # 7x7
+        _norm2d(norm, 128, 7),
+        nn.LeakyReLU(slope),
+        nn.Flatten(),
+        nn.Linear(128 * 7 * 7, 1024),
+        _norm1d(norm, 1024),
+        nn.LeakyReLU(slope),
+    )
+
+
+class Encoder(nn.Module):
+    """A VAE's q(c | x) q(z | x): D's body, then a head like Q's with the categorical codes'
+    logits and a mean and log-std for each Gaussian latent: the noise_dim latents, then the
+    n_cont codes (G's input order)."""
+
+    def __init__(self, spec: LatentSpec, slope: float = 0.1, norm: str = "batch", channels: int = 1):
+        super().__init__()
+        self.body = d_body(slope, norm, channels)
+        self.head = QHead(spec, slope, learn_std=True, norm=norm, n_cont=spec.noise_dim + spec.n_cont)
+        drop_batch_counters(self)
+
+    def forward(self, x: torch.Tensor):
+        """x [B, C, 28, 28] -> (cat_logits [B, sum K], mean [B, L], log_std [B, L]), L = noise_dim + n_cont."""
+        return self.head(self.body(x))
 
 
 class Discriminator(nn.Module):
@@ -96,19 +135,7 @@ class Discriminator(nn.Module):
         channels: int = 1,
     ):
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 64, 4, stride=2, padding=1),  # 14x14
-            nn.LeakyReLU(slope),
-            nn.Conv2d(64, 128, 4, stride=2, padding=1),  # 7x7
-            _norm2d(norm, 128, 7),
-            nn.LeakyReLU(slope),
-            nn.Flatten(),
-            nn.Linear(128 * 7 * 7, 1024),
-            _norm1d(norm, 1024),
-            nn.LeakyReLU(slope),
-        )
+        self.body = d_body(slope, norm, channels)
         self.d_head = nn.Linear(1024, 1)
         self.q_head = QHead(spec, slope, learn_std, norm)
         drop_batch_counters(self)

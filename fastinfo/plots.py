@@ -27,11 +27,20 @@ def _series(rows: list[dict], key: str):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+# the losses a run logs, by model: a GAN's D and G loss, a VAE's terms
+LOSSES = (("loss_d", "D loss"), ("loss_g", "G loss"), ("loss", "loss"), ("reconstruction", "reconstruction"),
+          ("kl_cont", "KL(q(z|x) ‖ N(0, I))"), ("kl_cat", "KL(q(c|x) ‖ uniform)"))
+
+
 def loss_curves(rows: list[dict], path: Path, title: str) -> None:
-    """D and G loss per iteration (the poster's Figures 1 and 2)."""
+    """The losses per iteration: D's and G's (the poster's Figures 1 and 2), or a VAE's terms
+    (on a log scale: its reconstruction term is a hundred times its KL terms)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
-        ax.plot(*_series(rows, key), label=label, linewidth=0.8)
+    for key, label in LOSSES:
+        if rows and key in rows[0]:
+            ax.plot(*_series(rows, key), label=label, linewidth=0.8)
+    if rows and "reconstruction" in rows[0]:
+        ax.set_yscale("symlog", linthresh=1.0)
     ax.set(xlabel="iteration", ylabel="loss", title=title)
     ax.legend()
     save_figure(fig, path)
@@ -60,6 +69,19 @@ def info_curve(rows: list[dict], code_names: list[str], entropy: list[float], n_
                        label=f"H({name}) = {h:.3f}" + (" = ln 10" if math.isclose(h, math.log(10)) else ""))
     ax.set(xlabel="iteration", ylabel="nats", title=title)
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def reconstructions(originals: torch.Tensor, decoded: torch.Tensor, path: Path) -> None:
+    """Test images [N, C, H, W] in [-1, 1] over their reconstructions, row by row."""
+    n_cols = min(10, len(originals))
+    rows = [t for i in range(0, len(originals), n_cols) for t in (originals[i : i + n_cols], decoded[i : i + n_cols])]
+    grid = make_grid(torch.cat(rows).float().cpu(), nrow=n_cols, normalize=True, value_range=(-1, 1), padding=2)
+    fig, ax = plt.subplots(figsize=(grid.shape[2] / 80 + 0.6, grid.shape[1] / 80 + 0.9))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("test digits (odd rows) and their reconstructions (even rows)", fontsize=9)
     save_figure(fig, path)
 
 

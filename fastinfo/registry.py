@@ -11,14 +11,23 @@ from dataclasses import dataclass, field
 # Settings only some models read (every other setting, every model reads), in the order a
 # warning lists them.
 WGAN_SETTINGS = ("n_critic", "wgan_schedule", "critic_norm")
-Q_SETTINGS = ("lambda_cat", "lambda_cont", "learn_std", "loss_backend")
+INFO_SETTINGS = ("lambda_cat", "lambda_cont", "loss_backend")
+Q_SETTINGS = (*INFO_SETTINGS, "learn_std")
 MINE_SETTINGS = ("beta", "mine_codes", "mine_ema", "adaptive_clip")
 ADAM_BETAS = ("beta1", "beta2")
-MODEL_SPECIFIC = (*WGAN_SETTINGS, "clip", "gp_weight", *MINE_SETTINGS, *Q_SETTINGS, "lr_q", *ADAM_BETAS)
+# how a GAN draws z (a VAE's prior is N(0, I))
+NOISE_SETTINGS = ("noise_prior", "noise_scale")
+VAE_SETTINGS = ("temperature", "straight_through", "capacity_gamma", "capacity_cont", "capacity_cat",
+                "capacity_steps")
+MODEL_SPECIFIC = (*WGAN_SETTINGS, "clip", "gp_weight", *MINE_SETTINGS, *Q_SETTINGS, "lr_q", *ADAM_BETAS,
+                  *NOISE_SETTINGS, *VAE_SETTINGS)
 
 # The WGAN paper's RMSprop at 5e-5; WGAN-GP's Adam at 1e-4 with betas (0.5, 0.9)
 CLIPPED_CRITIC_DEFAULTS = dict(lr_d=5e-5, lr_g=5e-5)
 PENALTY_CRITIC_DEFAULTS = dict(lr_d=1e-4, lr_g=1e-4, beta1=0.5, beta2=0.9)
+# JointVAE's MNIST settings: Adam at 5e-4 with PyTorch's betas, batch 64, ten Gaussian latents
+# (here 8 latents of noise and the 2 continuous codes) beside the 10-way code
+VAE_DEFAULTS = dict(lr_d=5e-4, lr_g=5e-4, beta1=0.9, beta2=0.999, batch_size=64, noise_dim=8)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class ModelEntry:
             "gp" for one with a gradient penalty.
         defaults: its own defaults over TrainConfig's (the presets still override them).
         reads: the settings of MODEL_SPECIFIC it reads.
+        family: "gan", or "vae" for a model whose continuous latents have the prior N(0, 1).
     """
 
     cls: str
@@ -39,6 +49,7 @@ class ModelEntry:
     critic: str | None = None
     defaults: dict = field(default_factory=dict)
     reads: tuple[str, ...] = ()
+    family: str = "gan"
 
     def model_class(self) -> type:
         module, name = self.cls.split(":")
@@ -46,18 +57,24 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "gan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=False, reads=ADAM_BETAS),
-    "infogan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=True, reads=(*Q_SETTINGS, *ADAM_BETAS)),
+    "gan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=False, reads=(*NOISE_SETTINGS, *ADAM_BETAS)),
+    "infogan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=True, reads=(*NOISE_SETTINGS, *Q_SETTINGS, *ADAM_BETAS)),
     "wgan": ModelEntry("fastinfo.wgan:InfoWGAN", q_head=False, critic="clip", defaults=CLIPPED_CRITIC_DEFAULTS,
-                       reads=(*WGAN_SETTINGS, "clip")),
+                       reads=(*NOISE_SETTINGS, *WGAN_SETTINGS, "clip")),
     "infowgan": ModelEntry("fastinfo.wgan:InfoWGAN", q_head=True, critic="clip", defaults=CLIPPED_CRITIC_DEFAULTS,
-                           reads=(*WGAN_SETTINGS, "clip", *Q_SETTINGS, "lr_q")),
+                           reads=(*NOISE_SETTINGS, *WGAN_SETTINGS, "clip", *Q_SETTINGS, "lr_q")),
     "wgan-gp": ModelEntry("fastinfo.wgan:InfoWGAN", q_head=False, critic="gp", defaults=PENALTY_CRITIC_DEFAULTS,
-                          reads=(*WGAN_SETTINGS, "gp_weight", *ADAM_BETAS)),
+                          reads=(*NOISE_SETTINGS, *WGAN_SETTINGS, "gp_weight", *ADAM_BETAS)),
     # (the Q head of infowgan-gp keeps InfoGAN's betas; its critic takes WGAN-GP's)
     "infowgan-gp": ModelEntry("fastinfo.wgan:InfoWGAN", q_head=True, critic="gp", defaults=PENALTY_CRITIC_DEFAULTS,
-                              reads=(*WGAN_SETTINGS, "gp_weight", *Q_SETTINGS, "lr_q", *ADAM_BETAS)),
-    "minegan": ModelEntry("fastinfo.minegan:MineGAN", q_head=False, reads=(*MINE_SETTINGS, "lr_q", *ADAM_BETAS)),
+                              reads=(*NOISE_SETTINGS, *WGAN_SETTINGS, "gp_weight", *Q_SETTINGS, "lr_q", *ADAM_BETAS)),
+    "minegan": ModelEntry("fastinfo.minegan:MineGAN", q_head=False,
+                          reads=(*NOISE_SETTINGS, *MINE_SETTINGS, "lr_q", *ADAM_BETAS)),
+    # the VAE and the information-regularised VAE: encoder q(c|x) q(z|x), decoder p(x|z, c)
+    "vae": ModelEntry("fastinfo.vae:InfoVAE", q_head=False, defaults=VAE_DEFAULTS, reads=(*VAE_SETTINGS, *ADAM_BETAS),
+                      family="vae"),
+    "infovae": ModelEntry("fastinfo.vae:InfoVAE", q_head=True, defaults=VAE_DEFAULTS,
+                          reads=(*VAE_SETTINGS, *INFO_SETTINGS, *ADAM_BETAS), family="vae"),
 }
 
 

@@ -21,7 +21,7 @@ from fastinfo import atomic, checkpoint, failure
 from fastinfo.arguments import ArgumentParser, FolderError, interrupted, make_folder, stops_as_on_ctrl_c
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, not_a_run, read_saved
 
-CURVES = ("loss_curves.png", "info_curve.png", "mi_curve.png")
+CURVES = ("reconstructions.png", "loss_curves.png", "info_curve.png", "mi_curve.png")
 # settings that change how a run was carried out, not what it learnt: runs that differ only in
 # these are seeds of one setting. Of those a resume may change, the length and the precision of
 # training change what it learnt.

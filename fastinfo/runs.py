@@ -76,6 +76,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def latent_spec(cfg: TrainConfig) -> LatentSpec:
+    """The run's latent layout and prior: a GAN's as set, a VAE's all N(0, 1) beside the codes."""
+    if registry.entry(cfg.model).family == "vae":
+        return LatentSpec(cfg.noise_dim, cfg.cat_sizes, cfg.n_cont, "normal", 1.0, cont_prior="normal")
     return LatentSpec(cfg.noise_dim, cfg.cat_sizes, cfg.n_cont, cfg.noise_prior, cfg.noise_scale)
 
 

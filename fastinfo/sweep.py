@@ -74,7 +74,7 @@ def sweep_settings_in(extra: list[str]) -> list[str]:
 
 
 def tail_variance(run: Path, key: str, fraction: float = 0.25) -> float | None:
-    values = [r[key] for r in metrics_log.read(run / "metrics.jsonl")]
+    values = [r[key] for r in metrics_log.read(run / "metrics.jsonl") if key in r]  # a VAE has no loss_d
     tail = values[int(len(values) * (1 - fraction)) :]
     return statistics.pvariance(tail) if len(tail) > 1 else None
 

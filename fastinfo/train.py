@@ -278,6 +278,10 @@ class Trainer:
             z, cat, cont, n_cols = spec.traversal(code, n_rows=10, device=self.device, generator=gen)
             plots.traversal_grid(self.model.generate(z, cat, cont), n_cols, self.run / f"traverse_{name}.png",
                                  name, spec.traversal_values(code).tolist())
+        if hasattr(self.model, "reconstruct"):  # a VAE: test digits and their reconstructions
+            images, _ = data.load(self.cfg.dataset, train=False, data_root=self.cfg.data_root)
+            originals = data.to_model_range(images[:50].to(self.device).unsqueeze(1))
+            plots.reconstructions(originals, self.model.reconstruct(originals), self.run / "reconstructions.png")
         rows = metrics_log.read(self.run / "metrics.jsonl")
         plots.loss_curves(rows, self.run / "loss_curves.png", title)
         if self.model.use_q:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 @pytest.mark.parametrize(
     "args, msg",
     [
-        (["--model", "vae"], "unknown model 'vae'; accepted: gan, infogan, wgan"),
+        (["--model", "vea"], "unknown model 'vea'; accepted: gan, infogan, wgan"),
         (["--dataset", "svhn"], "unknown dataset 'svhn'"),
         (["--batch-size", "0"], "--batch-size must be in 2..60000"),
         (["--batch-size", "1"], "batch norm needs two samples"),

@@ -75,7 +75,7 @@ def test_epochs_given_to_a_resume_outrank_the_runs_own_steps(tmp_path):
     ((), 20),
     # optimiser states, MINE's moving average, the loss scaler and the critic's schedule resume too
     (("--model", "minegan"), 4), (("--model", "infowgan", "--n-critic", 2), 4), (("--amp", "fp16"), 4),
-    (("--amp", "bf16", "--weight-copies"), 4),
+    (("--amp", "bf16", "--weight-copies"), 4), (("--model", "infovae"), 4),
 ], ids=lambda v: " ".join(map(str, v)) if isinstance(v, tuple) else None)
 def test_resume_is_exact(tmp_path, args, steps):
     """The whole state resumes: networks, optimisers, the loss scaler, MINE's moving average,

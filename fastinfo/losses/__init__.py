@@ -1,4 +1,4 @@
-"""Drop-in losses for information-regularised GANs.
+"""Drop-in losses for information-regularised GANs and VAEs.
 
 The fused ones on CUDA tensors run Triton kernels (``fastinfo.kernels``); on CPU tensors they
 run the PyTorch reference (``fastinfo.losses.reference``), except under ``TRITON_INTERPRET=1``,
@@ -23,6 +23,7 @@ from fastinfo.losses.info import (
 )
 from fastinfo.losses.mine import mine_dv_bound, mine_dv_bound_pairwise, mine_f_bound
 from fastinfo.losses.penalty import gradient_penalty
+from fastinfo.losses.vae import vae_kl
 
 __all__ = [
     "clip_weights_",
@@ -39,4 +40,5 @@ __all__ = [
     "reference",
     "tag_compile_cache",
     "use_triton",
+    "vae_kl",
 ]

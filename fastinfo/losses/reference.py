@@ -14,6 +14,13 @@ from fastinfo.losses.checks import to_acc
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def reduce_batch(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    """[B] per-sample values reduced as the losses' `reduction` says: "mean", "sum" or "none"."""
+    if reduction == "mean":
+        return per_sample.mean()
+    return per_sample.sum() if reduction == "sum" else per_sample
+
+
 def info_nll_terms(
     cat_logits: torch.Tensor | None,
     cat_codes: torch.Tensor | None,
@@ -58,7 +65,7 @@ def info_nll_and_per_code(
     terms = info_nll_terms(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes)
     n_cat = len(cat_sizes)
     per_sample = cat_weight * terms[:, :n_cat].sum(1) + cont_weight * terms[:, n_cat:].sum(1)
-    return _reduce(per_sample, reduction), terms.mean(0)
+    return reduce_batch(per_sample, reduction), terms.mean(0)
 
 
 def info_nll(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, **kw):
@@ -69,14 +76,6 @@ def info_nll(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, **
 def info_nll_per_code(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std=None, *, cat_sizes=None):
     """Reference for :func:`fastinfo.losses.info_nll_per_code`: batch-mean NLL of each code."""
     return info_nll_and_per_code(cat_logits, cat_codes, cont_mean, cont_codes, cont_log_std, cat_sizes=cat_sizes)[1]
-
-
-def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return per_sample.mean()
-    if reduction == "sum":
-        return per_sample.sum()
-    return per_sample
 
 
 def _new_log_ema(lme: torch.Tensor, log_ema: torch.Tensor | None, ema_rate: float) -> torch.Tensor:
@@ -120,3 +119,24 @@ def gradient_penalty(critic, real, fake, eps):
     x_hat = (eps * real + (1 - eps) * fake.to(real.dtype)).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((to_acc(grad).flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def vae_kl(cat_logits, mean, log_var, *, cat_sizes=None, reduction="mean"):
+    """Reference for :func:`fastinfo.losses.vae_kl`: (KL of the categorical posteriors from
+    uniform, KL of the Gaussian posterior from N(0, I))."""
+    ref = cat_logits if cat_logits is not None else mean
+    zeros = torch.zeros(ref.shape[0], dtype=torch.float64 if ref.dtype == torch.float64 else torch.float32,
+                        device=ref.device)
+    kl_cat = kl_cont = zeros
+    if cat_logits is not None:
+        sizes = [cat_logits.shape[1]] if cat_sizes is None else list(cat_sizes)
+        for size, logits in zip(sizes, torch.split(to_acc(cat_logits), sizes, dim=1)):
+            log_p = F.log_softmax(logits, dim=1)
+            p = log_p.exp()
+            # a category of probability 0 (a -inf logit) adds 0; its log is kept out of the
+            # product, where 0 * -inf would give NaN forward or backward
+            kl_cat = kl_cat + (p * torch.where(p > 0, log_p, 0.0)).sum(1) + math.log(size)
+    if mean is not None:
+        mu, lv = to_acc(mean), to_acc(log_var)
+        kl_cont = 0.5 * (mu * mu + lv.exp() - 1.0 - lv).sum(1)
+    return reduce_batch(kl_cat, reduction), reduce_batch(kl_cont, reduction)
