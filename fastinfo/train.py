@@ -1,6 +1,6 @@
 """Train InfoGAN-family models.
 
-    python -m fastinfo.train --model infogan                 # paper preset, MNIST, 10 epochs
+    python -m fastinfo.train --model infogan                 # tuned preset, MNIST, 10 epochs
     python -m fastinfo.train --model gan --steps 2000 --out runs/gan
     python -m fastinfo.train --resume runs/gan --steps 4000  # continue to step 4000
     python -m fastinfo.train --model infogan --amp --compile --cuda-graphs  # fastest, on a GPU

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from fastinfo.config import make_config
 from fastinfo.train import main
 from tests.helpers import FAST, run
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("synthetic_mnist")
         (["--steps", "-3"], "--steps must be positive"),
         (["--cat-sizes", "1"], "need >= 2 categories"),
         (["--model", "infogan", "--cat-sizes", "", "--n-cont", "0"], "needs at least one latent code"),
-        (["--preset", "deepmind"], "unknown preset 'deepmind'; accepted: paper, openai"),
+        (["--preset", "deepmind"], "unknown preset 'deepmind'; accepted: tuned, paper, openai"),
         (["--device", "tpu"], "unknown --device 'tpu'"),
         (["--lr-g", "0"], "--lr-g must be positive"),
         (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
@@ -151,3 +152,12 @@ def test_help_documents_every_option(capsys):
                  "--amp", "--compile", "--inductor", "--cuda-graphs", "--joint-d", "--log-every", "--ckpt-every",
                  "--config", "--preset"):
         assert flag in out
+
+
+def test_the_default_preset_is_the_papers_but_for_the_noise_it_leaves_open():
+    from dataclasses import asdict
+
+    tuned, paper = asdict(make_config({})), asdict(make_config({"preset": "paper"}))
+    assert {k for k in tuned if tuned[k] != paper[k]} == {"preset", "noise_prior", "noise_scale"}
+    assert (tuned["noise_prior"], tuned["noise_scale"]) == ("uniform", 0.5)
+    assert (paper["noise_prior"], paper["noise_scale"]) == ("normal", 1.0)

@@ -32,8 +32,8 @@ def test_infogan_smoke_writes_every_output(tmp_path):
     assert [r["step"] for r in rows] == list(range(1, 7))
     assert {"loss_d", "loss_g", "info_c1", "info_c2", "info_c3", "step_time"} <= set(rows[0])
     result = json.loads((tmp_path / "eval.json").read_text())
-    assert 0 <= result["c1_accuracy"] <= 1 and result["preset"] == "paper" and result["step"] == 6
-    assert json.loads((tmp_path / "config.json").read_text())["preset"] == "paper"
+    assert 0 <= result["c1_accuracy"] <= 1 and result["preset"] == "tuned" and result["step"] == 6
+    assert json.loads((tmp_path / "config.json").read_text())["preset"] == "tuned"
 
 
 def test_infogan_with_continuous_codes_only(tmp_path):
@@ -536,7 +536,7 @@ def test_a_run_says_what_it_trains_where_and_for_how_long(tmp_path, capsys):
     assert run(tmp_path, "--steps", 3, "--no-eval-at-end") == 0
     threads = torch.get_num_threads()
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"training infogan (paper preset) on mnist (64 images) on cpu ({threads} thread{'s' if threads > 1 else ''}), "
+        f"training infogan (tuned preset) on mnist (64 images) on cpu ({threads} thread{'s' if threads > 1 else ''}), "
         f"fp32, eager: 3 steps of batch 8, into {tmp_path}")
     assert main(["--resume", str(tmp_path), "--steps", "5", "--no-progress", "--amp", "bf16"]) == 0
     assert capsys.readouterr().err.splitlines()[0].endswith("bf16 autocast, eager: steps 4-5 of batch 8, into "
