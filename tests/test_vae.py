@@ -99,7 +99,7 @@ def test_vae_settings_are_checked_and_gan_settings_named_unused(tmp_path, capsys
         make_config(dict(model="vae", cat_sizes=()))
     with pytest.raises(ConfigError, match="--temperature must be positive"):
         make_config(dict(model="infovae", temperature=0.0))
-    assert main([*FAST, "--out", str(tmp_path), "--model", "infovae", "--noise-prior", "uniform", "--steps", "1",
+    assert main([*FAST, "--out", str(tmp_path), "--model", "infovae", "--noise-prior", "normal", "--steps", "1",
                  "--no-eval-at-end"]) == 0
     err = after_start(capsys.readouterr().err)
     assert "warning: --model infovae does not use --noise-prior (only gan, infogan" in err
