@@ -211,8 +211,9 @@ def add_agreement(rows: list[dict], out: Path, device) -> None:
         for r in rs:
             cfg, m, _ = runs.load_run(out / run_name(r), device=device)
             assignments[run_name(r)] = selection.training_probabilities(m, cfg).argmax(1)
+        scores = selection.agreement(assignments)
         for r in rs:
-            r["agreement"] = selection.agreement(assignments)[run_name(r)]
+            r["agreement"] = scores[run_name(r)]
 
 
 def selected_runs(rows: list[dict]) -> dict[str, dict]:

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fastinfo import losses
+from fastinfo import data, losses
 from fastinfo.base import InfoModel
 from fastinfo.nets import Encoder, Generator
 
@@ -152,8 +152,6 @@ class InfoVAE(InfoModel):
         """On test images uint8 [N, 28, 28], in eval mode: the negative ELBO per image (nats; one
         posterior sample, the plain KL terms) and the reconstruction's error (binary
         cross-entropy of the posterior mean's decoding, summed over pixels), each a mean."""
-        from fastinfo import data
-
         total = {"test_neg_elbo": 0.0, "test_reconstruction_bce": 0.0}
         with self.eval_mode(self.encoder, self.decoder):
             for i in range(0, len(images), batch_size):
