@@ -129,18 +129,29 @@ def comma_list(item):
     return parse
 
 
+def integer_ranges(text: str, what: str, example: str) -> list[int]:
+    """Non-negative integers and low-high ranges, comma-separated (5,7-8), in the order given,
+    repeats kept. ValueError, naming example as what is accepted, for anything else or a range
+    (of what: "seed") that runs backwards."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = (side.strip() for side in part.partition("-"))
+        if not (low.isdigit() and (high.isdigit() or not dash)):
+            raise ValueError(f"expected {example}, got {text!r}")
+        first, last = int(low), int(high or low)
+        if last < first:
+            raise ValueError(f"the {what} range {part} is empty: write it low-high")
+        values.extend(range(first, last + 1))
+    return values
+
+
 def seed_list(text: str) -> list[int]:
     """Seeds as 0,1,2 or 0-4 or both (5,7-8): non-negative integers and ranges, low-high; a seed
     given twice counts once (twice, it would weigh double in the sweep's mean ± std)."""
-    seeds = []
-    for part in (p.strip() for p in text.split(",")):
-        low, dash, high = part.partition("-")
-        if not (low.isdigit() and (high.isdigit() or not dash)):
-            raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2 or 0-4, got {text!r}")
-        first, last = int(low), int(high or low)
-        if last < first:
-            raise argparse.ArgumentTypeError(f"the seed range {part} is empty: write it low-high")
-        if last >= 2**32:
-            raise argparse.ArgumentTypeError(f"seeds are in 0..{2**32 - 1}, got {last}")
-        seeds.extend(range(first, last + 1))
+    try:
+        seeds = integer_ranges(text, "seed", "seeds such as 0,1,2 or 0-4")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if max(seeds) >= 2**32:
+        raise argparse.ArgumentTypeError(f"seeds are in 0..{2**32 - 1}, got {max(seeds)}")
     return list(dict.fromkeys(seeds))

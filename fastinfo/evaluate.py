@@ -14,6 +14,7 @@ H(c). --quick: c1 accuracy and the label-free score only. Writes RUN/eval.json.
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from fastinfo import atomic, classifier, data, failure, metrics_log
 from fastinfo.arguments import ArgumentParser, int_at_least, interrupted, stops_as_on_ctrl_c
 from fastinfo.runs import RunError, load_run
-from fastinfo.selection import c1_probabilities, label_free_score
+from fastinfo.selection import c1_probabilities, label_free_score, predicted_codes
 
 
 def cluster_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -52,18 +53,19 @@ def c1_scores(model, images: torch.Tensor, labels: torch.Tensor) -> dict:
 
 # A class counts as covered when it holds at least half its uniform share of generated images.
 COVERED_SHARE = 0.5
-COLLAPSE_BELOW = 8  # a run covering fewer of the 10 classes has collapsed
+COLLAPSE_SHARE = 0.8  # a run covering fewer than 80% of the classes (8 of MNIST's 10) has collapsed
 
 
 @torch.no_grad()
-def generated_class_scores(model, clf, n_per_value: int = 200, seed: int = 0) -> dict:
+def generated_class_scores(model, clf, classes: list[int], n_per_value: int = 200, seed: int = 0) -> dict:
     """How well c1 controls the class, judged by the project's classifier; applies to every model
     (for the vanilla GAN, c1 is plain noise, which makes this the fair comparison).
 
     c1_purity: mean over c1 values of the share of the majority class among images generated
     with that value; c1_distinct: how many distinct majority classes the values reach;
-    classes_covered: classes holding >= half their uniform share of all generated images. Without
-    a categorical code, only the classes covered (and collapse) mean something: purity is "n/a"."""
+    classes_covered: of the run's classes (a --classes subset), those holding >= half their
+    uniform share of all generated images. Without a categorical code, only the classes covered
+    (and collapse) mean something: purity is "n/a"."""
     spec, device = model.spec, model.device
     gen = torch.Generator(device).manual_seed(seed)
     k = spec.cat_sizes[0] if spec.n_cat else 10
@@ -78,14 +80,14 @@ def generated_class_scores(model, clf, n_per_value: int = 200, seed: int = 0) ->
         counts += hist
         purities.append((hist.max() / n_per_value).item())
         majorities.append(int(hist.argmax()))
-    share = counts / counts.sum()
-    covered = int((share >= COVERED_SHARE / n_classes).sum())
+    share = counts[classes] / counts.sum()
+    covered = int((share >= COVERED_SHARE / len(classes)).sum())
     no_code = "n/a (no categorical code)"
     return {
         "c1_purity": sum(purities) / len(purities) if spec.n_cat else no_code,
         "c1_distinct": len(set(majorities)) if spec.n_cat else no_code,
         "classes_covered": covered,
-        "collapsed": covered < COLLAPSE_BELOW,
+        "collapsed": covered < math.ceil(COLLAPSE_SHARE * len(classes)),
     }
 
 
@@ -128,6 +130,23 @@ def continuous_code_scores(model, n_rows: int = 64, n_values: int = 9, span: flo
         top = sorted((abs(rho[c][m]) for c in rho), reverse=True) + [0.0]
         gaps.append(top[0] - top[1])
     return {"code_measure_spearman": rho, "disentanglement": float(np.mean(gaps))}
+
+
+@torch.no_grad()
+def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
+    """For a data set whose factors are known (shapes): the MIG of Q's continuous codes on the
+    images (uint8 [N, 28, 28]) against the factors [N, F] (fastinfo.factors), and per factor the
+    code that carries the most information about it."""
+    from fastinfo import factors as factor_metrics
+    from fastinfo import shapes
+
+    means = predicted_codes(model, images, batch_size)[1]
+    mig = factor_metrics.mutual_information_gap(means.float().numpy(), factors.numpy())
+    names = model.spec.code_names[model.spec.n_cat :]
+    mi = np.array(mig["mutual_information"])
+    return {"mig": mig["mig"], "factor_mig": dict(zip(shapes.FACTORS, mig["per_factor"])),
+            "factor_code": {f: names[int(mi[:, k].argmax())] for k, f in enumerate(shapes.FACTORS)},
+            "code_factor_information": {name: dict(zip(shapes.FACTORS, row)) for name, row in zip(names, mi.tolist())}}
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -181,7 +200,7 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
     scores; with full=True also the continuous-code measures, the Fréchet distance and L_I; with
     the run's folder, whether the failure check flagged it (fastinfo.failure)."""
     result = {"model": cfg.model, "preset": cfg.preset, "dataset": cfg.dataset}
-    images, labels = data.load(cfg.dataset, train=False, data_root=cfg.data_root)
+    images, labels = data.load_split(cfg, train=False)
     if model.infers_codes and model.spec.n_cat > 0:
         result.update(c1_scores(model, images, labels))
         result.update(label_free_score(model, cfg))
@@ -190,9 +209,16 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
     if hasattr(model, "test_scores"):  # a VAE: its ELBO and reconstruction error on the test images
         result.update(model.test_scores(images, torch.Generator(model.device).manual_seed(0)))
     if clf is not None:
-        result.update(generated_class_scores(model, clf, samples_per_value))
+        kept = list(data.kept_classes(cfg.classes, cfg.dataset))
+        result.update(generated_class_scores(model, clf, kept, samples_per_value))
     if full:
         result.update(continuous_code_scores(model))
+        if model.spec.n_cont:
+            from fastinfo.factors import traversal_change
+
+            result["traversal_change"] = dict(zip(model.spec.code_names[model.spec.n_cat :], traversal_change(model)))
+        if cfg.dataset == "shapes" and model.infers_codes and model.spec.n_cont:
+            result.update(factor_scores(model, images, data.shape_factors(cfg, train=False)))
         if clf is not None:
             result["fid"] = sample_fid(model, clf, images, n=fid_samples)
         if run is not None:

@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from fastinfo import atomic, checkpoint, failure
+from fastinfo import atomic, checkpoint, data, failure
 from fastinfo.arguments import ArgumentParser, FolderError, interrupted, make_folder, stops_as_on_ctrl_c
 from fastinfo.config import RESUMABLE_OVERRIDES, ConfigError, not_a_run, read_saved
 
@@ -56,7 +56,10 @@ def failures(s: dict) -> list[str]:
         out.append(f"failed at step {found.last}: {found.describe()}")
     if s["eval"].get("collapsed") is True:
         covered = s["eval"].get("classes_covered")
-        out.append("collapsed" + (f": its images cover {covered} of 10 classes" if covered is not None else ""))
+        setting = s["setting"]
+        kept = data.kept_classes(setting.get("classes", "all"), s["dataset"])
+        of = f": its images cover {covered} of {len(kept)} classes" if covered is not None else ""
+        out.append("collapsed" + of)
     if (s["run"] / "diverged").is_file():
         out.append("diverged: a loss became non-finite")
     return out
@@ -153,12 +156,14 @@ def run_block(s: dict) -> str:
             f"{note}{correlation_table(s)}{''.join(figs)}</div>")
 
 
-def write_report(runs: list[Path], out: Path) -> Path:
+def write_report(runs: list[Path], out: Path, extra: str = "") -> Path:
+    """out/index.html for the runs; extra: HTML a command puts before the metrics (its own
+    findings over the runs)."""
     summaries = [load_run_summary(r) for r in runs]
     make_folder(out)
     blocks = [run_block(s) for s in summaries]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>fastinfo report</title>"
-            f"<style>{STYLE}</style></head><body><h1>fastinfo report</h1>"
+            f"<style>{STYLE}</style></head><body><h1>fastinfo report</h1>{extra}"
             f"<h2>Metrics</h2>{metric_table(summaries)}"
             "<p>c1_accuracy: Q's category vs the test labels (Hungarian); label_free_score: Q's mutual "
             "information between real training images and c1, in nats (at most ln 10 = 2.303), read without "

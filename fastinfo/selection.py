@@ -20,19 +20,25 @@ LABEL_FREE_IMAGES = 10000
 
 
 @torch.no_grad()
-def c1_probabilities(model, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Q's distribution over the first categorical code, float64 [N, K], for images uint8 [N, 28, 28]."""
-    k = model.spec.cat_sizes[0]
-    probs = []
+def predicted_codes(model, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q's (categorical logits [N, sum K], continuous codes' means [N, n_cont]) on the CPU for
+    images uint8 [N, 28, 28], read batch by batch on the model's device."""
+    parts = []
     for i in range(0, len(images), batch_size):
         x = data.to_model_range(images[i : i + batch_size].to(model.device).unsqueeze(1))
-        probs.append(torch.softmax(model.predict_codes(x)[:, :k].double(), 1).cpu())
-    return torch.cat(probs).numpy()
+        parts.append([t.cpu() for t in model.predict_codes(x)])
+    return tuple(torch.cat(column) for column in zip(*parts))
+
+
+def c1_probabilities(model, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """Q's distribution over the first categorical code, float64 [N, K], for images uint8 [N, 28, 28]."""
+    logits = predicted_codes(model, images, batch_size)[0]
+    return torch.softmax(logits[:, : model.spec.cat_sizes[0]].double(), 1).numpy()
 
 
 def training_probabilities(model, cfg) -> np.ndarray:
     """c1_probabilities on the first LABEL_FREE_IMAGES training images of the run's data set."""
-    images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
+    images, _ = data.load_split(cfg, train=True)
     return c1_probabilities(model, images[:LABEL_FREE_IMAGES])
 
 

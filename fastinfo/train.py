@@ -116,12 +116,12 @@ class Trainer:
         if cfg.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
         torch.manual_seed(cfg.seed)
-        images, _ = data.load(cfg.dataset, train=True, data_root=cfg.data_root)
+        images, _ = data.load_split(cfg, train=True)
         if len(images) < cfg.batch_size:
             raise RunError(f"the {cfg.dataset} training set holds {len(images)} images, fewer than --batch-size "
                            f"{cfg.batch_size}: give a --batch-size of at most {len(images)}")
         if cfg.eval_at_end:  # read now: test files that cannot be read stop the run before it trains, not after
-            data.load(cfg.dataset, train=False, data_root=cfg.data_root)
+            data.load_split(cfg, train=False)
         self.model = build_model(cfg, self.device)
         self.n_train = len(images)
         self.total = cfg.total_steps(len(images), self.model.batches_per_step)
@@ -279,7 +279,7 @@ class Trainer:
             plots.traversal_grid(self.model.generate(z, cat, cont), n_cols, self.run / f"traverse_{name}.png",
                                  name, spec.traversal_values(code).tolist())
         if hasattr(self.model, "reconstruct"):  # a VAE: test digits and their reconstructions
-            images, _ = data.load(self.cfg.dataset, train=False, data_root=self.cfg.data_root)
+            images, _ = data.load_split(self.cfg, train=False)
             originals = data.to_model_range(images[:50].to(self.device).unsqueeze(1))
             plots.reconstructions(originals, self.model.reconstruct(originals), self.run / "reconstructions.png")
         rows = metrics_log.read(self.run / "metrics.jsonl")

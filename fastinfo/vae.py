@@ -129,10 +129,12 @@ class InfoVAE(InfoModel):
             return self.g_forward(z, cat, cont)
 
     @torch.no_grad()
-    def predict_codes(self, images: torch.Tensor) -> torch.Tensor:
-        """The encoder's categorical logits [N, sum K] for images in [-1, 1], in eval mode."""
+    def predict_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's (categorical logits [N, sum K], continuous codes' means [N, n_cont]) for
+        images in [-1, 1], in eval mode: the codes follow the noise in the Gaussian latent."""
         with self.eval_mode(self.encoder):
-            return self.encode(images)[0]
+            cat_logits, mean, _ = self.encode(images)
+            return cat_logits, mean[:, self.spec.noise_dim :]
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 
 from fastinfo import data
 from fastinfo.data import RAW_FILES, DataError, DeviceLoader
+from fastinfo.train import make_config
 
 
 def write_idx(folder: Path, n: int = 12, gz: bool = False, seed: int = 0, labels=None) -> torch.Tensor:
@@ -279,3 +280,45 @@ def test_device_loader_batches_cover_an_epoch_once():
     with pytest.raises(ValueError, match="batch size must be in"):
         DeviceLoader(images, 11, "cpu", torch.Generator())
     assert nxt.shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("text, classes", [("all", None), ("0,1,7", (0, 1, 7)), ("0-4", (0, 1, 2, 3, 4)),
+                                           ("0-2, 7", (0, 1, 2, 7)), ("9,3", (9, 3))])
+def test_classes_are_read_as_lists_and_ranges(text, classes):
+    assert data.parse_classes(text, "mnist") == classes
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("0,10", "mnist has no class 10"), ("3", "keeps one class"), ("1,1", "names class 1 twice"),
+    ("5-2", "the class range 5-2 is empty"), ("a,b", "expected classes, got 'a,b'"), ("", "expected classes"),
+])
+def test_bad_classes_are_refused_saying_what_is_accepted(text, msg):
+    with pytest.raises(data.DataError, match=msg) as info:
+        data.parse_classes(text, "mnist")
+    assert 'accepted: "all", or two or more of the classes 0..9' in str(info.value)
+    with pytest.raises(data.DataError, match="shapes has no class 3"):
+        data.parse_classes("0-3", "shapes")
+
+
+def test_imbalance_keeps_a_geometric_share_of_each_class_in_the_order_given():
+    labels = torch.arange(4).repeat_interleave(100)[torch.randperm(400, generator=torch.Generator().manual_seed(0))]
+    idx = data.subset_indices(labels, (3, 1, 0), imbalance=0.25)
+    counts = torch.bincount(labels[idx], minlength=4).tolist()
+    assert counts == [25, 50, 0, 100]  # 3 keeps all, 1 keeps 0.25^(1/2), 0 keeps 0.25
+    assert torch.equal(idx, idx.sort().values)  # the file's order kept
+    first_of_class_1 = torch.nonzero(labels == 1).flatten()[:50]
+    assert set(first_of_class_1.tolist()) <= set(idx.tolist())  # the first ones: the same on every machine
+    assert torch.equal(data.subset_indices(labels, None), torch.arange(400))
+
+
+def test_load_split_keeps_the_classes_and_imbalances_the_training_split_only(synthetic_mnist):
+    cfg = make_config({"classes": "2,5,7", "imbalance": 0.5})
+    for split in (True, False):
+        images, labels = data.load_split(cfg, train=split)
+        all_images, all_labels = data.load("mnist", train=split)
+        kept = torch.isin(all_labels, torch.tensor([2, 5, 7]))
+        assert set(labels.tolist()) <= {2, 5, 7} and len(images) == len(labels)
+        if split:
+            assert len(labels) < int(kept.sum())
+        else:
+            assert torch.equal(labels, all_labels[kept]) and torch.equal(images, all_images[kept])

@@ -51,10 +51,10 @@ def test_label_free_score_reads_training_images_and_no_labels(monkeypatch):
 
         def predict_codes(self, x):
             kind = ((x[:, 0, 0, 0] + 1) / 2 * 255 / 60).round().long()
-            return torch.nn.functional.one_hot(kind, 5).float() * 50
+            return torch.nn.functional.one_hot(kind, 5).float() * 50, torch.zeros(len(x), 0)
 
     monkeypatch.setattr(data, "load", load)
-    cfg = type("Cfg", (), {"dataset": "mnist", "data_root": None})
+    cfg = type("Cfg", (), {"dataset": "mnist", "data_root": None, "classes": "all", "imbalance": 1.0})
     result = selection.label_free_score(ReadsThePixel(), cfg)
     assert asked == [True]
     assert result == {"label_free_score": pytest.approx(math.log(5)), "label_free_score_max": math.log(5)}

@@ -77,8 +77,19 @@ def test_generated_class_scores_of_a_controlled_generator():
             k = (x[:, 0, 0, 0] * 10).round().long()
             return torch.nn.functional.one_hot(k, 10).float()
 
-    scores = evaluate.generated_class_scores(Perfect(), ReadsPixel(), n_per_value=20)
+    scores = evaluate.generated_class_scores(Perfect(), ReadsPixel(), list(range(10)), n_per_value=20)
     assert scores == {"c1_purity": 1.0, "c1_distinct": 10, "classes_covered": 10, "collapsed": False}
+
+    # trained on three digits: covering those three is all there is to cover
+    subset = evaluate.generated_class_scores(Perfect(), ReadsPixel(), [0, 1, 7], n_per_value=20)
+    assert subset["classes_covered"] == 0 and subset["collapsed"]  # a tenth each: under half of a third
+
+    class ThreeDigits(Perfect):
+        def generate(self, z, cat, cont):
+            return torch.tensor([0.0, 0.1, 0.7])[cat[:, 0] % 3].view(-1, 1, 1, 1) * torch.ones(1, 1, 28, 28)
+
+    subset = evaluate.generated_class_scores(ThreeDigits(), ReadsPixel(), [0, 1, 7], n_per_value=20)
+    assert subset["classes_covered"] == 3 and not subset["collapsed"] and subset["c1_distinct"] == 3
 
 
 def test_without_a_categorical_code_only_the_classes_covered_are_scored(tmp_path, monkeypatch):
@@ -98,7 +109,7 @@ def test_without_a_categorical_code_only_the_classes_covered_are_scored(tmp_path
         def forward(self, x):
             return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
 
-    scores = evaluate.generated_class_scores(NoCode(), AlwaysThree(), n_per_value=20)
+    scores = evaluate.generated_class_scores(NoCode(), AlwaysThree(), list(range(10)), n_per_value=20)
     assert scores == {"c1_purity": "n/a (no categorical code)", "c1_distinct": "n/a (no categorical code)",
                       "classes_covered": 1, "collapsed": True}
     row = {"model": "infogan", "diverged": False, "c1_accuracy": "n/a (no categorical code)", **scores,
