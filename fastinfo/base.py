@@ -85,13 +85,14 @@ class InfoModel:
         """Real batches the training step with this 0-based index consumes."""
         return 1
 
-    def d_real_fake(self, real: torch.Tensor, fake: torch.Tensor, with_q: bool):
-        """D on a real and a fake batch, and Q on the fake one.
+    def d_real_fake(self, real: torch.Tensor, fake: torch.Tensor, with_q: bool, q_real: bool = False):
+        """D on a real and a fake batch, and Q on the fake one (with q_real, on both).
 
         Args:
             real: [B, 1, 28, 28] images in [-1, 1].
             fake: [B', 1, 28, 28] G's images.
             with_q: whether Q's outputs are wanted.
+            q_real: Q's outputs on the real rows too, before the fake ones ([B + B', ...]).
 
         Returns:
             (D's logits on real [B, 1], on fake [B', 1], Q's outputs on fake: categorical logits
@@ -103,20 +104,30 @@ class InfoModel:
         if self.cfg.joint_d:
             n = real.shape[0]
             # in fake's dtype: under autocast D's first convolution casts its input to it anyway
-            d, q = self.D(torch.cat([real.to(fake.dtype), fake]), with_q=with_q, split=n)
+            d, q = self.D(torch.cat([real.to(fake.dtype), fake]), with_q=with_q, split=n, q_all=q_real)
             # fp32 logits for the losses: one cast for both halves (the callers' .float() is then free)
             return *d.float().split([n, fake.shape[0]]), q
-        d_real, _ = self.D(real, with_q=False)
+        d_real, q_on_real = self.D(real, with_q=with_q and q_real)
         d_fake, q = self.D(fake, with_q=with_q)
+        if q_on_real is not None:
+            q = tuple(torch.cat(pair) for pair in zip(q_on_real, q))
         return d_real, d_fake, q
 
     def _gan_d_loss(self, real, fake, cat, cont):
-        """(D's loss -E[log D(x)] - E[log(1 - D(G(z)))], with a Q head plus lambda * NLL, [];
+        """(D's loss -E[log D(x)] - E[log(1 - D(G(z)))], with a Q head plus lambda * NLL and,
+        with --lambda-real, minus lambda_real times Q's information on the real batch, [];
         mean D(x), []) on a real batch [B, 1, 28, 28] and a detached fake one, with the codes G
         was given (cat [B, n_cat] int64, cont [B, n_cont])."""
+        real_term = self.use_q and self.spec.n_cat > 0 and self.cfg.lambda_real > 0
         with self.autocast():
-            d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q)
-            loss, _ = self.add_info_term(losses.gan_d_loss(d_real.float(), d_fake.float()), q, cat, cont)
+            d_real, d_fake, q = self.d_real_fake(real, fake, with_q=self.use_q, q_real=real_term)
+            loss = losses.gan_d_loss(d_real.float(), d_fake.float())
+            if real_term:
+                n = real.shape[0]
+                information = losses.categorical_information(q[0][:n], self.spec.cat_sizes)
+                loss = loss - self.cfg.lambda_real * information.sum()
+                q = tuple(t[n:] for t in q)
+            loss, _ = self.add_info_term(loss, q, cat, cont)
         return loss, torch.sigmoid(d_real.detach().float()).mean()
 
     def _gan_g_loss(self, fake, cat, cont):

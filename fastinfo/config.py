@@ -87,6 +87,9 @@ class TrainConfig:
     critic_norm: str = _opt("auto", "critic normalisation: auto (batch; layer for -gp), batch, layer, none")
     lambda_cat: float = _opt(1.0, "weight of L_I for categorical codes")
     lambda_cont: float = _opt(0.1, "weight of L_I for continuous codes (preset-dependent)")
+    lambda_real: float = _opt(0.0, "infogan: weight of Q's mutual information between the real batch and its "
+                                   "categorical codes, H(mean q) - mean H(q), maximised in D/Q's step (0: off, as "
+                                   "the paper)")
     noise_dim: int = _opt(62, "size of the noise vector z")
     cat_sizes: tuple[int, ...] = _opt((10,), "categories per categorical code, comma-separated")
     n_cont: int = _opt(2, "number of continuous codes, each ~ U(-1, 1)")
@@ -200,6 +203,7 @@ class TrainConfig:
         need(self.temperature > 0, f"--temperature must be positive, got {self.temperature}")
         need(self.capacity_gamma >= 0 and self.capacity_cont >= 0 and self.capacity_cat >= 0,
              "--capacity-gamma, --capacity-cont and --capacity-cat must be >= 0")
+        need(self.lambda_real >= 0, f"--lambda-real must be >= 0, got {self.lambda_real}")
         need(self.capacity_steps >= 1, f"--capacity-steps must be >= 1, got {self.capacity_steps}")
         for f in fields(self):
             value = getattr(self, f.name)

@@ -140,19 +140,24 @@ class Discriminator(nn.Module):
         self.q_head = QHead(spec, slope, learn_std, norm)
         drop_batch_counters(self)
 
-    def forward(self, x: torch.Tensor, with_q: bool = True, split: int = 0):
+    def forward(self, x: torch.Tensor, with_q: bool = True, split: int = 0, q_all: bool = False):
         """x [B, C, 28, 28] -> (d_logit [B], (cat_logits, mean, log_std) or None).
 
         split > 0: rows :split and split: are two batches (real, then fake) in one forward. Batch
         norm normalises each with its own statistics and updates its running ones with the first,
-        then the second, as two forwards would; Q sees the second batch only."""
-        return self.heads(self.features(x, split), with_q, split)
+        then the second, as two forwards would; Q sees the second batch only, or with q_all each."""
+        return self.heads(self.features(x, split), with_q, split, q_all)
 
-    def heads(self, h: torch.Tensor, with_q: bool = True, split: int = 0):
-        """The D and Q heads on the body's output h [B, 1024]: as forward, Q on the rows split:."""
+    def heads(self, h: torch.Tensor, with_q: bool = True, split: int = 0, q_all: bool = False):
+        """The D and Q heads on the body's output h [B, 1024]: as forward, Q on the rows split:
+        (all rows with q_all: Q's batch norm takes each batch on its own, as D's body does)."""
         if not with_q:
             return self.d_head(h).squeeze(1), None
-        return self.d_head(h).squeeze(1), self.q_head(h[split:] if split else h)  # h[0:] costs a backward copy
+        d = self.d_head(h).squeeze(1)
+        if split and q_all:
+            halves = zip(*(self.q_head(part) for part in h.split([split, h.shape[0] - split])))
+            return d, tuple(None if a is None else torch.cat([a, b]) for a, b in halves)
+        return d, self.q_head(h[split:] if split else h)  # h[0:] costs a backward copy
 
     def features(self, x: torch.Tensor, split: int = 0) -> torch.Tensor:
         """The shared body's output [B, 1024]; split as in forward."""

@@ -20,7 +20,7 @@ NOISE_SETTINGS = ("noise_prior", "noise_scale")
 VAE_SETTINGS = ("temperature", "straight_through", "capacity_gamma", "capacity_cont", "capacity_cat",
                 "capacity_steps")
 MODEL_SPECIFIC = (*WGAN_SETTINGS, "clip", "gp_weight", *MINE_SETTINGS, *Q_SETTINGS, "lr_q", *ADAM_BETAS,
-                  *NOISE_SETTINGS, *VAE_SETTINGS)
+                  *NOISE_SETTINGS, *VAE_SETTINGS, "lambda_real")
 
 # The WGAN paper's RMSprop at 5e-5; WGAN-GP's Adam at 1e-4 with betas (0.5, 0.9)
 CLIPPED_CRITIC_DEFAULTS = dict(lr_d=5e-5, lr_g=5e-5)
@@ -58,7 +58,8 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "gan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=False, reads=(*NOISE_SETTINGS, *ADAM_BETAS)),
-    "infogan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=True, reads=(*NOISE_SETTINGS, *Q_SETTINGS, *ADAM_BETAS)),
+    "infogan": ModelEntry("fastinfo.infogan:InfoGAN", q_head=True,
+                          reads=(*NOISE_SETTINGS, *Q_SETTINGS, *ADAM_BETAS, "lambda_real")),
     "wgan": ModelEntry("fastinfo.wgan:InfoWGAN", q_head=False, critic="clip", defaults=CLIPPED_CRITIC_DEFAULTS,
                        reads=(*NOISE_SETTINGS, *WGAN_SETTINGS, "clip")),
     "infowgan": ModelEntry("fastinfo.wgan:InfoWGAN", q_head=True, critic="clip", defaults=CLIPPED_CRITIC_DEFAULTS,

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("synthetic_mnist")
         (["--classes", "0,12"], "--classes '0,12': mnist has no class 12; accepted: \"all\", or two or more"),
         (["--dataset", "shapes", "--classes", "1-3"], "shapes has no class 3"),
         (["--imbalance", "0"], "--imbalance must be in (0, 1] (the last class's share), got 0.0"),
+        (["--lambda-real", "-1"], "--lambda-real must be >= 0, got -1.0"),
         (["--batch-size", "0"], "--batch-size must be in 2..60000"),
         (["--batch-size", "1"], "batch norm needs two samples"),
         (["--model", "gan", "--noise-dim", "0", "--cat-sizes", "", "--n-cont", "0"], "G's input is empty"),

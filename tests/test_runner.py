@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fastinfo import graphs, runner
+from fastinfo import graphs, losses, runner
 from fastinfo.config import ConfigError, make_config
 from tests.helpers import STEP_SETTINGS, assert_same_functions, assert_same_state, build, run
 
@@ -107,6 +107,37 @@ def test_joint_d_forward_is_exact(model):
         want, got = run_separate(i), run_joint(i)
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=tol, atol=tol, msg=f"step {i}: {k}")
+
+
+def test_joint_d_forward_is_exact_with_q_on_the_real_batch_too():
+    """--lambda-real: Q on the real rows as well, each half through Q's batch norm on its own."""
+    separate, run_separate = build("infogan", torch.device("cpu"), runner.EagerStep, joint_d=False, lambda_real=1.0)
+    joint, run_joint = build("infogan", torch.device("cpu"), runner.EagerStep, joint_d=True, lambda_real=1.0)
+    for i, tol in enumerate((1e-5, 1e-3)):  # as test_joint_d_forward_is_exact
+        want, got = run_separate(i), run_joint(i)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=tol, atol=tol, msg=f"step {i}: {k}")
+
+
+@pytest.mark.parametrize("joint_d", [True, False])
+def test_real_information_term_adds_minus_lambda_times_q_information_on_the_real_batch(joint_d):
+    """D's loss with --lambda-real 0.7 is the loss without it minus 0.7 * I(real; c1) under Q: Q's
+    outputs on the fake rows (and so the L_I term) do not change, and the term's gradient reaches
+    D's body and Q's head."""
+    plain, _ = build("infogan", torch.device("cpu"), runner.EagerStep, joint_d=joint_d)
+    with_real, _ = build("infogan", torch.device("cpu"), runner.EagerStep, joint_d=joint_d, lambda_real=0.7)
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(8, 1, 28, 28, generator=gen) * 2 - 1
+    z, cat, cont = plain.sample_latent(8, gen)
+    fake = plain.generate(z, cat, cont)
+    q_real = copy.deepcopy(plain.D)(real)[1][0]  # train mode: the batch's own statistics, as in the step
+    base_loss, _ = plain._gan_d_loss(real, fake, cat, cont)
+    loss, _ = with_real._gan_d_loss(real, fake, cat, cont)
+    information = losses.categorical_information(q_real, (10,))
+    assert 0 < information.item() < math.log(10)
+    torch.testing.assert_close(loss, base_loss - 0.7 * information.sum(), rtol=1e-5, atol=1e-5)
+    loss.backward()
+    assert with_real.D.q_head.net[0].weight.grad.abs().sum() > 0 and with_real.D.body[0].weight.grad.abs().sum() > 0
 
 
 def test_split_forward_normalises_each_half_on_its_own():

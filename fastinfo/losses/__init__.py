@@ -14,6 +14,7 @@ from fastinfo.losses.backend import use_triton
 from fastinfo.losses.clip import clip_weights_
 from fastinfo.losses.compile_cache import tag_compile_cache
 from fastinfo.losses.info import (
+    categorical_information,
     gan_d_loss,
     gan_g_loss,
     info_nll,
@@ -26,6 +27,7 @@ from fastinfo.losses.penalty import gradient_penalty
 from fastinfo.losses.vae import vae_kl
 
 __all__ = [
+    "categorical_information",
     "clip_weights_",
     "gan_d_loss",
     "gan_g_loss",

@@ -214,3 +214,27 @@ def info_nll_per_code(
 def mutual_info_lower_bound(per_code_nll: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
     """L_I = H(c) - NLL per code: the variational lower bound on I(c; G(z, c))."""
     return entropy.to(per_code_nll) - per_code_nll
+
+
+def categorical_information(cat_logits: torch.Tensor, cat_sizes) -> torch.Tensor:
+    """Per categorical code, the mutual information between a batch's images and the code Q
+    gives them: H(mean_x q(c|x)) - mean_x H(q(c|x)) in nats, at most ln K. PyTorch operations
+    (no host sync: it runs inside a captured step).
+
+    Args:
+        cat_logits: [B, sum K] Q's logits on a batch (real images, where no code is known).
+        cat_sizes: categories per code, summing to cat_logits' width.
+
+    Returns:
+        [n_cat] float32 (float64 for float64 logits), differentiable in cat_logits.
+    """
+    out = []
+    # float32 at least: half-precision logits from autocast; float64 kept (gradcheck)
+    logits_acc = cat_logits.to(torch.promote_types(cat_logits.dtype, torch.float32))
+    for logits in logits_acc.split(list(cat_sizes), dim=1):
+        log_q = torch.log_softmax(logits, dim=1)
+        q = log_q.exp()
+        mean_q = q.mean(0)
+        marginal_entropy = -(mean_q * torch.log(mean_q.clamp_min(torch.finfo(mean_q.dtype).tiny))).sum()
+        out.append(marginal_entropy + (q * log_q).sum(1).mean())
+    return torch.stack(out)
