@@ -102,3 +102,34 @@ def traversal_grid(images: torch.Tensor, n_cols: int, path: Path, code: str = "t
     ax.set_title(f"{code} varies along the columns", fontsize=9)
     ax.set_ylabel("rows: noise and other codes fixed", fontsize=7)
     save_figure(fig, path)
+
+
+def count_criteria(stability: dict[int, dict], shares: dict[int, float], lifetimes: dict[int, float],
+                   estimates: dict[str, dict], path: Path) -> None:
+    """fastinfo.count_codes's criteria against the number of categories: the seeds' agreement per
+    K (mean ± std over pairs of seeds), Q's information share per K, and the consensus tree's
+    lifetime per number of clusters, each with its estimate (estimates[name]["k"]) marked."""
+    panels = [p for p in ((stability, "stability", "agreement of seeds (mean ARI)", "K of the code's runs"),
+                          (shares, "information", "information / ln K", "K of the code's runs"),
+                          (lifetimes, "consensus", "lifetime in the consensus tree", "clusters")) if p[0]]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.6), squeeze=False)
+    for ax, (values, name, ylabel, xlabel) in zip(axes[0], panels):
+        ks = sorted(values)
+        ys = [values[k]["mean"] if name == "stability" else values[k] for k in ks]
+        errs = [values[k]["std"] for k in ks] if name == "stability" else None
+        ax.errorbar(ks, ys, yerr=errs, marker="o", capsize=3)
+        ax.axvline(estimates[name]["k"], color="k", ls="--", lw=0.8, label=f"estimate: {estimates[name]['k']}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend()
+    save_figure(fig, path)
+
+
+def continuous_codes(names: list[str], information: list[float], change: list[float], path: Path) -> None:
+    """Per continuous code, the information Q recovers from generated images (nats) and how much
+    moving the code changes them (mean pixel change)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, values, label in ((axes[0], information, "L_I (nats)"), (axes[1], change, "traversal change")):
+        ax.bar(names, values)
+        ax.set_ylabel(label)
+    save_figure(fig, path)

@@ -51,6 +51,11 @@ class ModelEntry:
     reads: tuple[str, ...] = ()
     family: str = "gan"
 
+    @property
+    def infers_codes(self) -> bool:
+        """Whether the model reads codes back from images: Q's head, or a VAE's encoder."""
+        return self.q_head or self.family == "vae"
+
     def model_class(self) -> type:
         module, name = self.cls.split(":")
         return getattr(importlib.import_module(module), name)

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from fastinfo import evaluate, mine_check, report, sweep
+from fastinfo import count_codes, evaluate, mine_check, report, sweep
 from tests.test_readme import README
 
 
-@pytest.mark.parametrize("module", [evaluate, sweep, report, mine_check], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [evaluate, sweep, report, mine_check, count_codes], ids=lambda m: m.__name__)
 def test_every_option_has_help_and_shows_its_default(module, capsys):
     parser = module.arg_parser()
     for action in parser._actions:
@@ -39,6 +39,10 @@ def test_every_option_has_help_and_shows_its_default(module, capsys):
         (mine_check, ["--dims", ","], "--dims: expected comma-separated values, got ','"),
         (mine_check, ["--batch-size", "1"], "--batch-size: expected an integer >= 2, got 1"),
         (mine_check, ["--estimators", "dv,nce"], "--estimators: expected one of dv, dv-ema, f, pairwise, got 'nce'"),
+        (count_codes, ["--steps", "1", "--ks", "1-4"], "--ks: expected two or more numbers of categories, each >= 2"),
+        (count_codes, ["--steps", "1", "--ks", "5"], "--ks: expected two or more numbers of categories"),
+        (count_codes, ["--steps", "1", "--ks", "4-2"], "--ks: the K range 4-2 is empty"),
+        (count_codes, ["--steps", "1", "--held-out", "3"], "--held-out: expected an integer >= 10, got 3"),
     ],
 )
 def test_bad_values_exit_2_naming_the_option_and_what_it_accepts(module, args, msg, tmp_path, capsys):
