@@ -132,21 +132,35 @@ def continuous_code_scores(model, n_rows: int = 64, n_values: int = 9, span: flo
     return {"code_measure_spearman": rho, "disentanglement": float(np.mean(gaps))}
 
 
-@torch.no_grad()
-def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
+def encoded_factors(model, images: torch.Tensor, batch_size: int = 1000):
+    """Q's continuous codes' means on the images as float64 numpy [N, n_cont], read in batches."""
+    return predicted_codes(model, images, batch_size)[1].double().numpy()
+
+
+def factor_information(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
     """For a data set whose factors are known (shapes): the MIG of Q's continuous codes on the
     images (uint8 [N, 28, 28]) against the factors [N, F] (fastinfo.factors), and per factor the
     code that carries the most information about it."""
     from fastinfo import factors as factor_metrics
     from fastinfo import shapes
 
-    means = predicted_codes(model, images, batch_size)[1]
-    mig = factor_metrics.mutual_information_gap(means.float().numpy(), factors.numpy())
+    mig = factor_metrics.mutual_information_gap(encoded_factors(model, images, batch_size), factors.double().numpy())
     names = model.spec.code_names[model.spec.n_cat :]
     mi = np.array(mig["mutual_information"])
     return {"mig": mig["mig"], "factor_mig": dict(zip(shapes.FACTORS, mig["per_factor"])),
             "factor_code": {f: names[int(mi[:, k].argmax())] for k, f in enumerate(shapes.FACTORS)},
             "code_factor_information": {name: dict(zip(shapes.FACTORS, row)) for name, row in zip(names, mi.tolist())}}
+
+
+def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
+    """factor_information, with the FactorVAE score and DCI (fastinfo.factors) of the same codes."""
+    from fastinfo import factors as factor_metrics
+
+    means, known = encoded_factors(model, images, batch_size), factors.double().numpy()
+    factorvae, dci = factor_metrics.factorvae_score(means, known), factor_metrics.dci(means, known)
+    return {**factor_information(model, images, factors, batch_size), "factorvae_score": factorvae["score"],
+            "dci_disentanglement": dci["disentanglement"], "dci_completeness": dci["completeness"],
+            "dci_informativeness": dci["informativeness"]}
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -28,6 +28,8 @@ CURVES = ("reconstructions.png", "loss_curves.png", "info_curve.png", "mi_curve.
 HOW_RUN = (RESUMABLE_OVERRIDES - {"steps", "epochs", "amp"}) | {"seed", "out"}
 SCALARS = ("c1_accuracy", "c1_nmi", "c1_ari", "label_free_score", "c1_purity", "c1_distinct", "classes_covered",
            "disentanglement", "fid")
+# scores against known factors (evaluate on --dataset shapes): columns only where a run has them
+FACTOR_SCALARS = ("mig", "factorvae_score", "dci_disentanglement")
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}
 .runs{display:flex;flex-wrap:wrap;gap:2em}.run{border:1px solid #ddd;padding:1em}img{max-width:420px;display:block}
@@ -87,7 +89,8 @@ def metric_table(summaries: list[dict]) -> str:
     """One row per setting: the seeds of one setting are averaged, never runs that differ in
     anything but how they ran (HOW_RUN). A row names the model and the settings its runs have
     where other runs of the model differ."""
-    rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in SCALARS)
+    scalars = SCALARS + tuple(k for k in FACTOR_SCALARS if any(k in s["eval"] for s in summaries))
+    rows = ["<tr><th>model</th><th>runs</th>" + "".join(f"<th>{k}</th>" for k in scalars)
             + "<th>failed (D won early, collapsed or diverged)</th></tr>"]
     groups = {}
     for s in summaries:
@@ -99,7 +102,7 @@ def metric_table(summaries: list[dict]) -> str:
                  if len({json.dumps(setting.get(k)) for setting in same_model}) > 1]
         model = " · ".join([runs[0]["model"], *label])
         cells = []
-        for k in SCALARS:
+        for k in scalars:
             vals = [s["eval"].get(k) for s in runs]
             nums = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
             if len(nums) > 1:

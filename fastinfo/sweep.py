@@ -259,11 +259,11 @@ def run_name(row: dict) -> str:
 
 
 def summarise(rows: list[dict]) -> tuple[list[dict], str]:
-    table, lines = [], [
-        "| model | runs | c1 accuracy | label-free score | c1 purity | classes covered | failed (D won early) "
-        "| collapsed | diverged | var loss_d (last 25%) | var loss_g (last 25%) | disentanglement | Fréchet distance |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    factor_columns = [k for k in report.FACTOR_SCALARS if any(k in r for r in rows)]
+    header = ("| model | runs | c1 accuracy | label-free score | c1 purity | classes covered | failed (D won early) "
+              "| collapsed | diverged | var loss_d (last 25%) | var loss_g (last 25%) | disentanglement "
+              "| Fréchet distance |" + "".join(f" {k} |" for k in factor_columns))
+    table, lines = [], [header, "|" + " --- |" * header.count("|", 1)]
     for model in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == model]
         ok = [r for r in rs if trained(r)]
@@ -285,6 +285,7 @@ def summarise(rows: list[dict]) -> tuple[list[dict], str]:
             "disentanglement": mean_std([r["disentanglement"] for r in ok if "disentanglement" in r]),
             "fid": mean_std([r["fid"] for r in ok if "fid" in r]),
         }
+        entry.update({k: mean_std([r[k] for r in ok if k in r]) for k in factor_columns})
         table.append(entry)
         lines.append("| " + " | ".join(str(v) for v in entry.values()) + " |")
     return table, "\n".join(lines) + "\n"

@@ -64,22 +64,77 @@ def test_traversal_change_sees_the_codes_the_generator_uses():
 
 
 def test_factor_scores_name_the_code_that_carries_each_factor():
-    known = torch.rand(3000, 4) * 2 - 1
+    known = torch.rand(3000, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    # images whose first row's first pixels hold the factors
+    images = torch.zeros(len(known), 28, 28, dtype=torch.uint8)
+    images[:, 0, :4] = ((known + 1) / 2 * 255).round().to(torch.uint8)
 
     class ReadsTheFactors:
         spec = runs.latent_spec(train.make_config({"n_cont": 5}))
         device = torch.device("cpu")
-        seen = 0
 
         def predict_codes(self, x):
-            rows = known[self.seen : self.seen + len(x)]
-            self.seen += len(x)
+            rows = x[:, 0, 0, :4]  # the factors, back in [-1, 1]
             # c2..c6: rotation, scale, y, noise, x
-            means = torch.stack([rows[:, 1], rows[:, 0], rows[:, 3], torch.randn(len(x)), rows[:, 2]], 1)
+            noise = torch.randn(len(x), generator=torch.Generator().manual_seed(len(x)))
+            means = torch.stack([rows[:, 1], rows[:, 0], rows[:, 3], noise, rows[:, 2]], 1)
             return torch.zeros(len(x), 10), means
 
-    images = torch.zeros(3000, 28, 28, dtype=torch.uint8)
     scores = evaluate.factor_scores(ReadsTheFactors(), images, known, batch_size=1000)
     assert scores["factor_code"] == {"scale": "c3", "rotation": "c2", "x": "c6", "y": "c4"}
     assert scores["mig"] > 0.9  # short of 1 by the binned estimate's bias for the noise code
     assert set(scores["code_factor_information"]) == {"c2", "c3", "c4", "c5", "c6"}
+    assert scores["factorvae_score"] == 1.0  # a batch's fixed factor varies within one bin only
+    assert scores["dci_disentanglement"] > 0.9 and scores["dci_completeness"] > 0.9
+    assert scores["dci_informativeness"] > 0.95
+
+
+@pytest.fixture
+def grid_factors():
+    """Four factors on a grid of 6 values each, every combination present 3 times: [3888, 4]."""
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 6)] * 4, indexing="ij"), -1).reshape(-1, 4)
+    return np.repeat(grid, 3, axis=0)
+
+
+def test_factorvae_score_of_codes_whose_score_is_known(grid_factors):
+    for f in (np.random.default_rng(2).uniform(-1, 1, size=(6000, 4)), grid_factors):
+        assert factors.factorvae_score(f[:, [2, 0, 3, 1]] * [1, 3, -1, 0.5], f)["score"] == 1.0
+    f = grid_factors
+    # one code carries two factors: its votes split between them, so one of the two is lost (3/4)
+    merged = np.c_[f[:, 0] + f[:, 1], f[:, 2], f[:, 3]]
+    result = factors.factorvae_score(merged, f)
+    assert result["score"] == pytest.approx(0.75, abs=0.02) and result["active_codes"] == 3
+    # codes that ignore the factors vote at random
+    assert factors.factorvae_score(np.random.default_rng(5).normal(size=(len(f), 4)), f)["score"] < 0.4
+    # a code constant over the images does not vote; none varying: no score
+    assert factors.factorvae_score(np.c_[f, np.zeros(len(f))], f)["active_codes"] == 4
+    assert factors.factorvae_score(np.zeros((len(f), 2)), f)["score"] == 0.0
+    with pytest.raises(ValueError, match="shared by 64 images or more"):
+        factors.factorvae_score(f[:100], f[:100])
+
+
+def test_dci_of_importance_matrices_whose_scores_are_known():
+    assert factors.dci_from_importance(np.eye(4)) == {"disentanglement": 1.0, "completeness": 1.0}
+    # code 0 carries factors 0 and 1 alike (1 - ln 2 / ln 4 = 0.5, half the importance); codes 1 and
+    # 2 one factor each; every factor is carried by one code: completeness 1
+    two_in_one = np.array([[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
+    result = factors.dci_from_importance(two_in_one)
+    assert result["disentanglement"] == pytest.approx(0.5 * 0.5 + 0.25 + 0.25)
+    assert result["completeness"] == pytest.approx(1.0)
+    spread = factors.dci_from_importance(np.ones((3, 4)))
+    assert spread == pytest.approx({"disentanglement": 0.0, "completeness": 0.0}, abs=1e-12)
+    # a code of no importance weighs nothing
+    assert factors.dci_from_importance(np.r_[np.eye(2), np.zeros((1, 2))])["disentanglement"] == pytest.approx(1.0)
+    assert factors.dci_from_importance(np.zeros((2, 2))) == {"disentanglement": 0.0, "completeness": 0.0}
+
+
+def test_dci_fits_trees_that_read_each_factor_from_its_code(uniform_factors):
+    f = uniform_factors[:2000]
+    perfect = factors.dci(np.c_[np.exp(f[:, 1]), -f[:, 2], f[:, 0] * 4], f)
+    assert perfect["disentanglement"] > 0.95 and perfect["completeness"] > 0.95
+    assert perfect["informativeness"] > 0.98
+    assert np.argmax(perfect["importance"], axis=0).tolist() == [2, 0, 1]
+    noise = factors.dci(np.random.default_rng(1).normal(size=(2000, 3)), f)
+    assert noise["informativeness"] < 0.05 and noise["disentanglement"] < 0.2
+    with pytest.raises(ValueError, match="same N"):
+        factors.dci(f[:, :1], f[1:])

@@ -56,6 +56,20 @@ def test_report_averages_the_seeds_of_one_setting_only(tmp_path):
         assert f"<td>infogan · {label}</td><td>1</td>" in page
 
 
+def test_scores_against_known_factors_are_columns_only_where_a_run_has_them(tmp_path):
+    runs = [fake_run(tmp_path / f"m{s}", "infogan", s, 0.9) for s in (0, 1)]
+    page = report.write_report(runs, tmp_path / "out").read_text()
+    assert "<th>mig</th>" not in page and "<th>factorvae_score</th>" not in page
+    shapes = [fake_run(tmp_path / f"s{s}", "infogan", s, 0.5, "shapes") for s in (0, 1)]
+    for run, (mig, fv) in zip(shapes, [(0.2, 0.6), (0.4, 0.8)]):
+        scores = json.loads((run / "eval.json").read_text())
+        (run / "eval.json").write_text(json.dumps({**scores, "mig": mig, "factorvae_score": fv,
+                                                   "dci_disentanglement": 0.5}))
+    page = report.write_report(runs + shapes, tmp_path / "out").read_text()
+    assert "<th>fid</th><th>mig</th><th>factorvae_score</th><th>dci_disentanglement</th>" in page
+    assert "0.300 ± 0.141" in page and "0.700 ± 0.141" in page  # the shapes runs' MIG and FactorVAE score
+
+
 def test_report_shows_every_code_in_order(tmp_path):
     """Runs with more codes than the MNIST layout's three (--cat-sizes 10,5 --n-cont 3: c1..c5; c10+)."""
     run = fake_run(tmp_path / "infogan-s0", "infogan", 0, 0.9)

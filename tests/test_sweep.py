@@ -116,6 +116,12 @@ def test_without_a_categorical_code_only_the_classes_covered_are_scored(tmp_path
            "var_loss_d": None, "var_loss_g": None}
     (entry,), _ = sweep.summarise([row, row])
     assert entry["c1_purity"] == entry["c1_accuracy"] == "n/a" and entry["classes_covered"] == "1.000 ± 0.000"
+    assert "mig" not in entry
+    (entry,), table = sweep.summarise([{**row, "mig": 0.25, "factorvae_score": 0.5}, {**row, "mig": 0.75}])
+    assert entry["mig"] == "0.500 ± 0.354" and entry["factorvae_score"] == "0.500 ± 0.000"
+    header, rule, line = table.splitlines()
+    assert header.endswith("| mig | factorvae_score |") and rule.count("---") == header.count("|") - 1
+    assert line.endswith("| 0.500 ± 0.354 | 0.500 ± 0.000 |")
 
 
 def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
