@@ -15,6 +15,10 @@ unread) to answer:
   L_I is at least INFORMATIVE_NATS and its change at least CHANGE_SHARE of the most visible code's.
   Each code is named with the image property it moves most: on the shapes set the known factor
   (with the MIG), elsewhere the digit measure (slant, thickness, width, area).
+  Both say how many codes G was given rather than how many the data needs (a uniform prior makes
+  G show every code), so the count that can say "fewer" is the seeds' agreement: the canonical
+  correlations between two oversized runs' codes on the held-out images, and how many reach
+  fastinfo.factors.AGREED_CORRELATION (the median over pairs of runs).
 Labels, where the data has them, only check the estimates afterwards (c1 accuracy per run).
 Arguments after `--` go to every run's fastinfo.train. Writes OUT/count.json, OUT/count.md,
 OUT/criteria.png, OUT/continuous.png and an HTML report of every run in OUT/report/.
@@ -43,6 +47,7 @@ from fastinfo.arguments import (
     stops_as_on_ctrl_c,
 )
 from fastinfo.config import ConfigError, build_parser
+from fastinfo.factors import AGREED_CORRELATION, agreed_dimensions
 
 # the training settings this command gives each run itself, and the option a user sets them with
 OWN_SETTINGS = {**sweep.SWEEP_SETTINGS, "model": "--model", "seed": "--seeds", "cat_sizes": "--ks and --k-max",
@@ -101,13 +106,14 @@ def training_seconds(run: Path) -> float | None:
 def read_run(run: Path, images: torch.Tensor, labels: torch.Tensor, device: str) -> dict:
     """One trained run's assignments of the held-out images and what they say."""
     cfg, model, state = runs.load_run(run, device=device)
-    probs = selection.c1_probabilities(model, images)
+    cat_logits, cont_means = selection.predicted_codes(model, images)
     k = model.spec.cat_sizes[0]
+    probs = torch.softmax(cat_logits[:, :k].double(), 1).numpy()
     return {"run": run.name, "k": k, "seed": cfg.seed, "step": state["step"], "assignments": probs.argmax(1),
             "information_share": selection.information_score(probs) / float(np.log(k)),
             "used_categories": categories.used_categories(probs),
             "c1_accuracy": evaluate.cluster_accuracy(probs.argmax(1), labels.numpy()),
-            "train_s": training_seconds(run), "model": model, "cfg": cfg}
+            "train_s": training_seconds(run), "cont_means": cont_means.double().numpy(), "model": model, "cfg": cfg}
 
 
 def code_properties(model, cfg, images: torch.Tensor) -> dict[str, dict]:
@@ -116,7 +122,7 @@ def code_properties(model, cfg, images: torch.Tensor) -> dict[str, dict]:
     measure its traversal correlates with most (Spearman)."""
     if cfg.dataset == "shapes":
         factors = data.shape_factors(cfg, train=False)[: len(images)]
-        scores = evaluate.factor_scores(model, images, factors)
+        scores = evaluate.factor_information(model, images, factors)
         return {code: {"property": max(info, key=info.get), "nats": max(info.values()), "mig": scores["mig"]}
                 for code, info in scores["code_factor_information"].items()}
     rho = evaluate.continuous_code_scores(model)["code_measure_spearman"]
@@ -142,6 +148,15 @@ def continuous_count(row: dict, run: Path, images: torch.Tensor) -> dict:
     return {"run": run.name, "codes": codes, "count": sum(e["informative"] for e in codes.values())}
 
 
+def continuous_agreement(rows: list[dict]) -> dict | None:
+    """How many continuous dimensions the oversized runs agree on (fastinfo.factors), or None with
+    fewer than two of them."""
+    oversized = [r["cont_means"] for r in rows if r["run"].startswith("kmax")]
+    if len(oversized) < 2:
+        return None
+    return {**agreed_dimensions(oversized), "threshold": AGREED_CORRELATION, "runs": len(oversized)}
+
+
 def markdown(result: dict) -> str:
     """count.md: the estimates, the criterion per K, and the continuous codes."""
     est, lines = result["estimates"], [f"# How many codes: {result['data']}", ""]
@@ -152,6 +167,11 @@ def markdown(result: dict) -> str:
         counts = [c["count"] for c in result["continuous"]]
         lines.append(f"- **continuous codes used**: {', '.join(map(str, counts))} of {result['n_cont']} "
                      f"(per oversized run)")
+    agreed = result.get("continuous_agreement")
+    if agreed:
+        lines.append(f"- **continuous dimensions the seeds agree on**: {agreed['estimate']} of {result['n_cont']} "
+                     f"(per pair of oversized runs {', '.join(map(str, agreed['counts']))}: canonical correlations "
+                     f">= {agreed['threshold']} between their codes on the held-out images)")
     lines += ["", "| K | runs | agreement of seeds (mean ARI) | information / ln K | used categories | "
               "c1 accuracy (labels) |", "| --- | --- | --- | --- | --- | --- |"]
     for k, entry in result["per_k"].items():
@@ -160,6 +180,9 @@ def markdown(result: dict) -> str:
     if result["consensus_lifetimes"]:
         lines += ["", "Consensus tree lifetimes: " + ", ".join(
             f"{k}: {v:.3f}" for k, v in result["consensus_lifetimes"].items())]
+    if agreed:
+        lines += ["", "Canonical correlations between the oversized runs' continuous codes, per pair: " + "; ".join(
+            ", ".join(f"{c:.2f}" for c in pair) for pair in agreed["correlations"])]
     for entry in result["continuous"]:
         lines += ["", f"Continuous codes of {entry['run']} (L_I >= {INFORMATIVE_NATS} nats and a change >= "
                       f"{CHANGE_SHARE:.0%} of the largest):", "",
@@ -244,7 +267,9 @@ def count(args, extra: list[str]) -> int:
               "not_trained": [str(r) for r in codes if r not in trained],
               **estimate(rows, args, out, device)}
     result["continuous"] = [continuous_count(r, out / r["run"], images) for r in rows if r["run"].startswith("kmax")]
-    result["runs"] = [{k: v for k, v in r.items() if k not in ("assignments", "model", "cfg")} for r in rows]
+    result["continuous_agreement"] = continuous_agreement(rows)
+    result["runs"] = [{k: v for k, v in r.items() if k not in ("assignments", "cont_means", "model", "cfg")}
+                      for r in rows]
     plots.count_criteria({int(k): v for k, v in result["stability"].items()},
                          {int(k): v for k, v in result["information_share"].items()}, result["consensus_lifetimes"],
                          result["estimates"], out / "criteria.png")
@@ -252,7 +277,9 @@ def count(args, extra: list[str]) -> int:
         names = list(result["continuous"][0]["codes"])
         mean_over_runs = {key: [statistics.mean(c["codes"][n][key] for c in result["continuous"]) for n in names]
                           for key in ("L_I", "change")}
-        plots.continuous_codes(names, mean_over_runs["L_I"], mean_over_runs["change"], out / "continuous.png")
+        agreed = result["continuous_agreement"]
+        plots.continuous_codes(names, mean_over_runs["L_I"], mean_over_runs["change"],
+                               agreed and agreed["correlations"], AGREED_CORRELATION, out / "continuous.png")
     result["wall_s"] = time.monotonic() - started
     atomic.write_text(out / "count.json", json.dumps(result, indent=2, default=str) + "\n")
     atomic.write_text(out / "count.md", markdown(result))

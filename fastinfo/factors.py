@@ -21,7 +21,15 @@ factor's share) and informativeness (the trees' R^2 on held-out images). No main
 library computes these for PyTorch models (disentanglement_lib needs TensorFlow), so they are
 here, tested on codes whose scores are known.
 
+Where no factor is known, how many continuous dimensions the data holds is read from independent
+runs instead: their codes on the same held-out images, rank-transformed, and the canonical
+correlations between two runs' codes (the cosines of the principal angles between the spaces the
+codes span). A dimension of the data that both runs found shows as a correlation near 1, whatever
+mix of codes carries it in each run; a code that only names a run's own arbitrary split of the
+images matches nothing in the other run.
 """
+
+import itertools
 
 import numpy as np
 import torch
@@ -162,6 +170,46 @@ def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> dict:
         r2.append(trees.score(codes[n:], factors[n:, k]))
     return {**dci_from_importance(importance), "informativeness": float(np.mean(r2)),
             "importance": importance.tolist()}
+
+
+# two runs agree on a dimension when their codes read it with a rank correlation of at least this
+AGREED_CORRELATION = 0.8
+
+
+def canonical_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The canonical correlations of the ranks of codes a [N, p] and b [N, q] of the same N images,
+    largest first: [min(p, q)] values in [0, 1]. A code that is constant on the images spans
+    nothing and lowers the count of correlations to those of the others."""
+    from scipy.linalg import subspace_angles
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or len(a) != len(b) or min(a.shape[1], b.shape[1]) == 0:
+        raise ValueError(f"codes [N, p >= 1] and [N, q >= 1] of the same N images are needed, got {a.shape} "
+                         f"and {b.shape}")
+    ranks = [rankdata(x, axis=0) for x in (a, b)]
+    ranks = [r[:, r.std(0) > 0] - r[:, r.std(0) > 0].mean(0) for r in ranks]
+    correlations = np.zeros(min(a.shape[1], b.shape[1]))
+    if min(r.shape[1] for r in ranks):
+        found = np.sort(np.cos(subspace_angles(*ranks)))[::-1]
+        correlations[: len(found)] = found[: len(correlations)]
+    return np.clip(correlations, 0.0, 1.0)
+
+
+def agreed_dimensions(code_sets: list[np.ndarray], threshold: float = AGREED_CORRELATION) -> dict:
+    """How many continuous dimensions independent runs agree on, from each run's codes [N, J] on
+    the same images: per pair of runs, the canonical correlations at or above threshold.
+
+    Returns:
+        {"estimate": the median over pairs of the count (the lower middle for an even number of
+        pairs), "counts": [P] per pair, "correlations": [P][J] canonical correlations}.
+    """
+    if len(code_sets) < 2:
+        raise ValueError(f"agreement needs two runs or more, got {len(code_sets)}")
+    correlations = [canonical_correlations(a, b) for a, b in itertools.combinations(code_sets, 2)]
+    counts = [int((c >= threshold).sum()) for c in correlations]
+    return {"estimate": sorted(counts)[(len(counts) - 1) // 2], "counts": counts,
+            "correlations": [c.tolist() for c in correlations]}
 
 
 @torch.no_grad()

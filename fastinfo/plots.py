@@ -125,11 +125,22 @@ def count_criteria(stability: dict[int, dict], shares: dict[int, float], lifetim
     save_figure(fig, path)
 
 
-def continuous_codes(names: list[str], information: list[float], change: list[float], path: Path) -> None:
+def continuous_codes(names: list[str], information: list[float], change: list[float],
+                     correlations: list[list[float]] | None, threshold: float, path: Path) -> None:
     """Per continuous code, the information Q recovers from generated images (nats) and how much
-    moving the code changes them (mean pixel change)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    moving the code changes them (mean pixel change); with correlations (per pair of runs, their
+    canonical correlations, largest first), a third panel of those against the threshold at which
+    two runs count as agreeing on a dimension."""
+    fig, axes = plt.subplots(1, 3 if correlations else 2, figsize=(13.5 if correlations else 9, 3.4))
     for ax, values, label in ((axes[0], information, "L_I (nats)"), (axes[1], change, "traversal change")):
         ax.bar(names, values)
         ax.set_ylabel(label)
+    if correlations:
+        for pair in correlations:
+            axes[2].plot(range(1, len(pair) + 1), pair, marker="o", alpha=0.7)
+        axes[2].axhline(threshold, color="k", ls="--", lw=0.8, label=f"agreed: >= {threshold}")
+        axes[2].set_xlabel("canonical dimension (a line per pair of runs)")
+        axes[2].set_ylabel("canonical correlation")
+        axes[2].set_ylim(0, 1.02)
+        axes[2].legend()
     save_figure(fig, path)

@@ -33,8 +33,11 @@ def test_count_codes_trains_estimates_and_goes_on_without_training_again(small_s
     (first, _) = result["continuous"]
     assert list(first["codes"]) == ["c2", "c3", "c4"] and 0 <= first["count"] <= 3
     assert all(c["property"] in shapes.FACTORS and 0 <= c["mig"] <= 1 for c in first["codes"].values())
+    agreed = result["continuous_agreement"]
+    assert agreed["runs"] == 2 and len(agreed["correlations"]) == 1 and len(agreed["correlations"][0]) == 3
+    assert agreed["estimate"] == agreed["counts"][0] == sum(c >= agreed["threshold"] for c in agreed["correlations"][0])
     md = (out / "count.md").read_text()
-    assert "K̂ =" in md and "| 3 | 2 |" in md
+    assert "K̂ =" in md and "| 3 | 2 |" in md and "continuous dimensions the seeds agree on" in md
     assert (out / "criteria.png").stat().st_size > 0 and (out / "continuous.png").stat().st_size > 0
     assert "How many codes" in (out / "report" / "index.html").read_text()
     capsys.readouterr()

@@ -138,3 +138,37 @@ def test_dci_fits_trees_that_read_each_factor_from_its_code(uniform_factors):
     assert noise["informativeness"] < 0.05 and noise["disentanglement"] < 0.2
     with pytest.raises(ValueError, match="same N"):
         factors.dci(f[:, :1], f[1:])
+
+
+def runs_sharing(factors_: np.ndarray, n_own: int, seed: int) -> np.ndarray:
+    """One run's codes: a random mix of the shared factors, bent by a monotone map, with noise,
+    and n_own codes of its own (independent of everything)."""
+    rng = np.random.default_rng(seed)
+    n, d = factors_.shape
+    mixed = factors_ @ np.linalg.qr(rng.normal(size=(d, d)))[0] + 0.05 * rng.normal(size=(n, d))
+    return np.c_[np.tanh(mixed), rng.normal(size=(n, n_own))]
+
+
+def test_canonical_correlations_find_a_shared_space_however_each_run_mixes_it(uniform_factors):
+    a, b = runs_sharing(uniform_factors, 2, seed=1), runs_sharing(uniform_factors, 2, seed=2)
+    rho = factors.canonical_correlations(a, b)
+    assert rho.shape == (5,) and np.all(np.diff(rho) <= 1e-12)  # largest first
+    assert rho[2] > 0.9 and rho[3] < 0.1  # three shared dimensions, the rest chance (~sqrt(5 / 6000))
+    # a monotone map of one code alone changes no rank: a correlation of exactly 1
+    x = uniform_factors[:, :1]
+    assert factors.canonical_correlations(x, np.exp(3 * x)) == pytest.approx([1.0])
+    # a code constant on the images spans nothing
+    assert factors.canonical_correlations(np.c_[x, np.zeros(len(x))], np.c_[x, x ** 3 + 1]) == pytest.approx([1.0, 0.0])
+    with pytest.raises(ValueError, match="same N"):
+        factors.canonical_correlations(x, x[1:])
+
+
+@pytest.mark.parametrize("shared, own", [(3, 3), (1, 5), (0, 4)])
+def test_agreed_dimensions_counts_what_every_run_found(shared, own):
+    known = np.random.default_rng(0).uniform(-1, 1, size=(3000, shared))
+    runs_ = [runs_sharing(known, own, seed) for seed in range(3)]
+    result = factors.agreed_dimensions(runs_)
+    assert result["estimate"] == shared and result["counts"] == [shared] * 3
+    assert len(result["correlations"]) == 3 and len(result["correlations"][0]) == shared + own
+    with pytest.raises(ValueError, match="two runs or more"):
+        factors.agreed_dimensions(runs_[:1])
