@@ -204,11 +204,16 @@ def test_compiled_step_on_copies_trains_as_compiled_autocast():
     autocast, before any update and after one."""
     cpu = torch.device("cpu")
     _, autocast = build("infogan", cpu, runner.EagerStep, amp="bf16", compile=True)
-    _, copies = build("infogan", cpu, runner.EagerStep, amp="bf16", weight_copies=True, compile=True)
-    for i, tol in enumerate([dict(rtol=1e-4, atol=1e-5), dict(rtol=1e-2, atol=2e-3)]):
+    copies_model, copies = build("infogan", cpu, runner.EagerStep, amp="bf16", weight_copies=True, compile=True)
+    # After the first update the two differ by more than rounding: Adam's first step moves each
+    # weight by +-lr whatever its gradient's size, so a gradient that the two compiled graphs round
+    # to opposite sides of zero moves a weight by 2 lr (how many do depends on the CPU's vector
+    # width). What must hold exactly is that the copies follow the update.
+    for i, tol in enumerate([dict(rtol=1e-4, atol=1e-5), dict(rtol=5e-2, atol=3e-2)]):
         want, got = autocast(i), copies(i)
         for k in want:
             torch.testing.assert_close(got[k], want[k], **tol, msg=lambda m, i=i, k=k: f"step {i}, {k}: {m}")
+        assert all(torch.equal(c, p.bfloat16()) for p, c in copies_model.copies.of.items())
 
 
 @pytest.mark.cuda
