@@ -37,8 +37,9 @@ STEP_SETTINGS = {
 
 
 def build(model, device, steps_runner, B=8, **kw):
-    """(model, runner) with fixed seeds: two calls give identical starting points."""
-    cfg = make_config(dict(model=model, batch_size=B, **STEP_SETTINGS[model], **kw))
+    """(model, runner) with fixed seeds: two calls give identical starting points; kw over the
+    model's STEP_SETTINGS."""
+    cfg = make_config(dict(model=model, batch_size=B, **{**STEP_SETTINGS[model], **kw}))
     torch.manual_seed(0)
     m = build_model(cfg, device)
     images = torch.randint(0, 256, (max(64, B), 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))

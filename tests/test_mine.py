@@ -101,8 +101,11 @@ def test_construction_errors():
 
 
 @pytest.mark.parametrize("estimator", ["dv-ema", "pairwise"])
-def test_estimate_of_known_gaussian_mi(estimator):
-    # d = 1, rho = 0.8: I = -ln(1 - 0.64) / 2 = 0.511 nats; stated tolerance 15%
+def test_estimate_of_known_gaussian_mi(estimator, monkeypatch):
+    # d = 1, rho = 0.8: I = -ln(1 - 0.64) / 2 = 0.511 nats; stated tolerance 15%. The estimator's
+    # statistics on the PyTorch reference: the kernels are held to it in tests/kernels, and 400
+    # steps of them in Triton's CPU interpreter take minutes
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     truth = mine_check.true_mi(1, 0.8)
     assert truth == pytest.approx(0.5108, abs=1e-4)
     est = mine_check.estimate(1, 0.8, estimator, steps=400, batch=128, lr=3e-3, hidden=64)
