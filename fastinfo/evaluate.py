@@ -157,8 +157,11 @@ def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size
     from fastinfo import factors as factor_metrics
 
     means, known = encoded_factors(model, images, batch_size), factors.double().numpy()
-    factorvae, dci = factor_metrics.factorvae_score(means, known), factor_metrics.dci(means, known)
-    return {**factor_information(model, images, factors, batch_size), "factorvae_score": factorvae["score"],
+    dci = factor_metrics.dci(means, known)
+    least = 2 * factor_metrics.FACTORVAE_BATCH
+    factorvae = (factor_metrics.factorvae_score(means, known)["score"] if len(images) >= least
+                 else f"n/a (fewer than {least} test images)")
+    return {**factor_information(model, images, factors, batch_size), "factorvae_score": factorvae,
             "dci_disentanglement": dci["disentanglement"], "dci_completeness": dci["completeness"],
             "dci_informativeness": dci["informativeness"]}
 

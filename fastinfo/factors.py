@@ -85,8 +85,9 @@ def factorvae_score(codes: np.ndarray, factors: np.ndarray, votes=FACTORVAE_VOTE
     """The FactorVAE score of codes [N, J] for images whose factors [N, K] are known.
 
     A vote's batch holds images that share one value of a factor: for a continuous factor, one of
-    its bins (equal-count, as MIG's; the factor then varies within the batch by 1/bins of its
-    range at most), for a factor on a grid (dSprites), one grid value. The images are the data's
+    its bins (equal-count, as MIG's, and fewer where N holds fewer than bins batches; the factor
+    then varies within the batch by 1/bins of its range at most), for a factor on a grid
+    (dSprites), one grid value. The images are the data's
     own, so no renderer is needed. Codes are divided by their standard deviation over the
     images; codes without one are left out.
 
@@ -95,15 +96,15 @@ def factorvae_score(codes: np.ndarray, factors: np.ndarray, votes=FACTORVAE_VOTE
         "active_codes": codes that vote}; score 0 when no code varies.
     """
     codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors, dtype=np.float64)
-    if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors) or len(codes) < batch:
-        raise ValueError(f"codes [N >= {batch}, J] and factors [N, K] with the same N are needed, got "
+    if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors) or len(codes) < 2 * batch:
+        raise ValueError(f"codes [N >= {2 * batch}, J] and factors [N, K] with the same N are needed, got "
                          f"{codes.shape} and {factors.shape}")
     std = codes.std(0)
     active = np.flatnonzero(std > 0)
     if len(active) == 0:
         return {"score": 0.0, "train_accuracy": 0.0, "active_codes": 0}
     scaled = codes[:, active] / std[active]
-    binned = discretize(factors, bins)
+    binned = discretize(factors, min(bins, len(codes) // batch))
     # per factor, its bins that hold a batch: [(members of the bin), ...]
     pools = [[np.flatnonzero(binned[:, k] == b) for b in np.unique(binned[:, k])] for k in range(factors.shape[1])]
     pools = [[members for members in pool if len(members) >= batch] for pool in pools]

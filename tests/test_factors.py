@@ -109,7 +109,9 @@ def test_factorvae_score_of_codes_whose_score_is_known(grid_factors):
     # a code constant over the images does not vote; none varying: no score
     assert factors.factorvae_score(np.c_[f, np.zeros(len(f))], f)["active_codes"] == 4
     assert factors.factorvae_score(np.zeros((len(f), 2)), f)["score"] == 0.0
-    with pytest.raises(ValueError, match="shared by 64 images or more"):
+    # fewer images than 20 bins of 64: fewer, larger bins
+    assert factors.factorvae_score(f[::10, [2, 0, 3, 1]], f[::10])["score"] == 1.0
+    with pytest.raises(ValueError, match=r"codes \[N >= 128, J\]"):
         factors.factorvae_score(f[:100], f[:100])
 
 

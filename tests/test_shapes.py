@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -101,3 +102,23 @@ def test_the_data_module_serves_the_shapes_set(monkeypatch):
     all_images, all_labels, all_factors = shapes.load(data.cache_dir(), train=False)
     keep = (all_labels == 0) | (all_labels == 2)
     assert torch.equal(factors, all_factors[keep]) and torch.equal(kept, all_images[keep])
+
+
+def test_a_shapes_run_is_evaluated_against_its_factors(tmp_path, monkeypatch):
+    from fastinfo import classifier, evaluate
+    from tests.helpers import run
+
+    monkeypatch.setattr(shapes, "SPLIT_SIZES", {True: 64, False: 300})
+    assert run(tmp_path, "--dataset", "shapes", "--n-cont", "3", "--steps", 2, "--no-eval-at-end") == 0
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: (classifier.Classifier(), 0.5))
+    assert evaluate.main([str(tmp_path), "--fid-samples", "100"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["factor_code"]) == set(shapes.FACTORS)
+    assert set(result["factor_code"].values()) <= {"c2", "c3", "c4"}
+    for key in ("mig", "factorvae_score", "dci_disentanglement", "dci_completeness"):
+        assert 0 <= result[key] <= 1, key
+    assert result["dci_informativeness"] <= 1
+    monkeypatch.setattr(shapes, "SPLIT_SIZES", {True: 64, False: 100})
+    monkeypatch.setattr(data, "cache_dir", lambda: tmp_path / "small-cache")
+    assert evaluate.main([str(tmp_path), "--fid-samples", "100"]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["factorvae_score"] == "n/a (fewer than 128 test images)"
