@@ -11,9 +11,8 @@ How well each predicts c1 accuracy is measured in docs/results.md.
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score
 
-from fastinfo import data
+from fastinfo import categories, data
 
 # The training images the scores read: the first ones, the same for every run.
 LABEL_FREE_IMAGES = 10000
@@ -64,8 +63,8 @@ def agreement(assignments: dict[str, np.ndarray]) -> dict[str, float]:
     if len(assignments) < 2:
         raise ValueError(f"agreement needs the assignments of two runs or more, got {len(assignments)}")
     names = list(assignments)
-    ari = np.eye(len(names))
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            ari[i, j] = ari[j, i] = adjusted_rand_score(assignments[names[i]], assignments[names[j]])
+    upper = np.zeros((len(names), len(names)))
+    # row by row, as pairwise_agreement takes the pairs
+    upper[np.triu_indices(len(names), 1)] = categories.pairwise_agreement(list(assignments.values()))
+    ari = np.eye(len(names)) + upper + upper.T
     return {name: float((ari[i].sum() - 1) / (len(names) - 1)) for i, name in enumerate(names)}
