@@ -116,13 +116,14 @@ def read_run(run: Path, images: torch.Tensor, labels: torch.Tensor, device: str)
             "train_s": training_seconds(run), "cont_means": cont_means.double().numpy(), "model": model, "cfg": cfg}
 
 
-def code_properties(model, cfg, images: torch.Tensor) -> dict[str, dict]:
-    """Per continuous code, the image property it moves most: on the shapes set the known factor
-    it carries the most information about (Q on the held-out images), elsewhere the digit
-    measure its traversal correlates with most (Spearman)."""
+def code_properties(row: dict, n_images: int) -> dict[str, dict]:
+    """Per continuous code of a run's row, the image property it moves most: on the shapes set the
+    known factor it carries the most information about (Q's codes on the n_images held-out
+    images), elsewhere the digit measure its traversal correlates with most (Spearman)."""
+    model, cfg = row["model"], row["cfg"]
     if cfg.dataset == "shapes":
-        factors = data.shape_factors(cfg, train=False)[: len(images)]
-        scores = evaluate.factor_information(model, images, factors)
+        factors = data.shape_factors(cfg, train=False)[:n_images].double().numpy()
+        scores = evaluate.factor_information(row["cont_means"], factors, model.spec.code_names[model.spec.n_cat :])
         return {code: {"property": max(info, key=info.get), "nats": max(info.values()), "mig": scores["mig"]}
                 for code, info in scores["code_factor_information"].items()}
     rho = evaluate.continuous_code_scores(model)["code_measure_spearman"]
@@ -130,16 +131,16 @@ def code_properties(model, cfg, images: torch.Tensor) -> dict[str, dict]:
             for code, r in rho.items()}
 
 
-def continuous_count(row: dict, run: Path, images: torch.Tensor) -> dict:
+def continuous_count(row: dict, run: Path, n_images: int) -> dict:
     """What each continuous code of an oversized run carries, and how many count as used."""
     from fastinfo.factors import traversal_change
 
-    model, cfg = row["model"], row["cfg"]
+    model = row["model"]
     spec = model.spec
     names = spec.code_names[spec.n_cat :]
     info = evaluate.final_information(run, spec)
     change = traversal_change(model)
-    props = code_properties(model, cfg, images)
+    props = code_properties(row, n_images)
     codes = {name: {"L_I": info.get(name, {}).get("L_I", float("nan")), "change": c, **props[name]}
              for name, c in zip(names, change)}
     top = max(change)
@@ -148,13 +149,13 @@ def continuous_count(row: dict, run: Path, images: torch.Tensor) -> dict:
     return {"run": run.name, "codes": codes, "count": sum(e["informative"] for e in codes.values())}
 
 
-def continuous_agreement(rows: list[dict]) -> dict | None:
-    """How many continuous dimensions the oversized runs agree on (fastinfo.factors), or None with
-    fewer than two of them."""
-    oversized = [r["cont_means"] for r in rows if r["run"].startswith("kmax")]
+def continuous_agreement(oversized: list[dict]) -> dict | None:
+    """How many continuous dimensions the oversized runs (their rows) agree on (fastinfo.factors),
+    or None with fewer than two of them."""
     if len(oversized) < 2:
         return None
-    return {**agreed_dimensions(oversized), "threshold": AGREED_CORRELATION, "runs": len(oversized)}
+    return {**agreed_dimensions([r["cont_means"] for r in oversized]), "threshold": AGREED_CORRELATION,
+            "runs": len(oversized)}
 
 
 def markdown(result: dict) -> str:
@@ -193,10 +194,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def estimate(rows: list[dict], args, out: Path, device) -> dict:
+def is_oversized(row: dict) -> bool:
+    """Whether a run's row is of an oversized run (OUT/kmax<K>-s<seed>), not of the sweep over K."""
+    return row["run"].startswith("kmax")
+
+
+def estimate(rows: list[dict], args, device) -> dict:
     """The estimates and their evidence from the trained runs' rows."""
-    swept = [r for r in rows if r["run"].startswith("k") and not r["run"].startswith("kmax")]
-    oversized = [r for r in rows if r["run"].startswith("kmax")]
+    swept = [r for r in rows if not is_oversized(r)]
+    oversized = [r for r in rows if is_oversized(r)]
     by_k = {k: [r for r in swept if r["k"] == k] for k in args.ks}
     curve = categories.stability_curve({k: [r["assignments"] for r in rs] for k, rs in by_k.items() if len(rs) > 1})
     lifetimes = (categories.consensus_lifetimes([r["assignments"] for r in oversized], args.k_max)
@@ -265,9 +271,10 @@ def count(args, extra: list[str]) -> int:
     result = {"data": f"{args.dataset}, classes {args.classes}, imbalance {args.imbalance:g}", "steps": args.steps,
               "held_out": len(images), "n_cont": args.n_cont,
               "not_trained": [str(r) for r in codes if r not in trained],
-              **estimate(rows, args, out, device)}
-    result["continuous"] = [continuous_count(r, out / r["run"], images) for r in rows if r["run"].startswith("kmax")]
-    result["continuous_agreement"] = continuous_agreement(rows)
+              **estimate(rows, args, device)}
+    oversized = [r for r in rows if is_oversized(r)]
+    result["continuous"] = [continuous_count(r, out / r["run"], len(images)) for r in oversized]
+    result["continuous_agreement"] = continuous_agreement(oversized)
     result["runs"] = [{k: v for k, v in r.items() if k not in ("assignments", "cont_means", "model", "cfg")}
                       for r in rows]
     plots.count_criteria({int(k): v for k, v in result["stability"].items()},

@@ -137,15 +137,14 @@ def encoded_factors(model, images: torch.Tensor, batch_size: int = 1000):
     return predicted_codes(model, images, batch_size)[1].double().numpy()
 
 
-def factor_information(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
-    """For a data set whose factors are known (shapes): the MIG of Q's continuous codes on the
-    images (uint8 [N, 28, 28]) against the factors [N, F] (fastinfo.factors), and per factor the
-    code that carries the most information about it."""
+def factor_information(means: np.ndarray, factors: np.ndarray, names: list[str]) -> dict:
+    """For a data set whose factors are known (shapes): the MIG of continuous codes means [N, J]
+    (Q's, named names) against the factors [N, F] (fastinfo.factors), and per factor the code
+    that carries the most information about it."""
     from fastinfo import factors as factor_metrics
     from fastinfo import shapes
 
-    mig = factor_metrics.mutual_information_gap(encoded_factors(model, images, batch_size), factors.double().numpy())
-    names = model.spec.code_names[model.spec.n_cat :]
+    mig = factor_metrics.mutual_information_gap(means, factors)
     mi = np.array(mig["mutual_information"])
     return {"mig": mig["mig"], "factor_mig": dict(zip(shapes.FACTORS, mig["per_factor"])),
             "factor_code": {f: names[int(mi[:, k].argmax())] for k, f in enumerate(shapes.FACTORS)},
@@ -153,7 +152,8 @@ def factor_information(model, images: torch.Tensor, factors: torch.Tensor, batch
 
 
 def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
-    """factor_information, with the FactorVAE score and DCI (fastinfo.factors) of the same codes."""
+    """Q's continuous codes on the images (uint8 [N, 28, 28]) against their known factors [N, F]:
+    factor_information, with the FactorVAE score and DCI (fastinfo.factors) of the same codes."""
     from fastinfo import factors as factor_metrics
 
     means, known = encoded_factors(model, images, batch_size), factors.double().numpy()
@@ -161,9 +161,9 @@ def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size
     least = 2 * factor_metrics.FACTORVAE_BATCH
     factorvae = (factor_metrics.factorvae_score(means, known)["score"] if len(images) >= least
                  else f"n/a (fewer than {least} test images)")
-    return {**factor_information(model, images, factors, batch_size), "factorvae_score": factorvae,
-            "dci_disentanglement": dci["disentanglement"], "dci_completeness": dci["completeness"],
-            "dci_informativeness": dci["informativeness"]}
+    return {**factor_information(means, known, model.spec.code_names[model.spec.n_cat :]),
+            "factorvae_score": factorvae, "dci_disentanglement": dci["disentanglement"],
+            "dci_completeness": dci["completeness"], "dci_informativeness": dci["informativeness"]}
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -87,9 +87,8 @@ def factorvae_score(codes: np.ndarray, factors: np.ndarray, votes=FACTORVAE_VOTE
     A vote's batch holds images that share one value of a factor: for a continuous factor, one of
     its bins (equal-count, as MIG's, and fewer where N holds fewer than bins batches; the factor
     then varies within the batch by 1/bins of its range at most), for a factor on a grid
-    (dSprites), one grid value. The images are the data's
-    own, so no renderer is needed. Codes are divided by their standard deviation over the
-    images; codes without one are left out.
+    (dSprites), one grid value. The images are the data's own, so no renderer is needed. Codes
+    are divided by their standard deviation over the images; codes without one are left out.
 
     Returns:
         {"score": the majority-vote classifier's accuracy on the scoring votes, "train_accuracy",
