@@ -4,7 +4,7 @@ import contextlib
 
 import torch
 
-from fastinfo import losses, registry
+from fastinfo import data, losses, registry
 from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
@@ -22,6 +22,7 @@ class InfoModel:
 
     def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
         self.cfg, self.spec, self.device = cfg, spec, device
+        self.image_size = data.image_size(cfg)  # the networks' side
         self.use_q = registry.entry(cfg.model).q_head
         # whether predict_codes means anything: Q's categorical head, or a VAE's encoder
         self.infers_codes = self.use_q
@@ -44,8 +45,9 @@ class InfoModel:
 
     def build_networks(self, norm: str) -> dict[str, torch.nn.Module]:
         """The networks by their names in a checkpoint: G and D (with its Q head)."""
-        self.G = Generator(self.spec.input_dim).to(self.device)
-        self.D = Discriminator(self.spec, self.cfg.slope, self.cfg.learn_std, norm=norm).to(self.device)
+        self.G = Generator(self.spec.input_dim, image_size=self.image_size).to(self.device)
+        self.D = Discriminator(self.spec, self.cfg.slope, self.cfg.learn_std, norm=norm,
+                               image_size=self.image_size).to(self.device)
         return {"G": self.G, "D": self.D}
 
     def compiled(self, fn, **inductor_options):

@@ -15,7 +15,8 @@ from fastinfo import checkpoint, data
 
 
 class Classifier(nn.Module):
-    """LeNet-sized: two 5x5 conv + pool blocks, FC 128 (the feature layer), FC 10."""
+    """LeNet-sized: two 5x5 conv + pool blocks, FC 128 (the feature layer), FC 10. It takes the
+    data sets' own 28x28 images: those of a run at another --image-size are resized back."""
 
     def __init__(self, n_classes: int = 10):
         super().__init__()
@@ -26,16 +27,18 @@ class Classifier(nn.Module):
         )
         self.head = nn.Linear(128, n_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, 28, 28] in [-1, 1] -> [B, 128]
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, S, S] in [-1, 1] -> [B, 128]
+        if x.shape[-1] != data.NATIVE_SIZE:
+            x = F.interpolate(x, size=(data.NATIVE_SIZE, data.NATIVE_SIZE), mode="bilinear", antialias=True)
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.features(x))
 
 
 @torch.no_grad()
 def predict(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Class predictions [N] for images in [-1, 1], [N, 1, 28, 28]."""
+    """Class predictions [N] for images in [-1, 1], [N, 1, S, S]."""
     model.eval()
     return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
 

@@ -57,6 +57,9 @@ class TrainConfig:
     imbalance: float = _opt(1.0, "keep a share r^(i/(K-1)) of the i-th kept class's training images: the last "
                                  "class keeps r (1: all, as published)")
     data_root: str | None = _opt(None, "folder holding the IDX files (else $FASTINFO_DATA, cache, ...)")
+    image_size: int = _opt(0, "the side of the images the networks take, the data set's images resized to it: 28 "
+                              "(the InfoGAN paper's MNIST networks), 32 (its SVHN and CelebA ones) or 64 (InfoGAN-CR's "
+                              "dSprites ones); 0: the data set's own")
     steps: int | None = _opt(None, "generator steps to train (overrides --epochs)")
     epochs: float = _opt(
         10.0, "passes over the training set when --steps is not given (each WGAN critic step takes a batch)")
@@ -194,6 +197,10 @@ class TrainConfig:
             parse_classes(self.classes, self.dataset)
         except DataError as e:
             raise ConfigError(str(e)) from None
+        from fastinfo.nets import IMAGE_SIZES
+
+        need(self.image_size in (0, *IMAGE_SIZES), f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))} "
+             f"(the sides that have networks) or 0 (the data set's own), got {self.image_size}")
         need(0 < self.imbalance <= 1, f"--imbalance must be in (0, 1] (the last class's share), got {self.imbalance}")
         need(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; accepted: {', '.join(AMP_MODES)}")
         need(self.loss_backend in LOSS_BACKENDS,

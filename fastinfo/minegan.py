@@ -31,14 +31,21 @@ def adaptive_clip(g_gan: list[torch.Tensor], g_mi: list[torch.Tensor]) -> list[t
     return torch._foreach_mul(g_mi, scale)
 
 
+def image_encoder(slope: float, channels: int = 1, image_size: int = 28) -> nn.Sequential:
+    """T's image branch: 4x4 stride-2 convolutions (32 channels, then 64) until the side is 8 or
+    less (28 -> 14 -> 7, 32 -> 16 -> 8, 64 -> 32 -> 16 -> 8), then FC 256."""
+    layers, side, width = [], image_size, channels
+    while side > 8:
+        out = 64 if layers else 32
+        layers += [nn.Conv2d(width, out, 4, 2, 1), nn.LeakyReLU(slope)]
+        side, width = side // 2, out
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * side * side, 256))
+
+
 class StatisticsNetwork(nn.Module):
-    def __init__(self, code_dim: int, slope: float = 0.1):
+    def __init__(self, code_dim: int, slope: float = 0.1, channels: int = 1, image_size: int = 28):
         super().__init__()
-        self.x_enc = nn.Sequential(
-            nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(slope),  # 14x14
-            nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(slope),  # 7x7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 256),
-        )
+        self.x_enc = image_encoder(slope, channels, image_size)
         self.c_enc = nn.Linear(code_dim, 256)
         self.head = nn.Sequential(nn.LeakyReLU(slope), nn.Linear(256, 256), nn.LeakyReLU(slope), nn.Linear(256, 1))
 
@@ -53,7 +60,8 @@ class MineGAN(InfoModel):
         code_dim = spec.n_cont + (sum(spec.cat_sizes) if self.use_cat else 0)
         if code_dim == 0:
             raise ValueError("minegan needs continuous codes (or --mine-codes all with a categorical one)")
-        self.mine = MINE(StatisticsNetwork(code_dim, cfg.slope), "dv", ema_rate=cfg.mine_ema).to(device)
+        critic = StatisticsNetwork(code_dim, cfg.slope, image_size=self.image_size)
+        self.mine = MINE(critic, "dv", ema_rate=cfg.mine_ema).to(device)
         if self.copies:
             self.copies.add(self.mine)
         # D's Q head is unused here: only the body and the D head train

@@ -345,7 +345,9 @@ class Trainer:
         precision = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with loss scaling"}.get(cfg.amp, "fp32")
         options = [o for o, on in (("compiled", cfg.compile), ("CUDA graphs", cfg.cuda_graphs)) if on] or ["eager"]
         steps = f"steps {self.step + 1}-{self.total}" if self.step else f"{self.total} steps"
-        return (f"training {cfg.model} ({cfg.preset} preset) on {cfg.dataset} ({self.n_train:,} images) on {where}, "
+        size = data.image_size(cfg)
+        images = f"{self.n_train:,} images" + (f", resized to {size}x{size}" if size != data.NATIVE_SIZE else "")
+        return (f"training {cfg.model} ({cfg.preset} preset) on {cfg.dataset} ({images}) on {where}, "
                 f"{precision}, {' + '.join(options)}: {steps} of batch {cfg.batch_size}, into {self.run}")
 
     def _train(self) -> int:

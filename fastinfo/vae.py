@@ -60,8 +60,8 @@ class InfoVAE(InfoModel):
         self.vae_loss = self.compiled(self._vae_loss)
 
     def build_networks(self, norm: str) -> dict[str, torch.nn.Module]:
-        self.encoder = Encoder(self.spec, self.cfg.slope, norm).to(self.device)
-        self.decoder = Generator(self.spec.input_dim, logits=True).to(self.device)
+        self.encoder = Encoder(self.spec, self.cfg.slope, norm, image_size=self.image_size).to(self.device)
+        self.decoder = Generator(self.spec.input_dim, logits=True, image_size=self.image_size).to(self.device)
         return {"encoder": self.encoder, "decoder": self.decoder}
 
     def decoder_input(self, latents: torch.Tensor, one_hots: torch.Tensor) -> torch.Tensor:

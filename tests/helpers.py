@@ -37,12 +37,14 @@ STEP_SETTINGS = {
 
 
 def build(model, device, steps_runner, B=8, **kw):
-    """(model, runner) with fixed seeds: two calls give identical starting points; kw over the
-    model's STEP_SETTINGS."""
-    cfg = make_config(dict(model=model, batch_size=B, **{**STEP_SETTINGS[model], **kw}))
+    """(model, runner) with fixed seeds, on random images at the config's image size: two calls
+    give identical starting points; kw over the model's STEP_SETTINGS (a model without any: none)."""
+    cfg = make_config(dict(model=model, batch_size=B, **{**STEP_SETTINGS.get(model, {}), **kw}))
     torch.manual_seed(0)
     m = build_model(cfg, device)
-    images = torch.randint(0, 256, (max(64, B), 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    side = data.image_size(cfg)
+    images = torch.randint(0, 256, (max(64, B), side, side), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
     loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(2))
     return m, steps_runner(m, loader, torch.Generator(device).manual_seed(3))
 

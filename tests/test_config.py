@@ -20,6 +20,7 @@ pytestmark = pytest.mark.usefixtures("synthetic_mnist")
         (["--dataset", "svhn"], "unknown dataset 'svhn'"),
         (["--classes", "0,12"], "--classes '0,12': mnist has no class 12; accepted: \"all\", or two or more"),
         (["--dataset", "shapes", "--classes", "1-3"], "shapes has no class 3"),
+        (["--image-size", "48"], "--image-size must be one of 28, 32, 64 (the sides that have networks) or 0"),
         (["--imbalance", "0"], "--imbalance must be in (0, 1] (the last class's share), got 0.0"),
         (["--lambda-real", "-1"], "--lambda-real must be >= 0, got -1.0"),
         (["--batch-size", "0"], "--batch-size must be in 2..60000"),

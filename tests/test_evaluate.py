@@ -9,6 +9,7 @@ import torch
 
 from fastinfo import classifier, data, evaluate
 from fastinfo.evaluate import cluster_accuracy, clustering_scores
+from fastinfo.runs import load_run
 
 
 def test_perfect_clustering_under_any_relabelling():
@@ -159,3 +160,21 @@ def test_information_of_a_run_killed_during_a_metrics_append(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 21, "info_')
     info = evaluate.final_information(tmp_path, spec)
     assert info["c1"] == {"L_I": 2.0, "H": pytest.approx(math.log(10))} and info["c2"]["L_I"] == 0.5
+
+
+def test_a_run_at_another_image_size_trains_and_evaluates(tmp_path, synthetic_mnist):
+    from tests.helpers import run
+
+    assert run(tmp_path, "--steps", 2, "--image-size", 32, "--no-eval-at-end") == 0
+    cfg, model, _ = load_run(tmp_path)
+    images, labels = data.load_split(cfg, train=False)
+    assert images.shape == (64, 32, 32) and images.dtype == torch.uint8 and len(labels) == 64
+    assert model.generate(*model.spec.sample(3, model.device, torch.Generator())).shape == (3, 1, 32, 32)
+    # the classifier takes the data set's own 28x28 images: it judges a 32x32 one resized back
+    clf = classifier.Classifier().eval()
+    big = torch.rand(4, 1, 32, 32) * 2 - 1
+    small = torch.nn.functional.interpolate(big, size=(28, 28), mode="bilinear", antialias=True)
+    torch.testing.assert_close(clf.features(big), clf.features(small))
+    result = evaluate.evaluate_model(model, cfg, clf, samples_per_value=4, full=True, fid_samples=32)
+    assert 0 <= result["c1_accuracy"] <= 1 and result["fid"] >= 0
+    assert set(result["code_measure_spearman"]) == {"c2", "c3"}

@@ -3,10 +3,13 @@
 import pytest
 import torch
 
+from fastinfo import registry, runner
 from fastinfo.codes import LatentSpec
 from fastinfo.config import make_config
 from fastinfo.infogan import InfoGAN
-from fastinfo.nets import Discriminator, Generator
+from fastinfo.minegan import image_encoder
+from fastinfo.nets import BODY_FEATURES, IMAGE_SIZES, Discriminator, Encoder, Generator, d_body
+from tests.helpers import build
 
 
 def test_shapes():
@@ -110,3 +113,53 @@ def test_generator_step_gives_d_no_gradient_and_leaves_it_trainable(model_name):
         for p in g["params"]:
             if id(p) in at_d_step:
                 assert torch.equal(p.grad, at_d_step[id(p)])
+
+
+@pytest.mark.parametrize("size", IMAGE_SIZES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_image_size_has_networks_of_that_size(size, channels):
+    spec = LatentSpec(noise_dim=20, cat_sizes=(10, 4), n_cont=3)
+    G = Generator(spec.input_dim, channels, image_size=size)
+    x = G(torch.randn(3, spec.input_dim))
+    assert x.shape == (3, channels, size, size) and x.min() >= -1 and x.max() <= 1
+    d, (cat, mean, log_std) = Discriminator(spec, channels=channels, image_size=size)(x)
+    assert d.shape == (3,) and cat.shape == (3, 14) and mean.shape == log_std.shape == (3, 3)
+    assert d_body(0.1, "layer", channels, size)(x).shape == (3, BODY_FEATURES[size])
+    cat, mean, log_std = Encoder(spec, channels=channels, image_size=size)(x)
+    assert cat.shape == (3, 14) and mean.shape == log_std.shape == (3, 23)
+    logits = Generator(spec.input_dim, channels, logits=True, image_size=size)(torch.randn(3, spec.input_dim))
+    assert logits.shape == (3, channels, size, size)
+    assert image_encoder(0.1, channels, size)(x).shape == (3, 256)
+
+
+def test_the_32_and_64_networks_have_their_papers_layer_sizes():
+    spec = LatentSpec(noise_dim=124, cat_sizes=(10,) * 4, n_cont=4)  # the InfoGAN paper's SVHN codes
+    G, D = Generator(spec.input_dim, 3, image_size=32), Discriminator(spec, channels=3, image_size=32)
+    assert [m.out_features for m in G.net if isinstance(m, torch.nn.Linear)] == [2 * 2 * 448]
+    assert [m.out_channels for m in G.net if isinstance(m, torch.nn.ConvTranspose2d)] == [256, 128, 64, 3]
+    assert [m.out_channels for m in D.body if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256]
+    assert D.d_head.in_features == D.q_head.net[0].in_features == 256 * 4 * 4
+    G, D = Generator(12, image_size=64), Discriminator(LatentSpec(noise_dim=5, cat_sizes=(), n_cont=5), image_size=64)
+    assert [m.out_features for m in G.net if isinstance(m, torch.nn.Linear)] == [128, 4 * 4 * 64]
+    assert [m.out_channels for m in G.net if isinstance(m, torch.nn.ConvTranspose2d)] == [64, 32, 32, 1]
+    assert [m.out_channels for m in D.body if isinstance(m, torch.nn.Conv2d)] == [32, 32, 64, 64]
+    assert D.d_head.in_features == 128
+
+
+def test_a_size_without_networks_is_refused():
+    with pytest.raises(ValueError, match="there are networks for images of side 28, 32, 64, not 48"):
+        Generator(74, image_size=48)
+    with pytest.raises(ValueError, match="not 16"):
+        Discriminator(LatentSpec(), image_size=16)
+
+
+@pytest.mark.parametrize("model", registry.names())
+@pytest.mark.parametrize("size", [32, 64])
+def test_every_model_trains_at_every_image_size(model, size):
+    m, step = build(model, torch.device("cpu"), runner.EagerStep, B=4, image_size=size)
+    before = [p.detach().clone() for net in m.networks.values() for p in net.parameters()]
+    metrics = step(0)
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+    after = [p for net in m.networks.values() for p in net.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert m.generate(*m.spec.sample(2, m.device, torch.Generator().manual_seed(0))).shape == (2, 1, size, size)

@@ -54,7 +54,8 @@ def test_label_free_score_reads_training_images_and_no_labels(monkeypatch):
             return torch.nn.functional.one_hot(kind, 5).float() * 50, torch.zeros(len(x), 0)
 
     monkeypatch.setattr(data, "load", load)
-    cfg = type("Cfg", (), {"dataset": "mnist", "data_root": None, "classes": "all", "imbalance": 1.0})
+    cfg = type("Cfg", (), {"dataset": "mnist", "data_root": None, "classes": "all", "imbalance": 1.0,
+                           "image_size": 0})
     result = selection.label_free_score(ReadsThePixel(), cfg)
     assert asked == [True]
     assert result == {"label_free_score": pytest.approx(math.log(5)), "label_free_score_max": math.log(5)}

@@ -95,7 +95,8 @@ def test_the_data_module_serves_the_shapes_set(monkeypatch):
     monkeypatch.setattr(shapes, "SPLIT_SIZES", {True: 30, False: 20})
     images, labels = data.load("shapes", train=True)
     assert images.shape == (30, 28, 28) and data.n_classes("shapes") == 3
-    cfg = type("Cfg", (), {"dataset": "shapes", "data_root": None, "classes": "0,2", "imbalance": 1.0})
+    cfg = type("Cfg", (), {"dataset": "shapes", "data_root": None, "classes": "0,2", "imbalance": 1.0,
+                         "image_size": 0})
     kept, kept_labels = data.load_split(cfg, train=False)
     factors = data.shape_factors(cfg, train=False)
     assert set(kept_labels.tolist()) <= {0, 2} and len(factors) == len(kept)
