@@ -13,10 +13,16 @@ from tqdm import tqdm
 
 from fastinfo import checkpoint, data
 
+# the side of the images the classifier takes: an image of another side is resized to it
+INPUT_SIZE = 28
+# the most training images it learns from: a fixed random subset of a larger set (dSprites)
+MAX_TRAINING_IMAGES = 60000
+
 
 class Classifier(nn.Module):
-    """LeNet-sized: two 5x5 conv + pool blocks, FC 128 (the feature layer), FC 10. It takes the
-    data sets' own 28x28 images: those of a run at another --image-size are resized back."""
+    """LeNet-sized: two 5x5 conv + pool blocks, FC 128 (the feature layer), FC 10. It takes 28x28
+    images (those of the IDX sets): others, dSprites' or a run's at another --image-size, are
+    resized to that."""
 
     def __init__(self, n_classes: int = 10):
         super().__init__()
@@ -28,8 +34,8 @@ class Classifier(nn.Module):
         self.head = nn.Linear(128, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, S, S] in [-1, 1] -> [B, 128]
-        if x.shape[-1] != data.NATIVE_SIZE:
-            x = F.interpolate(x, size=(data.NATIVE_SIZE, data.NATIVE_SIZE), mode="bilinear", antialias=True)
+        if x.shape[-1] != INPUT_SIZE:
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True)
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +94,9 @@ def load_or_train(dataset: str, device, data_root=None, cache: Path | None = Non
     print(f"training the {dataset} classifier that judges generated images (once: it is cached in {path})",
           file=sys.stderr)
     images, labels = data.load(dataset, train=True, data_root=data_root)
+    if len(images) > MAX_TRAINING_IMAGES:
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:MAX_TRAINING_IMAGES]
+        images, labels = images[keep], labels[keep]
     model = fit(images, labels, device)
     test_images, test_labels = data.load(dataset, train=False, data_root=data_root)
     acc = accuracy(model, test_images, test_labels)

@@ -52,11 +52,14 @@ def _opt(default, help, **kw):
 class TrainConfig:
     model: str = _opt("infogan", "model: one of fastinfo.registry.MODELS")
     preset: str = _opt("tuned", f"hyperparameter preset: {', '.join(PRESETS)} (docs/design.md)")
-    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist, shapes (rendered: fastinfo.shapes)")
+    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist, shapes (rendered: fastinfo.shapes) or dsprites "
+                                 "(64x64: DeepMind's file where a data folder holds it, else rendered; "
+                                 "fastinfo.dsprites)")
     classes: str = _opt("all", 'the classes to keep: all, or e.g. "0,1,7", "0-4" (the test split keeps the same)')
     imbalance: float = _opt(1.0, "keep a share r^(i/(K-1)) of the i-th kept class's training images: the last "
                                  "class keeps r (1: all, as published)")
-    data_root: str | None = _opt(None, "folder holding the IDX files (else $FASTINFO_DATA, cache, ...)")
+    data_root: str | None = _opt(None, "folder holding the IDX files or dSprites' .npz (else $FASTINFO_DATA, "
+                                       "cache, ...)")
     image_size: int = _opt(0, "the side of the images the networks take, the data set's images resized to it: 28 "
                               "(the InfoGAN paper's MNIST networks), 32 (its SVHN and CelebA ones) or 64 (InfoGAN-CR's "
                               "dSprites ones); 0: the data set's own")

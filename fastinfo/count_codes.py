@@ -117,13 +117,15 @@ def read_run(run: Path, images: torch.Tensor, labels: torch.Tensor, device: str)
 
 
 def code_properties(row: dict, n_images: int) -> dict[str, dict]:
-    """Per continuous code of a run's row, the image property it moves most: on the shapes set the
-    known factor it carries the most information about (Q's codes on the n_images held-out
+    """Per continuous code of a run's row, the image property it moves most: on a set with known
+    factors (shapes, dSprites) the factor it carries the most information about (Q's codes on the n_images held-out
     images), elsewhere the digit measure its traversal correlates with most (Spearman)."""
     model, cfg = row["model"], row["cfg"]
-    if cfg.dataset == "shapes":
-        factors = data.shape_factors(cfg, train=False)[:n_images].double().numpy()
-        scores = evaluate.factor_information(row["cont_means"], factors, model.spec.code_names[model.spec.n_cat :])
+    factor_names = data.FACTOR_NAMES.get(cfg.dataset)
+    if factor_names:
+        factors = data.known_factors(cfg, train=False)[:n_images].double().numpy()
+        scores = evaluate.factor_information(row["cont_means"], factors, model.spec.code_names[model.spec.n_cat :],
+                                             factor_names)
         return {code: {"property": max(info, key=info.get), "nats": max(info.values()), "mig": scores["mig"]}
                 for code, info in scores["code_factor_information"].items()}
     rho = evaluate.continuous_code_scores(model)["code_measure_spearman"]

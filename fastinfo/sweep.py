@@ -300,7 +300,7 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0-2", type=seed_list, help="e.g. 0,1,2 or 0-4")
     p.add_argument("--steps", type=int_at_least(1), required=True, help="generator steps per run")
     p.add_argument("--out", required=True, help="sweep folder")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+    p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(data.DATASET_NAMES)}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--samples-per-value", type=int_at_least(1), default=200, help="generated images per c1 value")
     p.add_argument("--fid-samples", type=int_at_least(2), default=10000,

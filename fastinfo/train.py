@@ -346,7 +346,8 @@ class Trainer:
         options = [o for o, on in (("compiled", cfg.compile), ("CUDA graphs", cfg.cuda_graphs)) if on] or ["eager"]
         steps = f"steps {self.step + 1}-{self.total}" if self.step else f"{self.total} steps"
         size = data.image_size(cfg)
-        images = f"{self.n_train:,} images" + (f", resized to {size}x{size}" if size != data.NATIVE_SIZE else "")
+        resized = f", resized to {size}x{size}" if size != data.own_size(cfg.dataset) else ""
+        images = f"{self.n_train:,} images{resized}"
         return (f"training {cfg.model} ({cfg.preset} preset) on {cfg.dataset} ({images}) on {where}, "
                 f"{precision}, {' + '.join(options)}: {steps} of batch {cfg.batch_size}, into {self.run}")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastinfo import evaluate, factors, runs, train
+from fastinfo import evaluate, factors, runs, shapes, train
 from fastinfo.codes import LatentSpec
 
 
@@ -80,7 +80,7 @@ def test_factor_scores_name_the_code_that_carries_each_factor():
             means = torch.stack([rows[:, 1], rows[:, 0], rows[:, 3], noise, rows[:, 2]], 1)
             return torch.zeros(len(x), 10), means
 
-    scores = evaluate.factor_scores(ReadsTheFactors(), images, known, batch_size=1000)
+    scores = evaluate.factor_scores(ReadsTheFactors(), images, known, shapes.FACTORS, batch_size=1000)
     assert scores["factor_code"] == {"scale": "c3", "rotation": "c2", "x": "c6", "y": "c4"}
     assert scores["mig"] > 0.9  # short of 1 by the binned estimate's bias for the noise code
     assert set(scores["code_factor_information"]) == {"c2", "c3", "c4", "c5", "c6"}

@@ -98,7 +98,7 @@ def test_the_data_module_serves_the_shapes_set(monkeypatch):
     cfg = type("Cfg", (), {"dataset": "shapes", "data_root": None, "classes": "0,2", "imbalance": 1.0,
                          "image_size": 0})
     kept, kept_labels = data.load_split(cfg, train=False)
-    factors = data.shape_factors(cfg, train=False)
+    factors = data.known_factors(cfg, train=False)
     assert set(kept_labels.tolist()) <= {0, 2} and len(factors) == len(kept)
     all_images, all_labels, all_factors = shapes.load(data.cache_dir(), train=False)
     keep = (all_labels == 0) | (all_labels == 2)
