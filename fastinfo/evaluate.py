@@ -132,18 +132,21 @@ def continuous_code_scores(model, n_rows: int = 64, n_values: int = 9, span: flo
     return {"code_measure_spearman": rho, "disentanglement": float(np.mean(gaps))}
 
 
-def encoded_factors(model, images: torch.Tensor, batch_size: int = 1000):
-    """Q's continuous codes' means on the images as float64 numpy [N, n_cont], read in batches."""
-    return predicted_codes(model, images, batch_size)[1].double().numpy()
+def encoded_factors(model, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """Q's codes on the images as float64 numpy [N, n_cat + n_cont], read in batches: each
+    categorical code's most likely category, then the continuous codes' means."""
+    cat_logits, means = predicted_codes(model, images, batch_size)
+    columns = [part.argmax(1, keepdim=True) for part in cat_logits.split(list(model.spec.cat_sizes), 1)]
+    return torch.cat([*columns, means], 1).double().numpy()
 
 
-def factor_information(means: np.ndarray, factors: np.ndarray, names: list[str], factor_names: tuple[str, ...]) -> dict:
-    """For a data set whose factors are known (shapes, dSprites): the MIG of continuous codes
-    means [N, J] (Q's, named names) against the factors [N, F] (named factor_names;
-    fastinfo.factors), and per factor the code that carries the most information about it."""
+def factor_information(codes: np.ndarray, factors: np.ndarray, names: list[str], factor_names: tuple[str, ...]) -> dict:
+    """For a data set whose factors are known (shapes, dSprites): the MIG of codes [N, J] (Q's,
+    named names) against the factors [N, F] (named factor_names; fastinfo.factors), and per
+    factor the code that carries the most information about it."""
     from fastinfo import factors as factor_metrics
 
-    mig = factor_metrics.mutual_information_gap(means, factors)
+    mig = factor_metrics.mutual_information_gap(codes, factors)
     mi = np.array(mig["mutual_information"])
     return {"mig": mig["mig"], "factor_mig": dict(zip(factor_names, mig["per_factor"])),
             "factor_code": {f: names[int(mi[:, k].argmax())] for k, f in enumerate(factor_names)},
@@ -152,17 +155,17 @@ def factor_information(means: np.ndarray, factors: np.ndarray, names: list[str],
 
 def factor_scores(model, images: torch.Tensor, factors: torch.Tensor, factor_names: tuple[str, ...],
                   batch_size: int = 1000) -> dict:
-    """Q's continuous codes on the images (uint8 [N, S, S]) against their known factors [N, F]
-    (named factor_names): factor_information, with the FactorVAE score and DCI
+    """Q's codes on the images (uint8 [N, S, S]; encoded_factors) against their known factors
+    [N, F] (named factor_names): factor_information, with the FactorVAE score and DCI
     (fastinfo.factors) of the same codes."""
     from fastinfo import factors as factor_metrics
 
-    means, known = encoded_factors(model, images, batch_size), factors.double().numpy()
-    dci = factor_metrics.dci(means, known)
+    codes, known = encoded_factors(model, images, batch_size), factors.double().numpy()
+    dci = factor_metrics.dci(codes, known)
     least = 2 * factor_metrics.FACTORVAE_BATCH
-    factorvae = (factor_metrics.factorvae_score(means, known)["score"] if len(images) >= least
+    factorvae = (factor_metrics.factorvae_score(codes, known)["score"] if len(images) >= least
                  else f"n/a (fewer than {least} test images)")
-    return {**factor_information(means, known, model.spec.code_names[model.spec.n_cat :], factor_names),
+    return {**factor_information(codes, known, model.spec.code_names, factor_names),
             "factorvae_score": factorvae, "dci_disentanglement": dci["disentanglement"],
             "dci_completeness": dci["completeness"], "dci_informativeness": dci["informativeness"]}
 
@@ -236,7 +239,7 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
 
             result["traversal_change"] = dict(zip(model.spec.code_names[model.spec.n_cat :], traversal_change(model)))
         factor_names = data.FACTOR_NAMES.get(cfg.dataset)
-        if factor_names and model.infers_codes and model.spec.n_cont:
+        if factor_names and model.infers_codes:
             result.update(factor_scores(model, images, data.known_factors(cfg, train=False), factor_names))
         if clf is not None:
             result["fid"] = sample_fid(model, clf, images, n=fid_samples)

@@ -118,5 +118,5 @@ def test_a_dsprites_run_trains_and_is_scored_against_its_factors(small_dsprites,
     assert evaluate.main([str(tmp_path), "--fid-samples", "16"]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     assert set(result["factor_code"]) == set(dsprites.FACTORS) and 0 <= result["mig"] <= 1
-    assert set(result["code_factor_information"]) == {"c2", "c3", "c4", "c5"}
+    assert set(result["code_factor_information"]) == {"c1", "c2", "c3", "c4", "c5"}
     assert result["factorvae_score"].startswith("n/a") and 0 <= result["c1_accuracy"] <= 1
