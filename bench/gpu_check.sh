@@ -71,6 +71,8 @@ bench bench_train 120 bench/test_train_step.py::test_train_step -k "not compile 
 bench bench_compile 120 bench/test_train_step.py::test_train_step -k "amp_compile_graphs and not two_d and not copies"
 bench bench_copies 120 bench/test_train_step.py::test_train_step -k "compile_graphs_weight_copies"
 bench bench_compile_more 60 bench/test_train_step.py::test_train_step -k "compile and (two_d or not amp_compile_graphs)"
+# InfoGAN on the 32x32 and 64x64 networks, eager and with all three options
+bench bench_sizes 60 bench/test_train_step.py::test_train_step_per_image_size
 bench bench_kernels 150 bench --ignore=bench/test_train_step.py --ignore=bench/test_rmsprop.py \
     --ignore=bench/test_gradient_penalty.py --ignore=bench/test_adam.py -k "not tiling" \
     --benchmark-json="$work/bench_kernels_full.json"
@@ -89,5 +91,5 @@ bench bench_gp 50 bench/test_gradient_penalty.py
 step seeds 120 python3 -m fastinfo.sweep --models infogan --seeds 0-4 --procs 5 --steps 2000 \
     --out "$work/seeds" -- $(train_run --log-every 500)
 cat "$work/seeds/summary.md" >> "$log" 2>/dev/null
-sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,copies,compile_more,kernels,tiling,inductor,rmsprop,adam,gp,epoch}.log > "$OUT/bench_table.txt"
+sed -n '/fastinfo bench on/,/^-----/p' "$work"/bench_{train,compile,copies,compile_more,sizes,kernels,tiling,inductor,rmsprop,adam,gp,epoch}.log > "$OUT/bench_table.txt"
 cat "$log"

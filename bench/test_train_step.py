@@ -1,5 +1,6 @@
 """Training throughput: images/s and µs/step per model and mode at batch 64, 128 and 256, kernels
-per step and peak memory; and one MNIST epoch end to end.
+per step and peak memory; InfoGAN's on the 32x32 and 64x64 networks; and one MNIST epoch end to
+end.
 
 Modes: the model's reference loop (bench/reference_loop.py), fastinfo eager, --amp (bf16),
 --amp --compile, --amp --cuda-graphs and all three; in fp32, --cuda-graphs with and without
@@ -58,15 +59,15 @@ ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": EVERY_MODEL,
             "inductor_no_split_reductions": ("infogan",), "inductor_no_layout_optimization": ("infogan",)}
 
 
-def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device):
-    """(step(index) for the model in this mode, on a loader over images; the context to run its
-    steps in, which sets the matrix-product precision a training run would). "reference" is the
-    model's reference loop."""
+def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device, image_size: int = 0):
+    """(step(index) for the model in this mode, on a loader over images (of side image_size, 0:
+    MNIST's); the context to run its steps in, which sets the matrix-product precision a training
+    run would). "reference" is the model's reference loop (MNIST's side only)."""
     loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(0))
     if mode == "reference":
         ref = REFERENCES[model](device, B)
         return lambda _index: ref.step([loader.next() for _ in range(ref.batches_per_step)]), contextlib.nullcontext()
-    cfg = make_config(dict(model=model, batch_size=B, log_every=1000, **MODES[mode]))
+    cfg = make_config(dict(model=model, batch_size=B, log_every=1000, image_size=image_size, **MODES[mode]))
     step = runner.for_config(cfg, build_model(cfg, device), loader, torch.Generator(device).manual_seed(0))
     return step, matmul_precision(cfg, device)
 
@@ -96,13 +97,29 @@ def test_train_step(benchmark, B, model, mode):
         pytest.skip("other models are measured at batch 128, to keep the GPU check short")
     if mode in ONLY_FOR and (B != 128 or model not in ONLY_FOR[mode]):
         pytest.skip(f"{mode}: timed for {', '.join(ONLY_FOR[mode])} at batch 128")
+    measure(benchmark, model, B, mode)
+
+
+# the image sides that have networks (fastinfo.nets), timed for InfoGAN beside MNIST's 28
+@pytest.mark.parametrize("mode", ["eager", "amp_compile_graphs"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_train_step_per_image_size(benchmark, size, mode):
+    if not ON_GPU and mode != "eager":
+        pytest.skip("CPU: fp32 eager only (bf16, compile and CUDA graphs say nothing here)")
+    measure(benchmark, "infogan", 128 if ON_GPU else 64, mode, size)
+
+
+def measure(benchmark, model: str, B: int, mode: str, size: int = 28):
+    """Time a model's step in a mode on random images of side size; record images/s and, on a
+    GPU, the peak memory, and at batch 128 (MNIST's side) the kernels a step launches."""
     device = torch.device("cuda" if ON_GPU else "cpu")
     if ON_GPU:  # the memory of earlier cases (CUDA-graph pools among it) stays out of this one's peak
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    step, precision = make_step(model, B, mode, torch.randint(0, 256, (4096, 28, 28), dtype=torch.uint8), device)
+    images = torch.randint(0, 256, (4096, size, size), dtype=torch.uint8)
+    step, precision = make_step(model, B, mode, images, device, image_size=size)
     with precision:
         n_warm = 8 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
         for i in range(n_warm):
@@ -110,10 +127,12 @@ def test_train_step(benchmark, B, model, mode):
         dt = seconds_per_step(step, n_warm, 30 if ON_GPU else 3)
         row = {"op": "train_step", "model": model, "B": B, "mode": mode, "us_call": dt * 1e6,
                "images_s": round(B / dt)}
+        if size != 28:
+            row["image_size"] = size
         if ON_GPU:
             # the data set, the models, optimiser state, activations and graph pools: the step's own
             row["peak_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
-            if B == 128:  # the profiler takes seconds to start: once per model and mode
+            if B == 128 and size == 28:  # the profiler takes seconds to start: once per model and mode
                 table = f"kernels-{model}-{mode}.txt" if model == "infogan" else None
                 row.update(gpu_ops_and_busy_time(lambda: step(n_warm), table))
         if "graphs" not in mode:  # a replay runs below the dispatcher
