@@ -262,16 +262,16 @@ def test_compiled_step_on_cuda_matches_eager(model, amp):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["infogan", "infowgan-gp", "minegan"])
-def test_compiled_networks_train_like_eager_ones(model):
+@pytest.mark.parametrize("model, size", [("infogan", 0), ("infowgan-gp", 0), ("minegan", 0), ("infogan", 64)])
+def test_compiled_networks_train_like_eager_ones(model, size):
     """--compile (inductor on the CPU here) with the fused ops inside gives the eager step's
     losses: exactly up to rounding before any update; after one, inductor's other summation
     order has reached the parameters through Adam's near-zero gradients at the lr scale (up to
     1.4% in minegan's G loss with the tuned preset's noise).
     infowgan-gp: the gradient penalty, compiled with the critic's loss;
-    minegan: two backward passes through G in one step."""
-    _, eager = build(model, torch.device("cpu"), runner.EagerStep)
-    _, compiled = build(model, torch.device("cpu"), runner.EagerStep, compile=True)
+    minegan: two backward passes through G in one step; infogan at 64: the 64x64 networks."""
+    _, eager = build(model, torch.device("cpu"), runner.EagerStep, image_size=size)
+    _, compiled = build(model, torch.device("cpu"), runner.EagerStep, compile=True, image_size=size)
     for i, tol in enumerate([dict(rtol=1e-4, atol=1e-5), dict(rtol=2e-2, atol=2e-3)]):
         want, got = eager(i), compiled(i)
         for k in want:
