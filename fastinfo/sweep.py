@@ -20,6 +20,7 @@ OUT/report/. --replace-failed trains the next seed in place of a run the failure
 
 import argparse
 import json
+import shlex
 import signal
 import statistics
 import subprocess
@@ -111,22 +112,32 @@ def run_one(run: Path, model: str, seed: int, steps: int, extra: list[str]) -> i
     return record_exit(run, train.main(argv))
 
 
-def run_parallel(jobs: list[tuple], n_procs: int) -> bool:
-    """Train the runs in n_procs processes at once (several seeds on one big card, or CPU cores);
-    whether SIGINT or SIGTERM stopped them. Such a signal goes on to every training process, which
-    writes its checkpoint and ends, and no further run starts: also where it reached this process
-    alone (`kill PID`), not its process group as Ctrl-C does."""
+def run_parallel(jobs: list[tuple], n_procs: int, gpus: list[int] | None = None) -> bool:
+    """Train the runs in n_procs processes at once (several seeds on one big card, CPU cores, or
+    with gpus each run on the one of those GPUs that holds the fewest runs then); whether SIGINT
+    or SIGTERM stopped them. Such a signal goes on to every training process, which writes its
+    checkpoint and ends, and no further run starts: also where it reached this process alone
+    (`kill PID`), not its process group as Ctrl-C does."""
     # reentrant: a second Ctrl-C may run the handler again inside the first
     children, lock, stopped = [], threading.RLock(), threading.Event()
+    load = dict.fromkeys(gpus or [], 0)  # runs on each GPU now
 
     def launch(job):
         argv = train_args(*job)
         with lock:
             if argv is None or stopped.is_set():
                 return
+            gpu = min(load, key=load.get) if load else None
+            if gpu is not None:  # the last --device on the command line is the one taken
+                load[gpu] += 1
+                argv = [*argv, "--device", f"cuda:{gpu}"]
             children.append(subprocess.Popen([sys.executable, "-m", "fastinfo.train", *argv]))
             child = children[-1]
-        record_exit(job[0], child.wait())
+        code = child.wait()
+        if gpu is not None:
+            with lock:
+                load[gpu] -= 1
+        record_exit(job[0], code)
 
     def stop(_signum, _frame):
         stopped.set()
@@ -305,8 +316,13 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-value", type=int_at_least(1), default=200, help="generated images per c1 value")
     p.add_argument("--fid-samples", type=int_at_least(2), default=10000,
                    help="generated images for the Fréchet distance")
-    p.add_argument("--procs", type=int_at_least(1), default=1,
-                   help="train this many runs at once, each in its own process")
+    p.add_argument("--procs", type=int_at_least(1), default=None,
+                   help="train this many runs at once, each in its own process (default: 1, with --gpus one a GPU)")
+    p.add_argument("--gpus", type=comma_list(int_at_least(0)), default=None,
+                   help="spread the runs over these GPUs (e.g. 0,1,2,3), each run on one")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print each run's training command, one a line (a scheduler's job array), and train "
+                        "nothing; the same sweep without this option then evaluates and tabulates them")
     p.add_argument("--replace-failed", action="store_true",
                    help="stop runs the failure check flags (D won early: --stop-on-failure) and train the next seed "
                         "in their place, at most as many as --seeds gives")
@@ -316,9 +332,16 @@ def arg_parser() -> argparse.ArgumentParser:
 @stops_as_on_ctrl_c
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     args = arg_parser().parse_args(argv)
+    args.argv = given
+    if args.gpus and args.device not in ("auto", "cuda"):
+        print(f"error: --gpus places each run on a GPU, which --device {args.device} contradicts: leave --device "
+              "out (or give cuda)", file=sys.stderr)
+        return 2
+    args.procs = args.procs or (len(args.gpus) if args.gpus else 1)
     own = sweep_settings_in(extra)
     if own:
         print(f"error: the sweep sets {', '.join('--' + k.replace('_', '-') for k in own)} for every run: "
@@ -340,15 +363,19 @@ def sweep(args, extra: list[str]) -> int:
     # every run's settings and the folder, checked before the classifier trains and any run starts
     for model in args.models:
         train.make_config(train.parse_args(["--model", model, *extra])[0])
-    device = runs.resolve_device(args.device)
-    out = make_folder(Path(args.out))
-    clf, clf_acc = classifier.load_or_train(args.dataset, device)
-    print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
+    out = Path(args.out)
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
             for model in args.models for seed in args.seeds]
+    if args.print_commands:
+        print_commands(jobs, args.argv)
+        return 0
+    device = runs.resolve_device(args.device)
+    make_folder(out)
+    clf, clf_acc = classifier.load_or_train(args.dataset, device)
+    print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     rows, replacements = [], Replacements(args)
     while jobs:  # a round: the runs, then the replacements of those the failure check stopped
-        if args.procs > 1 and run_parallel(jobs, args.procs):
+        if (args.procs > 1 or args.gpus) and run_parallel(jobs, args.procs, args.gpus):
             return interrupted(GOES_ON)
         next_round = []
         for run, model, seed, _, _ in jobs:
@@ -387,6 +414,18 @@ def sweep(args, extra: list[str]) -> int:
     if finished:
         print(f"report: {report.write_report(finished, out / 'report')}")
     return 0
+
+
+def print_commands(jobs: list[tuple], sweep_argv: list[str]) -> None:
+    """Each job's training command on stdout, one a line (none for a run that has its steps);
+    on stderr, the sweep command (sweep_argv without --print-commands) to run when they have
+    finished, which evaluates and tabulates them."""
+    for job in jobs:
+        argv = train_args(*job)
+        if argv is not None:
+            print(shlex.join(["python", "-m", "fastinfo.train", *argv]))
+    again = shlex.join(["python", "-m", "fastinfo.sweep", *(a for a in sweep_argv if a != "--print-commands")])
+    print(f"when every command has finished, this evaluates and tabulates the runs: {again}", file=sys.stderr)
 
 
 def cli() -> None:

@@ -340,3 +340,58 @@ def test_sweep_out_that_is_a_file_stops_before_the_classifier_trains(tmp_path, m
     (tmp_path / "out").write_text("")
     assert sweep.main(["--steps", "1", "--out", str(tmp_path / "out"), "--device", "cpu"]) == 2
     assert capsys.readouterr().err == f"error: cannot make the folder --out {tmp_path / 'out'}: a file has its name\n"
+
+
+def test_runs_spread_over_the_gpus_given_one_run_a_gpu_at_a_time(tmp_path, monkeypatch):
+    """--gpus: each run gets --device cuda:K (the last --device given, the one taken), on a GPU
+    that holds no other run while GPUs are free, so at most procs / GPUs runs share one."""
+    running, seen, lock = {}, [], threading.Lock()
+
+    class FakeRun:
+        def __init__(self, cmd):
+            self.device = cmd[len(cmd) - 1 - cmd[::-1].index("--device") + 1]
+            with lock:
+                running[self.device] = running.get(self.device, 0) + 1
+                seen.append((self.device, dict(running)))
+
+        def wait(self):
+            time.sleep(0.05)
+            with lock:
+                running[self.device] -= 1
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeRun)
+    jobs = [(tmp_path / f"infogan-s{seed}", "infogan", seed, 2, ["--device", "auto"]) for seed in range(6)]
+    assert sweep.run_parallel(jobs, 2, gpus=[0, 3]) is False
+    assert sorted(device for device, _ in seen) == ["cuda:0"] * 3 + ["cuda:3"] * 3
+    assert all(at_start[device] == 1 for device, at_start in seen)
+
+
+def test_print_commands_gives_one_training_command_a_run_and_trains_nothing(tmp_path, monkeypatch, capsys,
+                                                                          synthetic_mnist):
+    monkeypatch.setattr(classifier, "load_or_train", lambda *a, **k: pytest.fail("the classifier was trained"))
+    argv = ["--models", "gan,infogan", "--seeds", "0-1", "--steps", "5", "--out", str(tmp_path / "s"),
+            "--print-commands", "--", "--batch-size", "8"]
+    assert sweep.main(argv) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 4 and not (tmp_path / "s").exists()
+    assert lines[3] == (f"python -m fastinfo.train --model infogan --seed 1 --out {tmp_path / 's' / 'infogan-s1'} "
+                        "--steps 5 --no-eval-at-end --no-progress --dataset mnist --device auto --batch-size 8")
+    assert err.strip().endswith(f"python -m fastinfo.sweep --models gan,infogan --seeds 0-1 --steps 5 --out "
+                                f"{tmp_path / 's'} -- --batch-size 8")
+    # each command trains its run; the same sweep then finds them trained (here: one of them)
+    from tests.helpers import FAST
+
+    assert train.main([*lines[0].split()[3:], *FAST]) == 0
+    assert sweep.main(argv) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_gpus_with_a_cpu_device_is_refused(tmp_path, capsys):
+    assert sweep.main(["--steps", "1", "--out", str(tmp_path), "--device", "cpu", "--gpus", "0,1"]) == 2
+    assert capsys.readouterr().err == ("error: --gpus places each run on a GPU, which --device cpu contradicts: "
+                                       "leave --device out (or give cuda)\n")
