@@ -73,6 +73,8 @@ bench bench_copies 120 bench/test_train_step.py::test_train_step -k "compile_gra
 bench bench_compile_more 60 bench/test_train_step.py::test_train_step -k "compile and (two_d or not amp_compile_graphs)"
 # InfoGAN on the 32x32 and 64x64 networks, eager and with all three options
 bench bench_sizes 60 bench/test_train_step.py::test_train_step_per_image_size
+# the 64x64 step with the data set in pinned host memory beside on the GPU
+bench bench_data_on 40 bench/test_train_step.py::test_train_step_data_on
 bench bench_kernels 150 bench --ignore=bench/test_train_step.py --ignore=bench/test_rmsprop.py \
     --ignore=bench/test_gradient_penalty.py --ignore=bench/test_adam.py -k "not tiling" \
     --benchmark-json="$work/bench_kernels_full.json"

@@ -59,11 +59,13 @@ ONLY_FOR = {"amp_compile": ("infogan",), "amp_compile_graphs": EVERY_MODEL,
             "inductor_no_split_reductions": ("infogan",), "inductor_no_layout_optimization": ("infogan",)}
 
 
-def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device, image_size: int = 0):
+def make_step(model: str, B: int, mode: str, images: torch.Tensor, device: torch.device, image_size: int = 0,
+              data_on: str = "device"):
     """(step(index) for the model in this mode, on a loader over images (of side image_size, 0:
-    MNIST's); the context to run its steps in, which sets the matrix-product precision a training
-    run would). "reference" is the model's reference loop (MNIST's side only)."""
-    loader = data.DeviceLoader(images, B, device, torch.Generator(device).manual_seed(0))
+    MNIST's) held where data_on says; the context to run its steps in, which sets the
+    matrix-product precision a training run would). "reference" is the model's reference loop
+    (MNIST's side only)."""
+    loader = data.make_loader(images, B, device, 0, data_on)
     if mode == "reference":
         ref = REFERENCES[model](device, B)
         return lambda _index: ref.step([loader.next() for _ in range(ref.batches_per_step)]), contextlib.nullcontext()
@@ -109,7 +111,17 @@ def test_train_step_per_image_size(benchmark, size, mode):
     measure(benchmark, "infogan", 128 if ON_GPU else 64, mode, size)
 
 
-def measure(benchmark, model: str, B: int, mode: str, size: int = 28):
+# the data set in host memory (data.HostLoader: pinned staging, asynchronous copies) beside the
+# device-resident one, on dSprites' 64x64 networks
+@pytest.mark.parametrize("mode", ["eager", "amp_compile_graphs"])
+@pytest.mark.parametrize("data_on", ["device", "host"])
+def test_train_step_data_on(benchmark, data_on, mode):
+    if not ON_GPU:
+        pytest.skip("CPU: the host is the device")
+    measure(benchmark, "infogan", 128, mode, 64, data_on)
+
+
+def measure(benchmark, model: str, B: int, mode: str, size: int = 28, data_on: str = "device"):
     """Time a model's step in a mode on random images of side size; record images/s and, on a
     GPU, the peak memory, and at batch 128 (MNIST's side) the kernels a step launches."""
     device = torch.device("cuda" if ON_GPU else "cpu")
@@ -119,7 +131,7 @@ def measure(benchmark, model: str, B: int, mode: str, size: int = 28):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     images = torch.randint(0, 256, (4096, size, size), dtype=torch.uint8)
-    step, precision = make_step(model, B, mode, images, device, image_size=size)
+    step, precision = make_step(model, B, mode, images, device, image_size=size, data_on=data_on)
     with precision:
         n_warm = 8 if ON_GPU else 1  # past the CUDA-graph warm-up and capture, and compilation
         for i in range(n_warm):
@@ -129,6 +141,8 @@ def measure(benchmark, model: str, B: int, mode: str, size: int = 28):
                "images_s": round(B / dt)}
         if size != 28:
             row["image_size"] = size
+        if data_on != "device":
+            row["data_on"] = data_on
         if ON_GPU:
             # the data set, the models, optimiser state, activations and graph pools: the step's own
             row["peak_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)

@@ -23,6 +23,7 @@ class InfoModel:
     def __init__(self, cfg: TrainConfig, spec: LatentSpec, device: torch.device, norm: str = "batch"):
         self.cfg, self.spec, self.device = cfg, spec, device
         self.image_size = data.image_size(cfg)  # the networks' side
+        self.channels = data.channels(cfg)  # and their images' channels
         self.use_q = registry.entry(cfg.model).q_head
         # whether predict_codes means anything: Q's categorical head, or a VAE's encoder
         self.infers_codes = self.use_q
@@ -45,8 +46,8 @@ class InfoModel:
 
     def build_networks(self, norm: str) -> dict[str, torch.nn.Module]:
         """The networks by their names in a checkpoint: G and D (with its Q head)."""
-        self.G = Generator(self.spec.input_dim, image_size=self.image_size).to(self.device)
-        self.D = Discriminator(self.spec, self.cfg.slope, self.cfg.learn_std, norm=norm,
+        self.G = Generator(self.spec.input_dim, self.channels, image_size=self.image_size).to(self.device)
+        self.D = Discriminator(self.spec, self.cfg.slope, self.cfg.learn_std, norm=norm, channels=self.channels,
                                image_size=self.image_size).to(self.device)
         return {"G": self.G, "D": self.D}
 
@@ -91,8 +92,8 @@ class InfoModel:
         """D on a real and a fake batch, and Q on the fake one (with q_real, on both).
 
         Args:
-            real: [B, 1, 28, 28] images in [-1, 1].
-            fake: [B', 1, 28, 28] G's images.
+            real: [B, C, S, S] images in [-1, 1].
+            fake: [B', C, S, S] G's images.
             with_q: whether Q's outputs are wanted.
             q_real: Q's outputs on the real rows too, before the fake ones ([B + B', ...]).
 
@@ -118,7 +119,7 @@ class InfoModel:
     def _gan_d_loss(self, real, fake, cat, cont):
         """(D's loss -E[log D(x)] - E[log(1 - D(G(z)))], with a Q head plus lambda * NLL and,
         with --lambda-real, minus lambda_real times Q's information on the real batch, [];
-        mean D(x), []) on a real batch [B, 1, 28, 28] and a detached fake one, with the codes G
+        mean D(x), []) on a real batch [B, C, S, S] and a detached fake one, with the codes G
         was given (cat [B, n_cat] int64, cont [B, n_cont])."""
         real_term = self.use_q and self.spec.n_cat > 0 and self.cfg.lambda_real > 0
         with self.autocast():
@@ -134,7 +135,7 @@ class InfoModel:
 
     def _gan_g_loss(self, fake, cat, cont):
         """(G's non-saturating loss -E[log D(G(z))], with a Q head plus lambda * NLL, []; mean
-        D(G(z)), []; per-code NLL [n_codes] or None) on fake [B, 1, 28, 28] and its codes.
+        D(G(z)), []; per-code NLL [n_codes] or None) on fake [B, C, S, S] and its codes.
         Run it with D frozen."""
         with self.autocast():
             d_fake, q = self.D(fake, with_q=self.use_q)

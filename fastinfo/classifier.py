@@ -24,16 +24,16 @@ class Classifier(nn.Module):
     images (those of the IDX sets): others, dSprites' or a run's at another --image-size, are
     resized to that."""
 
-    def __init__(self, n_classes: int = 10):
+    def __init__(self, n_classes: int = 10, channels: int = 1):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 14x14
             nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
             nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(),
         )
         self.head = nn.Linear(128, n_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, S, S] in [-1, 1] -> [B, 128]
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, S, S] in [-1, 1] -> [B, 128]
         if x.shape[-1] != INPUT_SIZE:
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True)
         return self.body(x)
@@ -44,17 +44,17 @@ class Classifier(nn.Module):
 
 @torch.no_grad()
 def predict(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Class predictions [N] for images in [-1, 1], [N, 1, S, S]."""
+    """Class predictions [N] for images in [-1, 1], [N, C, S, S]."""
     model.eval()
     return torch.cat([model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
 
 
 def fit(images: torch.Tensor, labels: torch.Tensor, device, epochs: int = 3, batch_size: int = 128,
         seed: int = 0) -> Classifier:
-    """Train on uint8 images [N, 28, 28] with small random shifts (Adam, 3 epochs)."""
+    """Train on uint8 images [N, S, S] or [N, C, S, S] with small random shifts (Adam, 3 epochs)."""
     gen = torch.Generator(device).manual_seed(seed)
     torch.manual_seed(seed)
-    model = Classifier().to(device)
+    model = Classifier(channels=data.with_channels(images).shape[1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = data.DeviceLoader(images, batch_size, device, gen)
     labels = labels.to(device)
@@ -74,18 +74,21 @@ def fit(images: torch.Tensor, labels: torch.Tensor, device, epochs: int = 3, bat
 
 def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     device = next(model.parameters()).device
-    pred = predict(model, data.to_model_range(images.to(device).unsqueeze(1)))
+    pred = predict(model, data.to_model_range(data.with_channels(images.to(device))))
     return (pred.cpu() == labels).float().mean().item()
 
 
 def load_or_train(dataset: str, device, data_root=None, cache: Path | None = None) -> tuple[Classifier, float]:
     """(classifier, its test accuracy), from the cache or trained now (about a minute on a CPU)."""
+    if not data.labelled(dataset):
+        raise data.DataError(f"{dataset} has no classes: there is no classifier to judge its generated images")
     path = (cache or data.cache_dir()) / f"classifier-{dataset}.pt"
-    model = Classifier().to(device)
     if path.is_file():
         try:
             state = checkpoint.load(path)
-            model.load_state_dict(state["models"]["classifier"])
+            weights = state["models"]["classifier"]
+            model = Classifier(channels=weights["body.0.weight"].shape[1]).to(device)
+            model.load_state_dict(weights)
             return model.eval(), float(state["test_accuracy"])
         except (checkpoint.CheckpointError, KeyError, RuntimeError) as e:
             # a cache: one cut short or from another version is replaced, not a reason to stop

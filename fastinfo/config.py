@@ -26,7 +26,7 @@ PRESETS = {
 CRITIC_NORMS = ("auto", "batch", "layer", "none")
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
-    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "amp", "compile",
+    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "data_on", "amp", "compile",
     "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
     "stop_on_failure",
 }
@@ -52,14 +52,16 @@ def _opt(default, help, **kw):
 class TrainConfig:
     model: str = _opt("infogan", "model: one of fastinfo.registry.MODELS")
     preset: str = _opt("tuned", f"hyperparameter preset: {', '.join(PRESETS)} (docs/design.md)")
-    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist, shapes (rendered: fastinfo.shapes) or dsprites "
+    dataset: str = _opt("mnist", "data set: mnist, fashion-mnist, shapes (rendered: fastinfo.shapes), dsprites "
                                  "(64x64: DeepMind's file where a data folder holds it, else rendered; "
-                                 "fastinfo.dsprites)")
+                                 "fastinfo.dsprites), svhn, celeba (a local copy: fastinfo.torchvision_sets) or "
+                                 "folder (the images under --data-root: fastinfo.image_folder)")
     classes: str = _opt("all", 'the classes to keep: all, or e.g. "0,1,7", "0-4" (the test split keeps the same)')
     imbalance: float = _opt(1.0, "keep a share r^(i/(K-1)) of the i-th kept class's training images: the last "
                                  "class keeps r (1: all, as published)")
-    data_root: str | None = _opt(None, "folder holding the IDX files or dSprites' .npz (else $FASTINFO_DATA, "
-                                       "cache, ...)")
+    data_root: str | None = _opt(None, "folder holding the data set's files: the IDX files, dSprites' .npz, SVHN's "
+                                       ".mat files, CelebA's celeba/ folder (else $FASTINFO_DATA, cache, ...), or "
+                                       "the images of --dataset folder")
     image_size: int = _opt(0, "the side of the images the networks take, the data set's images resized to it: 28 "
                               "(the InfoGAN paper's MNIST networks), 32 (its SVHN and CelebA ones) or 64 (InfoGAN-CR's "
                               "dSprites ones); 0: the data set's own")
@@ -107,6 +109,9 @@ class TrainConfig:
     loss_backend: str = _opt("fused", "info_nll backend: fused (Triton where available) or torch")
     seed: int = _opt(0, "random seed, 0..4294967295")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    data_on: str = _opt("auto", "where the training set is held: device, host (batches copied from pinned host memory, "
+                                "for a set the GPU cannot hold) or auto (the device when the set takes at most half "
+                                "its free memory)")
     out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-s<seed>)")
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
     compile: bool = _opt(False, "torch.compile the networks")
@@ -188,7 +193,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
 
-        from fastinfo.data import DATASET_NAMES, DataError, parse_classes
+        from fastinfo.data import DATA_PLACEMENTS, DATASET_NAMES, DataError, labelled, parse_classes
 
         need(self.model in registry.MODELS,
              f"unknown model {self.model!r}; accepted: {', '.join(registry.names())}")
@@ -205,7 +210,13 @@ class TrainConfig:
         need(self.image_size in (0, *IMAGE_SIZES), f"--image-size must be one of {', '.join(map(str, IMAGE_SIZES))} "
              f"(the sides that have networks) or 0 (the data set's own), got {self.image_size}")
         need(0 < self.imbalance <= 1, f"--imbalance must be in (0, 1] (the last class's share), got {self.imbalance}")
+        need(self.imbalance == 1 or labelled(self.dataset),
+             f"--imbalance weighs classes, and {self.dataset} has none; leave it at 1")
+        need(self.dataset != "folder" or self.data_root,
+             "--dataset folder reads the images under --data-root DIR: name the folder")
         need(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; accepted: {', '.join(AMP_MODES)}")
+        need(self.data_on in DATA_PLACEMENTS,
+             f"unknown --data-on {self.data_on!r}; accepted: {', '.join(DATA_PLACEMENTS)}")
         need(self.loss_backend in LOSS_BACKENDS,
              f"unknown loss backend {self.loss_backend!r}; accepted: {', '.join(LOSS_BACKENDS)}")
         need(self.noise_prior in ("normal", "uniform"), "noise_prior must be normal or uniform")

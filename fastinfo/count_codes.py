@@ -112,7 +112,9 @@ def read_run(run: Path, images: torch.Tensor, labels: torch.Tensor, device: str)
     return {"run": run.name, "k": k, "seed": cfg.seed, "step": state["step"], "assignments": probs.argmax(1),
             "information_share": selection.information_score(probs) / float(np.log(k)),
             "used_categories": categories.used_categories(probs),
-            "c1_accuracy": evaluate.cluster_accuracy(probs.argmax(1), labels.numpy()),
+            # a set without classes has nothing to check the assignments against
+            **({"c1_accuracy": evaluate.cluster_accuracy(probs.argmax(1), labels.numpy())}
+               if data.labelled(cfg.dataset) else {}),
             "train_s": training_seconds(run), "cont_means": cont_means.double().numpy(), "model": model, "cfg": cfg}
 
 
@@ -121,7 +123,7 @@ def code_properties(row: dict, n_images: int) -> dict[str, dict]:
     factors (shapes, dSprites) the factor it carries the most information about (Q's codes on the n_images held-out
     images), elsewhere the digit measure its traversal correlates with most (Spearman)."""
     model, cfg = row["model"], row["cfg"]
-    factor_names = data.FACTOR_NAMES.get(cfg.dataset)
+    factor_names = data.factor_names(cfg)
     if factor_names:
         factors = data.known_factors(cfg, train=False)[:n_images].double().numpy()
         scores = evaluate.factor_information(row["cont_means"], factors, model.spec.code_names[model.spec.n_cat :],
@@ -232,7 +234,7 @@ def estimate(rows: list[dict], args, device) -> dict:
                     "agreement": f"{curve[k]['mean']:.3f} ± {curve[k]['std']:.3f}" if k in curve else "n/a",
                     "information_share": sweep.mean_std([r["information_share"] for r in rs]),
                     "used_categories": sweep.mean_std([r["used_categories"] for r in rs]),
-                    "c1_accuracy": sweep.mean_std([r["c1_accuracy"] for r in rs])}
+                    "c1_accuracy": sweep.mean_std([r["c1_accuracy"] for r in rs if "c1_accuracy" in r])}
     return {"estimates": estimates, "stability": {str(k): v for k, v in curve.items()},
             "information_share": {str(k): v for k, v in shares.items()}, "per_k": per_k,
             "consensus_lifetimes": lifetimes, "device": str(device)}

@@ -1,6 +1,9 @@
 """The data sets: MNIST and Fashion-MNIST through torchvision, found wherever they are, the
-rendered shapes set (fastinfo.shapes) and dSprites (fastinfo.dsprites: DeepMind's file where the
-user has it, else rendered); a subset of their classes, optionally imbalanced; held on the device.
+rendered shapes set (fastinfo.shapes), dSprites (fastinfo.dsprites: DeepMind's file where the
+user has it, else rendered), SVHN and CelebA (fastinfo.torchvision_sets) and any folder of
+images (fastinfo.image_folder); a subset of their classes, optionally imbalanced; held on the
+device. Images are uint8, [N, S, S] for the grey sets read as such, [N, C, S, S] for the others
+(with_channels makes both the latter).
 
 Lookup order for the raw IDX files (plain or gzipped):
   1. --data-root   2. $FASTINFO_DATA   3. the user cache (~/.cache/fastinfo)
@@ -28,7 +31,7 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
-from fastinfo import dsprites, shapes
+from fastinfo import dsprites, image_folder, shapes, torchvision_sets
 from fastinfo.arguments import integer_ranges
 from fastinfo.atomic import atomic_write, write_text
 
@@ -70,10 +73,18 @@ DATASETS = {
 
 # the sets whose images are drawn from known factors: their names, in the order of their columns
 FACTOR_NAMES = {"shapes": shapes.FACTORS, "dsprites": dsprites.FACTORS}
-# every --dataset: the IDX sets above and those with known factors
-DATASET_NAMES = (*DATASETS, *FACTOR_NAMES)
-# the side of each data set's own images, where it is not NATIVE_SIZE
-OWN_SIZES = {"dsprites": dsprites.SIZE}
+# the colour sets: the photographs, and a folder of the user's images (grey or RGB, as they are)
+PHOTO_SETS = ("svhn", "celeba", "folder")
+# every --dataset: the IDX sets above, those with known factors, and the photographs
+DATASET_NAMES = (*DATASETS, *FACTOR_NAMES, *PHOTO_SETS)
+# the sets without classes: their labels are all UNLABELLED (CelebA has attributes instead)
+UNLABELLED_SETS = ("celeba", "folder")
+UNLABELLED = -1
+# the side of each data set's own images, where it is not NATIVE_SIZE; CelebA's and a folder's
+# images are cut to the side of the paper's CelebA networks
+OWN_SIZES = {"dsprites": dsprites.SIZE, "svhn": 32, "celeba": 32, "folder": 32}
+# a folder's held-out test images: a fixed random share of them, at most FOLDER_TEST_IMAGES
+FOLDER_TEST_SHARE, FOLDER_TEST_IMAGES, FOLDER_TEST_SEED = 0.1, 10000, 0
 
 
 class DataError(RuntimeError):
@@ -81,8 +92,15 @@ class DataError(RuntimeError):
 
 
 def n_classes(name: str) -> int:
-    """How many classes the data set's labels name (0 .. n - 1)."""
+    """How many classes the data set's labels name (0 .. n - 1); 0 for a set without classes."""
+    if name in UNLABELLED_SETS:
+        return 0
     return len(shapes.SHAPES) if name in FACTOR_NAMES else N_CLASSES  # shapes and dSprites: the shape
+
+
+def labelled(name: str) -> bool:
+    """Whether the data set's images have classes (which c1 accuracy and the classifier need)."""
+    return name not in UNLABELLED_SETS
 
 
 def parse_classes(text: str, name: str) -> tuple[int, ...] | None:
@@ -94,6 +112,8 @@ def parse_classes(text: str, name: str) -> tuple[int, ...] | None:
     """
     if text.strip() == "all":
         return None
+    if not labelled(name):
+        raise DataError(f"--classes {text!r}: {name} has no classes; accepted: \"all\"")
     n = n_classes(name)
     accepted = f'accepted: "all", or two or more of the classes 0..{n - 1} as e.g. "0,1,7", "0-4" or "0-2,7"'
     try:
@@ -131,11 +151,11 @@ def subset_indices(labels: torch.Tensor, classes: tuple[int, ...] | None, imbala
 
 
 def load_split(cfg, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 [N, S, S], labels [N]) of the run's data: cfg's --dataset and --data-root,
-    the subset --classes keeps and, in the training split only, --imbalance's (the test split
-    keeps every image of the kept classes, so that accuracy weighs each class alike), at the
-    run's image side S (image_size)."""
-    images, labels = load(cfg.dataset, train=train, data_root=cfg.data_root)
+    """(images uint8 [N, S, S] or [N, C, S, S], labels [N]) of the run's data: cfg's --dataset
+    and --data-root, the subset --classes keeps and, in the training split only, --imbalance's
+    (the test split keeps every image of the kept classes, so that accuracy weighs each class
+    alike), at the run's image side S (image_size)."""
+    images, labels = load(cfg.dataset, train=train, data_root=cfg.data_root, size=image_size(cfg))
     idx = split_indices(cfg, labels, train)
     if idx is not None:
         images, labels = images[idx], labels[idx]
@@ -152,16 +172,29 @@ def image_size(cfg) -> int:
     return cfg.image_size or own_size(cfg.dataset)
 
 
+def channels(cfg) -> int:
+    """How many channels the run's images have: 3 for SVHN and CelebA, a folder's as they are
+    (fastinfo.image_folder), else 1."""
+    if cfg.dataset == "folder":
+        return _folder_images(str(cfg.data_root), image_size(cfg)).shape[1]
+    return 3 if cfg.dataset in PHOTO_SETS else 1
+
+
+def with_channels(images: torch.Tensor) -> torch.Tensor:
+    """Images [N, S, S] (grey) or [N, C, S, S] as [N, C, S, S] (a view)."""
+    return images.unsqueeze(1) if images.dim() == 3 else images
+
+
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 images [N, H, W] at side size (bilinear, antialiased when shrinking), rounded back
-    to uint8; the images themselves when they have that side already."""
+    """uint8 images [N, H, W] or [N, C, H, W] at side size (bilinear, antialiased when
+    shrinking), rounded back to uint8; the images themselves when they have that side already."""
     if images.shape[-2:] == (size, size):
         return images
     from torchvision.transforms.v2 import functional as TF
 
     chunks = [TF.resize(images[i : i + RESIZE_CHUNK], [size, size], antialias=True)
               for i in range(0, len(images), RESIZE_CHUNK)]
-    return torch.cat(chunks) if chunks else images.new_empty(0, size, size)
+    return torch.cat(chunks) if chunks else images.new_empty(0, *images.shape[1:-2], size, size)
 
 
 def split_indices(cfg, labels: torch.Tensor, train: bool) -> torch.Tensor | None:
@@ -171,9 +204,20 @@ def split_indices(cfg, labels: torch.Tensor, train: bool) -> torch.Tensor | None
     return None if classes is None and imbalance == 1.0 else subset_indices(labels, classes, imbalance)
 
 
+def factor_names(cfg) -> tuple[str, ...] | None:
+    """The names of a set's known factors (its columns in known_factors), None for a set without:
+    the shapes set's and dSprites', CelebA's 40 attributes."""
+    if cfg.dataset == "celeba":
+        return _celeba(False, cfg.data_root, image_size(cfg))[2]
+    return FACTOR_NAMES.get(cfg.dataset)
+
+
 def known_factors(cfg, train: bool = False) -> torch.Tensor:
-    """A set's known factors [N, F] (named FACTOR_NAMES[cfg.dataset]), row for row with
-    load_split(cfg, train): the shapes set's in [-1, 1], dSprites' in their published units."""
+    """A set's known factors [N, F] (named factor_names(cfg)), row for row with
+    load_split(cfg, train): the shapes set's in [-1, 1], dSprites' in their published units,
+    CelebA's attributes 0 or 1."""
+    if cfg.dataset == "celeba":
+        return _celeba(train, cfg.data_root, image_size(cfg))[1]
     if cfg.dataset == "shapes":
         _, labels, factors = shapes.load(cache_dir(), train)
     else:
@@ -182,12 +226,42 @@ def known_factors(cfg, train: bool = False) -> torch.Tensor:
     return factors if idx is None else factors[idx]
 
 
+def data_roots(data_root) -> list[Path]:
+    """The folders a set's files are looked for in: --data-root, $FASTINFO_DATA, the cache."""
+    return [Path(r).expanduser() for r in (data_root, os.environ.get("FASTINFO_DATA"), cache_dir()) if r]
+
+
+@functools.lru_cache(maxsize=2)
+def _celeba(train: bool, data_root: str | None, size: int) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """CelebA's split (fastinfo.torchvision_sets.celeba), kept for the process: a run reads it
+    several times."""
+    return torchvision_sets.celeba(data_roots(data_root), cache_dir(), train, size)
+
+
+@functools.lru_cache(maxsize=1)
+def _folder_images(root: str, size: int) -> torch.Tensor:
+    """Every image of a folder (fastinfo.image_folder), kept for the process."""
+    try:
+        return image_folder.load(Path(root), size, cache_dir())
+    except image_folder.ImageFolderError as e:
+        raise DataError(str(e)) from None
+
+
+def folder_split(root: str, size: int, train: bool) -> torch.Tensor:
+    """A folder's training images or its held-out test images: a fixed random share
+    FOLDER_TEST_SHARE of them (at least one, at most FOLDER_TEST_IMAGES)."""
+    images = _folder_images(root, size)
+    n_test = max(1, min(FOLDER_TEST_IMAGES, round(FOLDER_TEST_SHARE * len(images))))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(FOLDER_TEST_SEED))
+    keep = order[n_test:] if train else order[:n_test]
+    return images[keep.sort().values]
+
+
 @functools.lru_cache(maxsize=1)
 def _all_dsprites(data_root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, factors) of every dSprites image: DeepMind's file where one of the data folders
     holds it, else rendered (kept for the process: a run reads it several times)."""
-    roots = [r for r in (data_root, os.environ.get("FASTINFO_DATA"), cache_dir()) if r]
-    for root in map(Path, roots):
+    for root in data_roots(data_root):
         for path in (root / dsprites.FILE, root / "dsprites" / dsprites.FILE):
             if path.is_file():
                 try:
@@ -372,10 +446,25 @@ def locate(name: str, data_root: str | os.PathLike | None = None, download: bool
 
 
 def load(
-    name: str, train: bool = True, data_root=None, download: bool = True
+    name: str, train: bool = True, data_root=None, download: bool = True, size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [N, S, S] uint8, labels [N] int64) of the train or test split, all of it, at the
-    data set's own side S."""
+    """(images uint8 [N, S, S] or [N, C, S, S], labels [N] int64: UNLABELLED for a set without
+    classes) of the train or test split, all of it, at the data set's own side S; the photo
+    sets' that are decoded from files (CelebA, a folder) at side size when given."""
+    if name in ("celeba", "folder"):
+        size, root = size or own_size(name), None if data_root is None else str(data_root)
+        if name == "folder" and root is None:
+            raise DataError("--dataset folder reads the images under --data-root DIR: name the folder")
+        try:
+            images = _celeba(train, root, size)[0] if name == "celeba" else folder_split(root, size, train)
+        except torchvision_sets.MissingSetError as e:
+            raise DataError(str(e)) from None
+        return images, torch.full((len(images),), UNLABELLED, dtype=torch.long)
+    if name == "svhn":
+        try:
+            return torchvision_sets.svhn(data_roots(data_root), cache_dir(), train, download)
+        except torchvision_sets.MissingSetError as e:
+            raise DataError(str(e)) from None
     if name == "shapes":
         images, labels, _ = shapes.load(cache_dir(), train)
         return images, labels
@@ -429,9 +518,10 @@ class DeviceLoader:
     def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator):
         if not 0 < batch_size <= len(images):
             raise ValueError(f"batch size must be in [1, {len(images)}], got {batch_size}")
-        self.images = images.to(device).unsqueeze(1)  # [N, 1, 28, 28] uint8
+        self.device = torch.device(device)
+        self.images = with_channels(images.to(device))  # [N, C, S, S] uint8
         self.batch_size, self.generator = batch_size, generator
-        self.perm = torch.randperm(len(images), device=device, generator=generator)
+        self.perm = torch.randperm(len(images), device=generator.device, generator=generator)
         self.pos = 0
 
     @property
@@ -448,11 +538,11 @@ class DeviceLoader:
         return idx
 
     def next_uint8(self, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The next batch [B, 1, 28, 28] as stored (uint8), gathered into out when given."""
+        """The next batch [B, C, S, S] as stored (uint8), gathered into out when given."""
         return torch.index_select(self.images, 0, self.next_indices(), out=out)
 
     def next(self) -> torch.Tensor:
-        """The next batch [B, 1, 28, 28] in [-1, 1]."""
+        """The next batch [B, C, S, S] in [-1, 1]."""
         return to_model_range(self.next_uint8())
 
     def state_dict(self) -> dict:
@@ -463,3 +553,59 @@ class DeviceLoader:
             raise ValueError("the saved loader state belongs to a data set of another size")
         self.perm = state["perm"].to(self.perm.device)
         self.pos = int(state["pos"])
+
+
+class HostLoader(DeviceLoader):
+    """The data set as uint8 in host memory, for a set the device cannot hold (dSprites' 3 GB
+    beside a large model): each batch is gathered on the host, by a host permutation, into one of
+    STAGING pinned buffers and copied to the device asynchronously. The step waits for nothing:
+    a staging buffer is only written again once the copy out of it, STAGING batches ago, is done.
+    generator is a CPU one: with the same, it draws the batches a DeviceLoader on the CPU draws."""
+
+    STAGING = 3
+
+    def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator):
+        super().__init__(images, batch_size, "cpu", generator)
+        self.device = torch.device(device)
+        pinned = self.device.type == "cuda"  # (pinned memory is a CUDA host allocation)
+        shape = (batch_size, *self.images.shape[1:])
+        self.staging = [torch.empty(shape, dtype=torch.uint8, pin_memory=pinned) for _ in range(self.STAGING)]
+        self.copied: list[torch.cuda.Event | None] = [None] * self.STAGING
+        self.turn = 0
+
+    def next_uint8(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        k, self.turn = self.turn, (self.turn + 1) % self.STAGING
+        if self.copied[k] is not None:
+            self.copied[k].synchronize()  # long done: STAGING batches have been queued since
+        torch.index_select(self.images, 0, self.next_indices(), out=self.staging[k])
+        if out is None:
+            out = torch.empty(self.staging[k].shape, dtype=torch.uint8, device=self.device)
+        out.copy_(self.staging[k], non_blocking=True)
+        if self.device.type == "cuda":
+            self.copied[k] = torch.cuda.Event()
+            self.copied[k].record()
+        return out
+
+
+# where the training set is held (--data-on): the device when it takes at most DEVICE_SHARE of
+# the device's free memory (auto), else the host
+DATA_PLACEMENTS = ("auto", "device", "host")
+DEVICE_SHARE = 0.5
+
+
+def placement(images: torch.Tensor, device, choice: str = "auto") -> str:
+    """Where a set of uint8 images is held for training on device: "device" or "host"."""
+    device = torch.device(device)
+    if choice != "auto":
+        return choice
+    if device.type != "cuda":
+        return "device"  # the host's memory is the device's
+    return "device" if images.numel() <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0] else "host"
+
+
+def make_loader(images: torch.Tensor, batch_size: int, device, seed: int, choice: str = "auto") -> DeviceLoader:
+    """The loader of a training set: a DeviceLoader, or a HostLoader where placement says host;
+    its permutation's generator seeded with seed, on the device the permutation is drawn on."""
+    if placement(images, device, choice) == "host":
+        return HostLoader(images, batch_size, device, torch.Generator().manual_seed(seed))
+    return DeviceLoader(images, batch_size, device, torch.Generator(device).manual_seed(seed))

@@ -47,7 +47,7 @@ def clustering_scores(pred: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def c1_scores(model, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Clustering scores of Q's first categorical code on (images uint8 [N, 28, 28], labels)."""
+    """Clustering scores of Q's first categorical code on (images uint8 [N, S, S] or [N, C, S, S], labels)."""
     return clustering_scores(c1_probabilities(model, images).argmax(1), labels.numpy())
 
 
@@ -116,7 +116,8 @@ def continuous_code_scores(model, n_rows: int = 64, n_values: int = 9, span: flo
     rho = {}
     for j in range(spec.n_cont):
         z, cat, cont, n = spec.traversal(spec.n_cat + j, n_rows, n_values, span, model.device, gen)
-        images = (model.generate(z, cat, cont).float().cpu().numpy() + 1) / 2
+        # the measures are of ink on a grey image: a colour image's channels are averaged
+        images = (model.generate(z, cat, cont).float().mean(1).cpu().numpy() + 1) / 2
         values = cont[:, j].cpu().numpy()
         measures = morpho.measure(images)
         name = spec.code_names[spec.n_cat + j]
@@ -198,7 +199,7 @@ def sample_fid(model, clf, test_images: torch.Tensor, n: int = 10000, batch_size
         z, cat, cont = model.spec.sample(min(batch_size, n - i), model.device, gen)
         fake.append(clf.features(model.generate(z, cat, cont).float().to(device)).cpu())
     for i in range(0, len(test_images), batch_size):
-        x = data.to_model_range(test_images[i : i + batch_size].to(device).unsqueeze(1))
+        x = data.to_model_range(data.with_channels(test_images[i : i + batch_size].to(device)))
         real.append(clf.features(x).cpu())
     return frechet_distance(torch.cat(fake).double().numpy(), torch.cat(real).double().numpy())
 
@@ -223,7 +224,8 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
     result = {"model": cfg.model, "preset": cfg.preset, "dataset": cfg.dataset}
     images, labels = data.load_split(cfg, train=False)
     if model.infers_codes and model.spec.n_cat > 0:
-        result.update(c1_scores(model, images, labels))
+        result.update(c1_scores(model, images, labels) if data.labelled(cfg.dataset)
+                      else {"c1_accuracy": f"n/a ({cfg.dataset} has no classes)"})
         result.update(label_free_score(model, cfg))
     else:
         result["c1_accuracy"] = "n/a (no Q head trained)" if not model.infers_codes else "n/a (no categorical code)"
@@ -238,7 +240,7 @@ def evaluate_model(model, cfg, clf=None, samples_per_value: int = 200, full: boo
             from fastinfo.factors import traversal_change
 
             result["traversal_change"] = dict(zip(model.spec.code_names[model.spec.n_cat :], traversal_change(model)))
-        factor_names = data.FACTOR_NAMES.get(cfg.dataset)
+        factor_names = data.factor_names(cfg)
         if factor_names and model.infers_codes:
             result.update(factor_scores(model, images, data.known_factors(cfg, train=False), factor_names))
         if clf is not None:
@@ -272,7 +274,7 @@ def evaluate_run(run: str, args, classifiers: dict) -> dict:
     trained) once."""
     cfg, model, state = load_run(Path(run), device=args.device, data_root=args.data_root)
     clf = None
-    if not args.quick:
+    if not args.quick and data.labelled(cfg.dataset):
         if cfg.dataset not in classifiers:
             classifiers[cfg.dataset] = classifier.load_or_train(cfg.dataset, model.device, cfg.data_root)[0]
         clf = classifiers[cfg.dataset]

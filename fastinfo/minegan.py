@@ -60,7 +60,7 @@ class MineGAN(InfoModel):
         code_dim = spec.n_cont + (sum(spec.cat_sizes) if self.use_cat else 0)
         if code_dim == 0:
             raise ValueError("minegan needs continuous codes (or --mine-codes all with a categorical one)")
-        critic = StatisticsNetwork(code_dim, cfg.slope, image_size=self.image_size)
+        critic = StatisticsNetwork(code_dim, cfg.slope, self.channels, self.image_size)
         self.mine = MINE(critic, "dv", ema_rate=cfg.mine_ema).to(device)
         if self.copies:
             self.copies.add(self.mine)

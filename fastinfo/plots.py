@@ -81,7 +81,7 @@ def reconstructions(originals: torch.Tensor, decoded: torch.Tensor, path: Path) 
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title("test digits (odd rows) and their reconstructions (even rows)", fontsize=9)
+    ax.set_title("test images (odd rows) and their reconstructions (even rows)", fontsize=9)
     save_figure(fig, path)
 
 

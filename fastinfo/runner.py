@@ -28,12 +28,12 @@ class GraphedStep:
     step, the optimisers and the metrics — replayed from one CUDA graph per number of real batches
     a step takes (one; n_critic; 100 on WGAN's schedule steps).
 
-    Outside the graph only the real batches are gathered, from the device-resident data set into
-    static uint8 buffers. The first `warmup` steps of each graph run eagerly on a side stream: they
-    are real training steps that also build the optimiser state, compile kernels and cache their
-    tables. Each step's metrics are written by the graph into the next row of a device table used
-    as a ring of metric_rows rows; the returned views stay valid for metric_rows steps, so read
-    them within that.
+    Outside the graph only the real batches are gathered, from the data set (on the device, or
+    copied from pinned host memory: data.HostLoader) into static uint8 buffers. The first
+    `warmup` steps of each graph run eagerly on a side stream: they are real training steps that
+    also build the optimiser state, compile kernels and cache their tables. Each step's metrics
+    are written by the graph into the next row of a device table used as a ring of metric_rows
+    rows; the returned views stay valid for metric_rows steps, so read them within that.
     """
 
     def __init__(self, model, loader: data.DeviceLoader, gen: torch.Generator, metric_rows: int, warmup: int = 3):
@@ -43,7 +43,7 @@ class GraphedStep:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.warm_steps: dict[int, int] = {}
         self.stream = graphs.side_stream()
-        device = loader.images.device
+        device = loader.device
         self.row = torch.zeros(1, dtype=torch.int64, device=device)  # the next metric row, on the device
         self.host_row = 0  # the same, mirrored: every executed step advances both
         self.table: torch.Tensor | None = None
@@ -66,8 +66,8 @@ class GraphedStep:
     def __call__(self, index: int) -> dict[str, torch.Tensor]:
         n = self.model.batches_per_step(index)
         if n not in self.static:
-            images = self.loader.images
-            self.static[n] = images.new_empty((n, self.loader.batch_size, *images.shape[1:]))
+            shape = (n, self.loader.batch_size, *self.loader.images.shape[1:])
+            self.static[n] = torch.empty(shape, dtype=torch.uint8, device=self.loader.device)
         for buffer in self.static[n]:
             self.loader.next_uint8(out=buffer)
         graph = self.graphs.get(n)

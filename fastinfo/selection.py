@@ -21,16 +21,16 @@ LABEL_FREE_IMAGES = 10000
 @torch.no_grad()
 def predicted_codes(model, images: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Q's (categorical logits [N, sum K], continuous codes' means [N, n_cont]) on the CPU for
-    images uint8 [N, 28, 28], read batch by batch on the model's device."""
+    images uint8 [N, S, S] or [N, C, S, S], read batch by batch on the model's device."""
     parts = []
     for i in range(0, len(images), batch_size):
-        x = data.to_model_range(images[i : i + batch_size].to(model.device).unsqueeze(1))
+        x = data.to_model_range(data.with_channels(images[i : i + batch_size].to(model.device)))
         parts.append([t.cpu() for t in model.predict_codes(x)])
     return tuple(torch.cat(column) for column in zip(*parts))
 
 
 def c1_probabilities(model, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Q's distribution over the first categorical code, float64 [N, K], for images uint8 [N, 28, 28]."""
+    """Q's distribution over the first categorical code, float64 [N, K], for images uint8 [N, S, S] or [N, C, S, S]."""
     logits = predicted_codes(model, images, batch_size)[0]
     return torch.softmax(logits[:, : model.spec.cat_sizes[0]].double(), 1).numpy()
 

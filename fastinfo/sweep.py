@@ -250,19 +250,24 @@ def selection_text(rows: list[dict], out: Path) -> str:
         rs = sorted((r for r in rows if r["model"] == model and isinstance(r.get("label_free_score"), float)),
                     key=lambda r: -r["label_free_score"])
         lines.append(f"**{model}: selected {out / run_name(best)}** (label-free score {best['label_free_score']:.3f} "
-                     f"of {best['label_free_score_max']:.3f} nats; c1 accuracy {best['c1_accuracy']:.3f})\n")
+                     f"of {best['label_free_score_max']:.3f} nats; c1 accuracy {three_places(best['c1_accuracy'])})\n")
         lines.append("| run | label-free score | agreement with the other runs | c1 accuracy | failed (D won early) |\n"
                      "| --- | --- | --- | --- | --- |")
         lines += [f"| {run_name(r)} | {r['label_free_score']:.3f} | {r.get('agreement', float('nan')):.3f} | "
-                  f"{r['c1_accuracy']:.3f} | {'yes' if r.get('failed') else 'no'} |" for r in rs]
+                  f"{three_places(r['c1_accuracy'])} | {'yes' if r.get('failed') else 'no'} |" for r in rs]
         for key, name in (("label_free_score", "label-free score"), ("agreement", "agreement")):
-            scored = [r for r in rs if key in r]
+            scored = [r for r in rs if key in r and isinstance(r["c1_accuracy"], float)]
             if len(scored) > 2:
                 rho = spearmanr([r[key] for r in scored], [r["c1_accuracy"] for r in scored]).statistic
                 lines.append(f"\nSpearman correlation of the {name} with c1 accuracy over these {len(scored)} runs: "
                              f"{rho:+.2f}")
         lines.append("")
     return "\n".join(lines)
+
+
+def three_places(value) -> str:
+    """A score to three decimals, or "n/a" where the run has none (a set without classes)."""
+    return f"{value:.3f}" if isinstance(value, float) else "n/a"
 
 
 def run_name(row: dict) -> str:
@@ -285,11 +290,13 @@ def summarise(rows: list[dict]) -> tuple[list[dict], str]:
             "c1_accuracy": mean_std(acc),
             "label_free_score": mean_std(score),
             "c1_purity": mean_std(purity),
-            "classes_covered": mean_std([r["classes_covered"] for r in ok]),
+            "classes_covered": mean_std([r["classes_covered"] for r in ok if "classes_covered" in r]),
             "failed": f"{sum(bool(r.get('failed')) for r in rs)}/{len(rs)}"
                       + (f" ({sum(r.get('stopped', False) for r in rs)} stopped and replaced)"
                          if any(r.get("stopped") for r in rs) else ""),
-            "collapsed": f"{sum(r['collapsed'] for r in ok)}/{len(ok)}",
+            # judged by the classifier, which a set without classes has not
+            "collapsed": (f"{sum(r['collapsed'] for r in ok)}/{len(ok)}" if all("collapsed" in r for r in ok)
+                          else "n/a"),
             "diverged": f"{sum(r['diverged'] for r in rs)}/{len(rs)}",
             "var_loss_d": mean_std([r["var_loss_d"] for r in ok if r["var_loss_d"] is not None]),
             "var_loss_g": mean_std([r["var_loss_g"] for r in ok if r["var_loss_g"] is not None]),
@@ -361,8 +368,7 @@ def main(argv=None) -> int:
 def sweep(args, extra: list[str]) -> int:
     """Train, evaluate and summarise the runs; the exit code."""
     # every run's settings and the folder, checked before the classifier trains and any run starts
-    for model in args.models:
-        train.make_config(train.parse_args(["--model", model, *extra])[0])
+    configs = [train.make_config(train.parse_args(["--model", model, *extra])[0]) for model in args.models]
     out = Path(args.out)
     jobs = [(out / f"{model}-s{seed}", model, seed, args.steps, extra)
             for model in args.models for seed in args.seeds]
@@ -371,8 +377,10 @@ def sweep(args, extra: list[str]) -> int:
         return 0
     device = runs.resolve_device(args.device)
     make_folder(out)
-    clf, clf_acc = classifier.load_or_train(args.dataset, device)
-    print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
+    clf = clf_acc = None
+    if data.labelled(args.dataset):
+        clf, clf_acc = classifier.load_or_train(args.dataset, device, configs[0].data_root)
+        print(f"classifier test accuracy on {args.dataset}: {clf_acc:.4f}")
     rows, replacements = [], Replacements(args)
     while jobs:  # a round: the runs, then the replacements of those the failure check stopped
         if (args.procs > 1 or args.gpus) and run_parallel(jobs, args.procs, args.gpus):

@@ -126,9 +126,7 @@ class Trainer:
         self.n_train = len(images)
         self.total = cfg.total_steps(len(images), self.model.batches_per_step)
         self.sample_gen = torch.Generator(self.device).manual_seed(cfg.seed)
-        self.loader = data.DeviceLoader(
-            images, cfg.batch_size, self.device, torch.Generator(self.device).manual_seed(cfg.seed + 1)
-        )
+        self.loader = data.make_loader(images, cfg.batch_size, self.device, cfg.seed + 1, cfg.data_on)
         self.runner = runner.for_config(cfg, self.model, self.loader, self.sample_gen)
         self.step = 0
         # the steps of the checkpoint on disk and of the one kept before it (None: there is none)
@@ -158,19 +156,23 @@ class Trainer:
         def loader_and_rng(state):
             self.loader.load_state_dict(state["loader"])
             torch.set_rng_state(state["rng"]["torch"])
-            saved = state["rng"]["sample"], state["rng"]["loader"]
             # a generator's state is its device kind's: a CPU's Mersenne Twister (5056 bytes), a
-            # GPU's Philox seed and offset (16). A run moved between them goes on with new streams.
-            if saved[0].numel() != self.sample_gen.get_state().numel():
+            # GPU's Philox seed and offset (16). A run moved between them, or whose batch order
+            # moved between the device and the host (--data-on), goes on with new streams.
+            moved = (self.cfg.seed * 1_000_003 + state["step"]) * 2
+            streams = {"z and c": (self.sample_gen, state["rng"]["sample"]),
+                       "the batch order": (self.loader.generator, state["rng"]["loader"])}
+            new = []
+            for offset, (name, (gen, saved)) in enumerate(streams.items()):
+                if saved.numel() == gen.get_state().numel():
+                    gen.set_state(saved)
+                else:
+                    gen.manual_seed((moved + offset) % 2**63)
+                    new.append(name)
+            if new:
                 print(f"warning: {self.run} was saved on another kind of device than {self.device}: its "
-                      f"random streams (z, c and the batch order) go on from new seeds, so the run does not "
+                      f"random streams ({' and '.join(new)}) go on from new seeds, so the run does not "
                       f"continue as it would have where it trained", file=sys.stderr)
-                moved = (self.cfg.seed * 1_000_003 + state["step"]) * 2
-                self.sample_gen.manual_seed(moved % 2**63)
-                self.loader.generator.manual_seed((moved + 1) % 2**63)
-                return
-            self.sample_gen.set_state(saved[0])
-            self.loader.generator.set_state(saved[1])
 
         state = load_checkpoint_into(self.model, self.run, self.cfg, loader_and_rng)
         self.step = self.saved_step = state["step"]
@@ -280,7 +282,7 @@ class Trainer:
                                  name, spec.traversal_values(code).tolist())
         if hasattr(self.model, "reconstruct"):  # a VAE: test digits and their reconstructions
             images, _ = data.load_split(self.cfg, train=False)
-            originals = data.to_model_range(images[:50].to(self.device).unsqueeze(1))
+            originals = data.to_model_range(data.with_channels(images[:50].to(self.device)))
             plots.reconstructions(originals, self.model.reconstruct(originals), self.run / "reconstructions.png")
         rows = metrics_log.read(self.run / "metrics.jsonl")
         plots.loss_curves(rows, self.run / "loss_curves.png", title)
@@ -347,7 +349,8 @@ class Trainer:
         steps = f"steps {self.step + 1}-{self.total}" if self.step else f"{self.total} steps"
         size = data.image_size(cfg)
         resized = f", resized to {size}x{size}" if size != data.own_size(cfg.dataset) else ""
-        images = f"{self.n_train:,} images{resized}"
+        host = ", held on the host" if isinstance(self.loader, data.HostLoader) else ""
+        images = f"{self.n_train:,} images{resized}{host}"
         return (f"training {cfg.model} ({cfg.preset} preset) on {cfg.dataset} ({images}) on {where}, "
                 f"{precision}, {' + '.join(options)}: {steps} of batch {cfg.batch_size}, into {self.run}")
 

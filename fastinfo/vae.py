@@ -60,8 +60,9 @@ class InfoVAE(InfoModel):
         self.vae_loss = self.compiled(self._vae_loss)
 
     def build_networks(self, norm: str) -> dict[str, torch.nn.Module]:
-        self.encoder = Encoder(self.spec, self.cfg.slope, norm, image_size=self.image_size).to(self.device)
-        self.decoder = Generator(self.spec.input_dim, logits=True, image_size=self.image_size).to(self.device)
+        self.encoder = Encoder(self.spec, self.cfg.slope, norm, self.channels, self.image_size).to(self.device)
+        self.decoder = Generator(self.spec.input_dim, self.channels, logits=True,
+                                 image_size=self.image_size).to(self.device)
         return {"encoder": self.encoder, "decoder": self.decoder}
 
     def decoder_input(self, latents: torch.Tensor, one_hots: torch.Tensor) -> torch.Tensor:
@@ -79,7 +80,7 @@ class InfoVAE(InfoModel):
         return self.encoder(x)
 
     def _vae_loss(self, real, eps, uniform, prior):
-        """(loss, metrics) of one batch real [B, 1, 28, 28] in [-1, 1], with the reparameterisation
+        """(loss, metrics) of one batch real [B, C, S, S] in [-1, 1], with the reparameterisation
         noise eps [B, L], the Gumbel noise's uniforms [B, sum K] and a prior draw (z, cat, cont)
         for the information term."""
         cfg, spec = self.cfg, self.spec
@@ -151,13 +152,13 @@ class InfoVAE(InfoModel):
 
     @torch.no_grad()
     def test_scores(self, images: torch.Tensor, gen: torch.Generator, batch_size: int = 1000) -> dict:
-        """On test images uint8 [N, 28, 28], in eval mode: the negative ELBO per image (nats; one
+        """On test images uint8 [N, S, S] or [N, C, S, S], in eval mode: the negative ELBO per image (nats; one
         posterior sample, the plain KL terms) and the reconstruction's error (binary
         cross-entropy of the posterior mean's decoding, summed over pixels), each a mean."""
         total = {"test_neg_elbo": 0.0, "test_reconstruction_bce": 0.0}
         with self.eval_mode(self.encoder, self.decoder):
             for i in range(0, len(images), batch_size):
-                x = data.to_model_range(images[i : i + batch_size].to(self.device).unsqueeze(1))
+                x = data.to_model_range(data.with_channels(images[i : i + batch_size].to(self.device)))
                 target = (x + 1) / 2
                 cat_logits, mean, log_std = self.encode(x)
                 eps = torch.randn(mean.shape, device=self.device, generator=gen)

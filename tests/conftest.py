@@ -25,7 +25,7 @@ def synthetic_mnist(monkeypatch):
     replaces the real data set for the test."""
     from fastinfo import data
 
-    def load(name, train=True, data_root=None, download=True):
+    def load(name, train=True, data_root=None, download=True, size=None):
         data.dataset_info(name)
         g = torch.Generator().manual_seed(0 if train else 1)
         labels = torch.randint(0, 10, (64,), generator=g)

@@ -250,8 +250,8 @@ def test_npm_is_bounded_and_its_failure_is_one_line(monkeypatch, error, msg):
 
 
 def test_unknown_dataset():
-    with pytest.raises(DataError, match="unknown dataset 'svhn'; accepted: mnist, fashion-mnist"):
-        data.load("svhn")
+    with pytest.raises(DataError, match="unknown dataset 'cifar10'; accepted: mnist, fashion-mnist, .*, folder"):
+        data.load("cifar10")
 
 
 @pytest.mark.data
@@ -280,6 +280,42 @@ def test_device_loader_batches_cover_an_epoch_once():
     with pytest.raises(ValueError, match="batch size must be in"):
         DeviceLoader(images, 11, "cpu", torch.Generator())
     assert nxt.shape == (3, 1, 28, 28)
+
+
+def host_and_device_batches(device):
+    """The first 7 batches of a HostLoader on device and of a DeviceLoader on the CPU, each
+    drawn with a CPU generator of the same seed (the epoch of 20 RGB images is 6 batches)."""
+    images = torch.randint(0, 256, (20, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    host = data.HostLoader(images, 3, device, torch.Generator().manual_seed(4))
+    on_cpu = DeviceLoader(images, 3, "cpu", torch.Generator().manual_seed(4))
+    out = torch.empty(3, 3, 5, 5, dtype=torch.uint8, device=device)
+    # every other batch gathered into a given buffer, as the graphed step does
+    drawn = [(host.next_uint8(out=out) if i % 2 else host.next_uint8()).cpu().clone() for i in range(7)]
+    return drawn, [on_cpu.next_uint8() for _ in range(7)], host
+
+
+def test_a_host_loader_draws_the_batches_a_device_loader_draws():
+    drawn, expected, host = host_and_device_batches("cpu")
+    assert all(torch.equal(a, b) for a, b in zip(drawn, expected))
+    state = host.state_dict()
+    again = host.next_uint8()
+    host.load_state_dict(state)
+    assert host.pos == state["pos"] and again.shape == (3, 3, 5, 5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_host_loader_copies_from_pinned_memory_to_the_gpu():
+    drawn, expected, host = host_and_device_batches("cuda")
+    assert all(torch.equal(a, b) for a, b in zip(drawn, expected))
+    assert all(buffer.is_pinned() for buffer in host.staging)
+
+
+def test_the_training_set_is_held_where_data_on_says():
+    images = torch.zeros(10, 28, 28, dtype=torch.uint8)
+    assert type(data.make_loader(images, 2, "cpu", 0)) is DeviceLoader  # auto, on a CPU: its memory
+    assert type(data.make_loader(images, 2, "cpu", 0, "host")) is data.HostLoader
+    assert data.placement(images, "cuda", "device") == "device"
 
 
 @pytest.mark.parametrize("text, classes", [("all", None), ("0,1,7", (0, 1, 7)), ("0-4", (0, 1, 2, 3, 4)),

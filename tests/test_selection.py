@@ -42,7 +42,7 @@ def test_label_free_score_reads_training_images_and_no_labels(monkeypatch):
     images[:, 0, 0] = torch.arange(50) % 5 * 60  # five kinds of image, ten of each
     asked = []
 
-    def load(dataset, train=True, data_root=None):
+    def load(dataset, train=True, data_root=None, size=None):
         asked.append(train)
         return images, None  # no labels to read
 

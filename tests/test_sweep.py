@@ -124,6 +124,19 @@ def test_without_a_categorical_code_only_the_classes_covered_are_scored(tmp_path
     assert line.endswith("| 0.500 ± 0.354 | 0.500 ± 0.000 |")
 
 
+def test_runs_on_a_set_without_classes_are_tabulated_and_selected_without_labels(tmp_path):
+    """A folder's or CelebA's runs have no c1 accuracy and no classifier's scores; the table says
+    n/a there, and the label-free score still selects a run."""
+    rows = [{"model": "infogan", "seed": seed, "diverged": False, "stopped": False, "failed": False,
+             "c1_accuracy": "n/a (folder has no classes)", "label_free_score": score, "label_free_score_max": 2.3,
+             "var_loss_d": None, "var_loss_g": None} for seed, score in enumerate((0.5, 1.5, 1.0))]
+    (entry,), _ = sweep.summarise(rows)
+    assert entry["c1_accuracy"] == entry["classes_covered"] == entry["collapsed"] == "n/a"
+    assert entry["label_free_score"] == "1.000 ± 0.500"
+    text = sweep.selection_text(rows, tmp_path)
+    assert f"selected {tmp_path / 'infogan-s1'}" in text and "c1 accuracy n/a" in text and "Spearman" not in text
+
+
 def test_sweep_tabulates_and_resumes(tmp_path, monkeypatch, capsys):
     def small_classifier(dataset, device, data_root=None, cache=None):
         images, labels = data.load(dataset)

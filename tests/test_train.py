@@ -172,16 +172,28 @@ def test_a_full_disk_stops_the_run_with_its_last_checkpoint_kept(tmp_path, monke
     assert steps == [1, 2, 3, 4]
 
 
+def test_a_run_trains_from_the_host_and_goes_on_from_the_device(tmp_path, capsys):
+    """--data-on host holds the set in host memory (data.HostLoader); a resume may move it, and
+    on a CPU both draw the batch order from the same kind of generator: no new streams."""
+    assert run(tmp_path, "--steps", 2, "--data-on", "host", "--no-eval-at-end") == 0
+    assert "64 images, held on the host) on cpu" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path), "--steps", "4", "--data-on", "device", "--no-progress",
+                 "--no-eval-at-end"]) == 0
+    err = capsys.readouterr().err
+    assert "held on the host" not in err and "new seeds" not in err
+    assert checkpoint.saved_step(tmp_path / "checkpoint.pt") == 4
+
+
 def test_a_run_goes_on_from_data_that_moved(tmp_path, monkeypatch, capsys):
     """--data-root may change on --resume (another machine, a moved folder); config.json then
     holds the settings the run goes on with, which fastinfo.evaluate reads, or its own --data-root."""
 
     synthetic = data.load
 
-    def load(name, train=True, data_root=None, download=True):
+    def load(name, train=True, data_root=None, download=True, size=None):
         if data_root is not None and not os.path.isdir(data_root):
             raise data.DataError(f"--data-root {data_root} is not a folder")
-        return synthetic(name, train, data_root, download)
+        return synthetic(name, train, data_root, download, size)
 
     monkeypatch.setattr(data, "load", load)
     first, moved, again, r = tmp_path / "first", tmp_path / "moved", tmp_path / "again", tmp_path / "run"
