@@ -4,7 +4,7 @@ import contextlib
 
 import torch
 
-from fastinfo import data, losses, registry
+from fastinfo import data, distributed, losses, registry
 from fastinfo.codes import LatentSpec
 from fastinfo.config import TrainConfig
 from fastinfo.losses import reference
@@ -211,6 +211,9 @@ class InfoModel:
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward(self.grad_seed)
+        if distributed.active():  # a run over several processes: every rank takes the mean gradient
+            distributed.average_gradients([p for n in names for g in self.optimizers[n].param_groups
+                                           for p in g["params"]])
         for n in names:
             self.scaler.step(self.optimizers[n])
         self.scaler.update()

@@ -513,28 +513,35 @@ def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
 
 class DeviceLoader:
     """The whole data set as uint8 on the training device; fixed-size batches drawn by an
-    on-device permutation (last partial batch of each epoch dropped)."""
+    on-device permutation (last partial batch of each epoch dropped). With shard (rank, n), one
+    of n processes (fastinfo.distributed) that draw the same batches: each gets its n-th of
+    each, batch_size // n images."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator):
+    def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator,
+                 shard: tuple[int, int] = (0, 1)):
         if not 0 < batch_size <= len(images):
             raise ValueError(f"batch size must be in [1, {len(images)}], got {batch_size}")
         self.device = torch.device(device)
         self.images = with_channels(images.to(device))  # [N, C, S, S] uint8
-        self.batch_size, self.generator = batch_size, generator
+        self.global_batch, self.generator = batch_size, generator
+        self.batch_size = batch_size // shard[1]  # this process's share
+        self.first = shard[0] * self.batch_size  # where its share starts in each batch
         self.perm = torch.randperm(len(images), device=generator.device, generator=generator)
         self.pos = 0
 
     @property
     def batches_per_epoch(self) -> int:
-        return len(self.images) // self.batch_size
+        return len(self.images) // self.global_batch
 
     def next_indices(self) -> torch.Tensor:
-        """Indices [B] of the next batch; a new permutation starts each epoch."""
-        if self.pos + self.batch_size > len(self.images):
+        """Indices [batch_size] of this process's share of the next batch; a new permutation
+        starts each epoch."""
+        if self.pos + self.global_batch > len(self.images):
             self.perm = torch.randperm(len(self.images), device=self.perm.device, generator=self.generator)
             self.pos = 0
-        idx = self.perm[self.pos : self.pos + self.batch_size]
-        self.pos += self.batch_size
+        start = self.pos + self.first
+        idx = self.perm[start : start + self.batch_size]
+        self.pos += self.global_batch
         return idx
 
     def next_uint8(self, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -564,11 +571,12 @@ class HostLoader(DeviceLoader):
 
     STAGING = 3
 
-    def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator):
-        super().__init__(images, batch_size, "cpu", generator)
+    def __init__(self, images: torch.Tensor, batch_size: int, device, generator: torch.Generator,
+                 shard: tuple[int, int] = (0, 1)):
+        super().__init__(images, batch_size, "cpu", generator, shard)
         self.device = torch.device(device)
         pinned = self.device.type == "cuda"  # (pinned memory is a CUDA host allocation)
-        shape = (batch_size, *self.images.shape[1:])
+        shape = (self.batch_size, *self.images.shape[1:])
         self.staging = [torch.empty(shape, dtype=torch.uint8, pin_memory=pinned) for _ in range(self.STAGING)]
         self.copied: list[torch.cuda.Event | None] = [None] * self.STAGING
         self.turn = 0
@@ -603,9 +611,11 @@ def placement(images: torch.Tensor, device, choice: str = "auto") -> str:
     return "device" if images.numel() <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0] else "host"
 
 
-def make_loader(images: torch.Tensor, batch_size: int, device, seed: int, choice: str = "auto") -> DeviceLoader:
+def make_loader(images: torch.Tensor, batch_size: int, device, seed: int, choice: str = "auto",
+                shard: tuple[int, int] = (0, 1)) -> DeviceLoader:
     """The loader of a training set: a DeviceLoader, or a HostLoader where placement says host;
-    its permutation's generator seeded with seed, on the device the permutation is drawn on."""
+    its permutation's generator seeded with seed, on the device the permutation is drawn on;
+    shard as DeviceLoader's."""
     if placement(images, device, choice) == "host":
-        return HostLoader(images, batch_size, device, torch.Generator().manual_seed(seed))
-    return DeviceLoader(images, batch_size, device, torch.Generator(device).manual_seed(seed))
+        return HostLoader(images, batch_size, device, torch.Generator().manual_seed(seed), shard)
+    return DeviceLoader(images, batch_size, device, torch.Generator(device).manual_seed(seed), shard)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastinfo import atomic, checkpoint, data, failure, metrics_log, registry, runner
+from fastinfo import atomic, checkpoint, data, distributed, failure, metrics_log, registry, runner
 from fastinfo.arguments import EXIT_INTERRUPTED, interrupted, signals_handled_by, stops_as_on_ctrl_c
 from fastinfo.config import ConfigError, TrainConfig, make_config, parse_args
 from fastinfo.runs import (
@@ -101,21 +101,23 @@ def tensorboard_writer():
 class Trainer:
     """The loop every model shares: data, sampling, metrics, checkpoints, figures."""
 
-    def __init__(self, cfg: TrainConfig, resume: Path | None = None):
+    def __init__(self, cfg: TrainConfig, resume: Path | None = None, world: distributed.World = distributed.SINGLE):
         self.clock = RunClock()
-        self.cfg, self.run = cfg, cfg.run_dir() if resume is None else resume
+        self.cfg, self.run, self.world = cfg, cfg.run_dir() if resume is None else resume, world
         try:
             self.device = resolve_device(cfg.device)
         except RunError as e:
             if resume is None:
                 raise
             raise RunError(f"{self.run} trains on {e}") from None
+        if world.active:
+            self.device = self.join_world()
         if cfg.cuda_graphs and self.device.type != "cuda":
             fix = "continue without it: --no-cuda-graphs" if resume is not None else "leave the option out"
             raise RunError(f"--cuda-graphs needs a CUDA GPU and none is available; {fix}")
         if cfg.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise RunError(f"{torch.cuda.get_device_name(self.device)} has no bfloat16; use --amp fp16")
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # the same on every rank: the same initial weights
         images, _ = data.load_split(cfg, train=True)
         if len(images) < cfg.batch_size:
             raise RunError(f"the {cfg.dataset} training set holds {len(images)} images, fewer than --batch-size "
@@ -123,10 +125,15 @@ class Trainer:
         if cfg.eval_at_end:  # read now: test files that cannot be read stop the run before it trains, not after
             data.load_split(cfg, train=False)
         self.model = build_model(cfg, self.device)
+        if world.active:
+            distributed.broadcast_parameters(self.model.networks.values())
         self.n_train = len(images)
         self.total = cfg.total_steps(len(images), self.model.batches_per_step)
-        self.sample_gen = torch.Generator(self.device).manual_seed(cfg.seed)
-        self.loader = data.make_loader(images, cfg.batch_size, self.device, cfg.seed + 1, cfg.data_on)
+        # each rank its own codes, rank 0 those of a run of one process
+        self.sample_gen = torch.Generator(self.device).manual_seed(distributed.rank_seed(cfg.seed, world.rank))
+        # every rank the same batch order: each takes its share of each batch
+        self.loader = data.make_loader(images, cfg.batch_size, self.device, cfg.seed + 1, cfg.data_on,
+                                       shard=(world.rank, world.size))
         self.runner = runner.for_config(cfg, self.model, self.loader, self.sample_gen)
         self.step = 0
         # the steps of the checkpoint on disk and of the one kept before it (None: there is none)
@@ -139,45 +146,75 @@ class Trainer:
         self.failure_check = failure.FailureCheck()
         self.failed: failure.Failure | None = None
         self.tb = None
-        self.tb_writer = tensorboard_writer() if cfg.tensorboard else None
+        self.tb_writer = tensorboard_writer() if cfg.tensorboard and world.leader else None
         if resume is not None:
             self._restore()
         self.first_step = self.step
 
+    def join_world(self) -> torch.device:
+        """This rank's device (a GPU per rank: cuda:LOCAL_RANK), once the settings are checked for
+        a run over several processes and the process group is joined."""
+        cfg, n = self.cfg, self.world.size
+        if cfg.batch_size % n:
+            raise RunError(f"--batch-size {cfg.batch_size} (the global batch) does not split over {n} processes: "
+                           f"give a multiple of {n}")
+        for on, option in ((cfg.cuda_graphs, "--cuda-graphs"), (cfg.weight_copies, "--weight-copies")):
+            if on:
+                raise RunError(f"{option} is not supported over several processes (the gradients are averaged "
+                               f"between the backward pass and the optimiser step, outside the graph and the "
+                               f"copies): leave it out")
+        device = self.device
+        if device.type == "cuda":
+            device = torch.device("cuda", self.world.local_rank)
+            torch.cuda.set_device(device)
+        distributed.start(self.world, device)
+        return device
+
     # -- state -------------------------------------------------------------------------------
     def _restore(self) -> None:
+        leader = self.world.leader
         if not (self.run / "checkpoint.pt").exists():
             # stopped before its first checkpoint (a crash, a kill): nothing was kept, so the run
             # starts again as it first did
-            print(f"{self.run} has no checkpoint yet: training it from the start", file=sys.stderr)
-            (self.run / "metrics.jsonl").unlink(missing_ok=True)
+            if leader:
+                print(f"{self.run} has no checkpoint yet: training it from the start", file=sys.stderr)
+                (self.run / "metrics.jsonl").unlink(missing_ok=True)
             return
 
         def loader_and_rng(state):
             self.loader.load_state_dict(state["loader"])
-            torch.set_rng_state(state["rng"]["torch"])
+            rng, world, trained_by = state["rng"], self.world, state.get("world_size", 1)
+            # each rank's own streams (fastinfo.distributed); none for a rank of another number of
+            # processes than the run trained with
+            mine = rng if trained_by == 1 else rng["ranks"][world.rank] if trained_by == world.size else None
             # a generator's state is its device kind's: a CPU's Mersenne Twister (5056 bytes), a
             # GPU's Philox seed and offset (16). A run moved between them, or whose batch order
             # moved between the device and the host (--data-on), goes on with new streams.
             moved = (self.cfg.seed * 1_000_003 + state["step"]) * 2
-            streams = {"z and c": (self.sample_gen, state["rng"]["sample"]),
-                       "the batch order": (self.loader.generator, state["rng"]["loader"])}
+            streams = {"z and c": (self.sample_gen, None if mine is None else mine["sample"]),
+                       "the batch order": (self.loader.generator, rng["loader"])}
             new = []
             for offset, (name, (gen, saved)) in enumerate(streams.items()):
-                if saved.numel() == gen.get_state().numel():
+                if saved is not None and saved.numel() == gen.get_state().numel():
                     gen.set_state(saved)
                 else:
-                    gen.manual_seed((moved + offset) % 2**63)
+                    gen.manual_seed(distributed.rank_seed(moved + offset, world.rank))
                     new.append(name)
-            if new:
-                print(f"warning: {self.run} was saved on another kind of device than {self.device}: its "
-                      f"random streams ({' and '.join(new)}) go on from new seeds, so the run does not "
-                      f"continue as it would have where it trained", file=sys.stderr)
+            if mine is not None:
+                torch.set_rng_state(mine["torch"])
+            if new and leader:
+                was = (f"trained by {trained_by} processes, not {world.size}," if mine is None
+                       else f"saved on another kind of device than {self.device}:")
+                print(f"warning: {self.run} was {was} its random streams ({' and '.join(new)}) go on from new "
+                      f"seeds, so the run does not continue as it would have where it trained", file=sys.stderr)
 
         state = load_checkpoint_into(self.model, self.run, self.cfg, loader_and_rng)
         self.step = self.saved_step = state["step"]
         # metrics logged after the checkpoint belong to steps that will be trained again
-        metrics_log.keep_until(self.run / "metrics.jsonl", self.step)
+        if leader:
+            metrics_log.keep_until(self.run / "metrics.jsonl", self.step)
+        if self.world.active:
+            distributed.barrier()  # the others read the metrics once the leader has cut them
         # said once training starts, after the start line
         self.failed = self.failure_check.update(metrics_log.read(self.run / "metrics.jsonl"))
 
@@ -186,24 +223,35 @@ class Trainer:
         write before it returns). The checkpoint it replaces is kept as PREVIOUS_CHECKPOINT until
         the step after this one is seen finite: this one's weights may be the ones that diverge."""
         previous = None if self.saved_step is None else self.run / PREVIOUS_CHECKPOINT
-        self.checkpoints.save({
-            **self.model.state_dict(),
-            "step": self.step,
-            "config": asdict(self.cfg),
-            "loader": self.loader.state_dict(),
-            "rng": {"sample": self.sample_gen.get_state(), "loader": self.loader.generator.get_state(),
-                    "torch": torch.get_rng_state()},
-        }, self.run / "checkpoint.pt", previous)
+        rng = {"sample": self.sample_gen.get_state(), "loader": self.loader.generator.get_state(),
+               "torch": torch.get_rng_state()}
+        extra = {}
+        if self.world.active:  # every rank's own streams, for a resume over as many processes
+            ranks = distributed.gather({"sample": rng["sample"], "torch": rng["torch"]})
+            extra = {"world_size": self.world.size}
+            rng["ranks"] = ranks
+        if self.world.leader:
+            self.checkpoints.save({
+                **self.model.state_dict(),
+                "step": self.step,
+                "config": asdict(self.cfg),
+                "loader": self.loader.state_dict(),
+                "rng": rng,
+                **extra,
+            }, self.run / "checkpoint.pt", previous)
         self.previous_step, self.saved_step = self.saved_step, self.step
 
     def drop_previous_checkpoint(self) -> None:
         """Delete PREVIOUS_CHECKPOINT once the write under way is done (the caller does not wait)."""
-        self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
+        if self.world.leader:
+            self.checkpoints.discard(self.run / PREVIOUS_CHECKPOINT)
         self.previous_step = None
 
     def keep_last_good_checkpoint(self, bad_step: int) -> str:
         """After a loss became non-finite at bad_step: make checkpoint.pt the last checkpoint whose
         next step was finite, and say in words what is kept."""
+        if not self.world.leader:
+            return f"rank 0 keeps the checkpoints of {self.run}"
         self.checkpoints.wait()
         path = self.run / "checkpoint.pt"
         if self.saved_step is None:
@@ -227,7 +275,10 @@ class Trainer:
         if not self.pending:
             return
         keys = list(self.pending[0])
-        values = torch.stack([m[k].float() for m in self.pending for k in keys]).view(-1, len(keys)).tolist()
+        values = torch.stack([m[k].float() for m in self.pending for k in keys]).view(-1, len(keys))
+        if self.world.active:  # the metrics of the global batch: each rank's, averaged
+            values = distributed.mean_over_ranks(values)
+        values = values.tolist()
         elapsed = (time.perf_counter() - self.interval_start) / len(values)
         first = self.step - len(values) + 1
         rows = [{"step": first + i, **dict(zip(keys, v)), "step_time": elapsed} for i, v in enumerate(values)]
@@ -240,7 +291,8 @@ class Trainer:
                 + ", ".join(f"{k}={bad[k]}" for k in keys if not math.isfinite(bad[k])) + ")",
                 bad["step"],
             )
-        metrics_log.append(self.run / "metrics.jsonl", rows)
+        if self.world.leader:
+            metrics_log.append(self.run / "metrics.jsonl", rows)
         self.check_failure(rows)
         if self.previous_step is not None and self.step > self.saved_step:
             # the step after the last checkpoint was finite: the one before it is needed no more
@@ -259,7 +311,8 @@ class Trainer:
         found = self.failure_check.update(rows)
         if found is not None:
             self.failed = found
-            self.announce_failure()
+            if self.world.leader:
+                self.announce_failure()
 
     def announce_failure(self) -> None:
         failure.record(self.run, self.failed)
@@ -297,6 +350,14 @@ class Trainer:
     def _on_signal(self, signum, _frame) -> None:
         self.stop_signal = signum
 
+    def stop_asked(self, metrics_flushed: bool) -> bool:
+        """Whether the loop stops at this step for a signal. Over several processes every rank
+        stops at the same step, the first logged one after any rank got a signal: the ranks
+        agree where they meet anyway, at the metrics' all-reduce."""
+        if not self.world.active:
+            return self.stop_signal is not None
+        return metrics_flushed and distributed.any_rank(self.stop_signal is not None, self.device)
+
     def train(self) -> int:
         """Train to the last step, write the figures and the evaluation; the exit code. Returns
         or raises only once the last checkpoint is on disk: the run folder's lock is held until
@@ -318,7 +379,7 @@ class Trainer:
                 return interrupted(f"before step {self.step + 1}; continue with --resume {self.run}")
             return interrupted(f"{self.run} is trained to step {self.step} and its checkpoint written; "
                                f"--resume {self.run} writes the figures and the evaluation")
-        if code == 0:
+        if code == 0 and self.world.leader:
             self.clock.mark("end")
             self.clock.write(self.run / "timings.json", steps_trained=self.step - self.first_step)
         return code
@@ -330,7 +391,8 @@ class Trainer:
             self.save_checkpoint()
         self.drop_previous_checkpoint()
         bar.close()
-        print(line, file=sys.stderr)
+        if self.world.leader:
+            print(line, file=sys.stderr)
         return code
 
     def stop_failed(self, bar) -> int:
@@ -351,20 +413,26 @@ class Trainer:
         resized = f", resized to {size}x{size}" if size != data.own_size(cfg.dataset) else ""
         host = ", held on the host" if isinstance(self.loader, data.HostLoader) else ""
         images = f"{self.n_train:,} images{resized}{host}"
+        batch = f"batch {cfg.batch_size}"
+        if self.world.active:
+            where = f"{self.world.size} processes (rank 0 on {where})"
+            batch += f" ({self.loader.batch_size} a process)"
         return (f"training {cfg.model} ({cfg.preset} preset) on {cfg.dataset} ({images}) on {where}, "
-                f"{precision}, {' + '.join(options)}: {steps} of batch {cfg.batch_size}, into {self.run}")
+                f"{precision}, {' + '.join(options)}: {steps} of {batch}, into {self.run}")
 
     def _train(self) -> int:
-        cfg = self.cfg
-        print(self.start_line(), file=sys.stderr)
-        if self.failed is not None:  # a resumed run that had failed
+        cfg, leader = self.cfg, self.world.leader
+        if leader:
+            print(self.start_line(), file=sys.stderr)
+        if self.failed is not None and leader:  # a resumed run that had failed
             self.announce_failure()
         if self.tb_writer is not None:
             self.tb = self.tb_writer(str(self.run / "tensorboard"))
-        bar = tqdm(total=self.total, initial=self.step, disable=not cfg.progress, dynamic_ncols=True,
+        bar = tqdm(total=self.total, initial=self.step, disable=not (cfg.progress and leader), dynamic_ncols=True,
                    desc=f"{cfg.model}")
-        import_in_background(["fastinfo.plots"] + (["fastinfo.evaluate"] if cfg.eval_at_end else []))
-        if self.step >= self.total:
+        if leader:
+            import_in_background(["fastinfo.plots"] + (["fastinfo.evaluate"] if cfg.eval_at_end else []))
+        if self.step >= self.total and leader:
             print(f"{self.run} has trained {self.step} steps, the {self.total} asked for: nothing to train "
                   f"(a larger --steps or --epochs continues it)", file=sys.stderr)
         try:
@@ -378,17 +446,20 @@ class Trainer:
                     self.step += 1
                     bar.update(1)  # a count kept on the host: no device sync
                     ckpt_due = self.step % cfg.ckpt_every == 0
-                    if self.step % cfg.log_every == 0 or ckpt_due:
+                    log_due = self.step % cfg.log_every == 0 or ckpt_due
+                    if log_due:
                         self.flush_metrics(bar)
                     if ckpt_due:
                         self.save_checkpoint()
-                    if self.stop_signal is not None:
+                    if self.stop_asked(log_due):
                         # the signal may have come at any moment above, during the flush (the
                         # loop's one sync on a GPU) too: this step's checkpoint, unless written
-                        return self.stop_early(bar, f"stopped by signal {self.stop_signal} at step {self.step}; "
+                        by = f"signal {self.stop_signal}" if self.stop_signal else "a signal to another process"
+                        return self.stop_early(bar, f"stopped by {by} at step {self.step}; "
                                                     f"checkpoint saved, continue with --resume {self.run}",
                                                EXIT_INTERRUPTED)
-                    if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total:
+                    if (cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < self.total
+                            and leader):
                         self.write_figures()
                 self.flush_metrics(bar)
                 if self.saved_step != self.step:
@@ -398,12 +469,16 @@ class Trainer:
             if self.failed is not None and cfg.stop_on_failure:  # seen at the last step's flush
                 return self.stop_failed(bar)
         except NonFiniteLoss as e:
-            print(f"error: {e}; {self.keep_last_good_checkpoint(e.step)}", file=sys.stderr)
+            kept = self.keep_last_good_checkpoint(e.step)
+            if leader:
+                print(f"error: {e}; {kept}", file=sys.stderr)
             return EXIT_NON_FINITE
         finally:
             bar.close()
             if self.tb is not None:
                 self.tb.close()
+        if not leader:  # the run folder is rank 0's
+            return 0
         self.write_figures()
         self.clock.mark("figures_end")
         if cfg.eval_at_end:
@@ -417,13 +492,18 @@ class Trainer:
 
 
 @contextlib.contextmanager
-def prepare_run(values: dict, resume: str | None):
-    """The trainer of a resumed or a new run; its folder stays locked while within."""
+def prepare_run(values: dict, resume: str | None, world: distributed.World = distributed.SINGLE):
+    """The trainer of a resumed or a new run; its folder stays locked while within. Over several
+    processes rank 0 does this; the other ranks read the same settings and write nothing."""
+    if not world.leader:
+        cfg = load_run_config(Path(resume), overrides=values) if resume is not None else make_config(values)
+        yield Trainer(cfg, resume=None if resume is None else Path(resume), world=world)
+        return
     if resume is not None:
         run = Path(resume)
         with exclusive_run(run):
             cfg = load_run_config(run, overrides=values)
-            trainer = Trainer(cfg, resume=run)
+            trainer = Trainer(cfg, resume=run, world=world)
             # the settings the run goes on with (a new --steps, or --data-root when the data moved)
             write_config(run, cfg)
             yield trainer
@@ -436,7 +516,7 @@ def prepare_run(values: dict, resume: str | None):
     with exclusive_run(run):
         if (run / "config.json").exists() or (run / "checkpoint.pt").exists():
             raise RunError(f"{run} already holds a run; continue it with --resume {run} or choose another --out")
-        trainer = Trainer(cfg)
+        trainer = Trainer(cfg, world=world)
         write_config(run, cfg)
         try:
             yield trainer
@@ -466,10 +546,10 @@ def out_of_memory(error: torch.OutOfMemoryError, trainer: Trainer | None) -> str
 
 @stops_as_on_ctrl_c
 def main(argv=None) -> int:
-    trainer = None
+    trainer, world = None, distributed.from_environment()
     try:
         values, resume = parse_args(argv)
-        with prepare_run(values, resume) as trainer:
+        with prepare_run(values, resume, world) as trainer:
             return trainer.train()
     except (ConfigError, RunError, data.DataError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -490,6 +570,8 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return interrupted("before training started: nothing was trained")
+    finally:
+        distributed.stop()
 
 
 def cli() -> None:

@@ -99,7 +99,7 @@ class InfoWGAN(InfoModel):
         for real in reals:
             loss_d, distance = self.critic_step(real, gen)
 
-        z, cat, cont = self.sample_latent(self.cfg.batch_size, gen)
+        z, cat, cont = self.sample_latent(reals[-1].shape[0], gen)  # the process's batch (fastinfo.distributed)
         with self.autocast():
             fake = self.g_fwd(z, cat, cont)
         with self.frozen(self.D):
