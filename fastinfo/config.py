@@ -24,6 +24,15 @@ PRESETS = {
     "openai": dict(slope=0.01, learn_std=False, lambda_cont=1.0, noise_prior="uniform", noise_scale=1.0),
 }
 CRITIC_NORMS = ("auto", "batch", "layer", "none")
+# Each data set's latent layout where it is not MNIST's (z 62, c1 10-way, 2 continuous codes): the
+# InfoGAN paper's for SVHN and CelebA (its appendix), and for dSprites a code per known factor (the
+# shape 3-way, then scale, orientation, x and y) beside 5 noise dimensions, InfoGAN-CR's noise size.
+# A model's own defaults (a VAE's noise size) and the command line come after.
+DATASET_LATENTS = {
+    "svhn": dict(noise_dim=124, cat_sizes=(10,) * 4, n_cont=4),
+    "celeba": dict(noise_dim=128, cat_sizes=(10,) * 10, n_cont=0),
+    "dsprites": dict(noise_dim=5, cat_sizes=(3,), n_cont=4),
+}
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
     "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "data_on", "amp", "compile",
@@ -155,7 +164,7 @@ class TrainConfig:
 
     def unused_settings(self) -> list[str]:
         """The settings changed from the model's and preset's defaults that the model does not read."""
-        defaults = model_defaults(self.model, self.preset)
+        defaults = model_defaults(self.model, self.preset, self.dataset)
         return [name for name in registry.MODEL_SPECIFIC
                 if name not in registry.entry(self.model).reads and getattr(self, name) != defaults[name]]
 
@@ -416,13 +425,13 @@ def make_config(values: dict) -> TrainConfig:
     preset = values.get("preset", TrainConfig.preset)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; accepted: {', '.join(PRESETS)}")
-    return TrainConfig(**{**model_defaults(values.get("model"), preset), **values}).validate()
+    return TrainConfig(**{**model_defaults(values.get("model"), preset, values.get("dataset")), **values}).validate()
 
 
-def model_defaults(model: str | None, preset: str) -> dict:
-    """Every field's default for this model and preset."""
+def model_defaults(model: str | None, preset: str, dataset: str | None = None) -> dict:
+    """Every field's default for this model, preset and data set."""
     own = registry.entry(model).defaults if model in registry.MODELS else {}
-    return {**asdict(TrainConfig()), **own, **PRESETS[preset]}
+    return {**asdict(TrainConfig()), **DATASET_LATENTS.get(dataset, {}), **own, **PRESETS[preset]}
 
 
 def parse_args(argv=None) -> tuple[dict, str | None]:

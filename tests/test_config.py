@@ -166,3 +166,17 @@ def test_the_default_preset_is_the_papers_but_for_the_noise_it_leaves_open():
     assert {k for k in tuned if tuned[k] != paper[k]} == {"preset", "noise_prior", "noise_scale"}
     assert (tuned["noise_prior"], tuned["noise_scale"]) == ("uniform", 0.5)
     assert (paper["noise_prior"], paper["noise_scale"]) == ("normal", 1.0)
+
+
+@pytest.mark.parametrize("dataset, layout", [
+    ("mnist", (62, (10,), 2)),  # the paper's MNIST
+    ("svhn", (124, (10, 10, 10, 10), 4)),  # its SVHN: four ten-way codes, four continuous
+    ("celeba", (128, (10,) * 10, 0)),  # its CelebA: ten ten-way codes
+    ("dsprites", (5, (3,), 4)),  # a code for each known factor
+])
+def test_each_data_set_has_its_latent_layout_and_the_command_line_wins(dataset, layout):
+    cfg = make_config({"dataset": dataset})
+    assert (cfg.noise_dim, cfg.cat_sizes, cfg.n_cont) == layout
+    assert make_config({"dataset": dataset, "model": "infovae"}).noise_dim == 8  # the VAE's own
+    given = make_config({"dataset": dataset, "cat_sizes": (4,), "noise_dim": 7, "n_cont": 1})
+    assert (given.noise_dim, given.cat_sizes, given.n_cont) == (7, (4,), 1)
