@@ -35,8 +35,8 @@ DATASET_LATENTS = {
 }
 # Fields a resumed run may change: how long and how it runs, not what it trains.
 RESUMABLE_OVERRIDES = {
-    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "data_on", "amp", "compile",
-    "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
+    "steps", "epochs", "log_every", "ckpt_every", "sample_every", "device", "data_root", "data_on", "sync_bn",
+    "amp", "compile", "cuda_graphs", "tf32", "inductor", "weight_copies", "tensorboard", "progress", "eval_at_end",
     "stop_on_failure",
 }
 
@@ -121,6 +121,8 @@ class TrainConfig:
     data_on: str = _opt("auto", "where the training set is held: device, host (batches copied from pinned host memory, "
                                 "for a set the GPU cannot hold) or auto (the device when the set takes at most half "
                                 "its free memory)")
+    sync_bn: bool = _opt(False, "over several processes (torchrun): batch norm's statistics over the global batch, "
+                                "not each process's share (SyncBatchNorm; GPUs only)")
     out: str | None = _opt(None, "run folder (default runs/<model>-<dataset>-s<seed>)")
     amp: str = _opt("none", "mixed precision: none, bf16 or fp16 (--amp alone means bf16)")
     compile: bool = _opt(False, "torch.compile the networks")

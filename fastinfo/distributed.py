@@ -10,7 +10,8 @@ update and the weights stay identical. A GAN step runs D several times before on
 and fake, the Q head, G's pass through D), which DistributedDataParallel's module wrapper does
 not allow without find_unused_parameters and its per-forward buffer broadcasts; averaging at the
 optimiser step is the same arithmetic. Batch norm keeps per-rank statistics (as
-DistributedDataParallel does without SyncBatchNorm).
+DistributedDataParallel does without SyncBatchNorm), or with --sync-bn takes them over the
+global batch.
 
 Rank 0 alone writes the run folder; the others train beside it. The backend is NCCL on GPUs,
 gloo on CPUs.
@@ -121,6 +122,17 @@ def gather(obj) -> list:
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def synchronise_batch_norm(networks) -> None:
+    """Each network's batch norms replaced, in place, by SyncBatchNorm layers (statistics over
+    every rank's share of the batch) holding the same parameter and running-statistic tensors:
+    the optimisers built on the networks hold them still."""
+    from fastinfo.nets import drop_batch_counters
+
+    for net in networks:
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        drop_batch_counters(net)  # the new layers, as the old ones: no count of batches
 
 
 def broadcast_parameters(modules) -> None:

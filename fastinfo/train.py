@@ -126,6 +126,8 @@ class Trainer:
             data.load_split(cfg, train=False)
         self.model = build_model(cfg, self.device)
         if world.active:
+            if cfg.sync_bn:
+                distributed.synchronise_batch_norm(self.model.networks.values())
             distributed.broadcast_parameters(self.model.networks.values())
         self.n_train = len(images)
         self.total = cfg.total_steps(len(images), self.model.batches_per_step)
@@ -164,6 +166,8 @@ class Trainer:
                                f"between the backward pass and the optimiser step, outside the graph and the "
                                f"copies): leave it out")
         device = self.device
+        if cfg.sync_bn and device.type != "cuda":
+            raise RunError("--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA devices): leave it out on CPUs")
         if device.type == "cuda":
             device = torch.device("cuda", self.world.local_rank)
             torch.cuda.set_device(device)

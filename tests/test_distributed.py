@@ -117,11 +117,27 @@ def test_a_torchrun_run_writes_once_and_resumes(tmp_path):
     assert "was trained by 2 processes, not 1, its random streams (z and c) go on from new seeds" in alone.stderr
 
 
-def test_a_global_batch_that_does_not_split_is_refused(tmp_path):
-    done = torchrun(2, "--out", tmp_path / "run", "--steps", 2, "--batch-size", 7)
-    assert done.returncode != 0
-    assert "error: --batch-size 7 (the global batch) does not split over 2 processes: give a multiple of 2" \
-        in done.stderr
+@pytest.mark.parametrize("args, msg", [
+    (["--batch-size", 7], "error: --batch-size 7 (the global batch) does not split over 2 processes: give a "
+                          "multiple of 2"),
+    (["--sync-bn"], "error: --sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA devices): leave it out on CPUs"),
+])
+def test_settings_a_world_cannot_take_are_refused(tmp_path, args, msg):
+    done = torchrun(2, "--out", tmp_path / "run", "--steps", 2, *args)
+    assert done.returncode != 0 and msg in done.stderr
+
+
+def test_synchronised_batch_norm_keeps_the_tensors_the_optimisers_hold():
+    cfg = make_config({"model": "infogan"})
+    model = build_model(cfg, torch.device("cpu"))
+    held = {id(p) for opt in model.optimizers.values() for g in opt.param_groups for p in g["params"]}
+    keys = {n: set(net.state_dict()) for n, net in model.networks.items()}
+    distributed.synchronise_batch_norm(model.networks.values())
+    norms = [m for net in model.networks.values() for m in net.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    assert {id(p) for net in model.networks.values() for p in net.parameters()} <= held
+    assert {n: set(net.state_dict()) for n, net in model.networks.items()} == keys  # checkpoints load alike
 
 
 def test_a_signal_to_one_rank_stops_every_rank_with_a_checkpoint(tmp_path):
