@@ -204,7 +204,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(msg)
 
-        from fastinfo.data import DATA_PLACEMENTS, DATASET_NAMES, DataError, labelled, parse_classes
+        from fastinfo.data import DATA_PLACEMENTS, DATASET_NAMES, FOLDER_NEEDS_ROOT, DataError, labelled, parse_classes
 
         need(self.model in registry.MODELS,
              f"unknown model {self.model!r}; accepted: {', '.join(registry.names())}")
@@ -223,8 +223,7 @@ class TrainConfig:
         need(0 < self.imbalance <= 1, f"--imbalance must be in (0, 1] (the last class's share), got {self.imbalance}")
         need(self.imbalance == 1 or labelled(self.dataset),
              f"--imbalance weighs classes, and {self.dataset} has none; leave it at 1")
-        need(self.dataset != "folder" or self.data_root,
-             "--dataset folder reads the images under --data-root DIR: name the folder")
+        need(self.dataset != "folder" or self.data_root, FOLDER_NEEDS_ROOT)
         need(self.amp in AMP_MODES, f"unknown --amp {self.amp!r}; accepted: {', '.join(AMP_MODES)}")
         need(self.data_on in DATA_PLACEMENTS,
              f"unknown --data-on {self.data_on!r}; accepted: {', '.join(DATA_PLACEMENTS)}")

@@ -85,6 +85,7 @@ UNLABELLED = -1
 OWN_SIZES = {"dsprites": dsprites.SIZE, "svhn": 32, "celeba": 32, "folder": 32}
 # a folder's held-out test images: a fixed random share of them, at most FOLDER_TEST_IMAGES
 FOLDER_TEST_SHARE, FOLDER_TEST_IMAGES, FOLDER_TEST_SEED = 0.1, 10000, 0
+FOLDER_NEEDS_ROOT = "--dataset folder reads the images under --data-root DIR: name the folder"
 
 
 class DataError(RuntimeError):
@@ -451,18 +452,9 @@ def load(
     """(images uint8 [N, S, S] or [N, C, S, S], labels [N] int64: UNLABELLED for a set without
     classes) of the train or test split, all of it, at the data set's own side S; the photo
     sets' that are decoded from files (CelebA, a folder) at side size when given."""
-    if name in ("celeba", "folder"):
-        size, root = size or own_size(name), None if data_root is None else str(data_root)
-        if name == "folder" and root is None:
-            raise DataError("--dataset folder reads the images under --data-root DIR: name the folder")
+    if name in PHOTO_SETS:
         try:
-            images = _celeba(train, root, size)[0] if name == "celeba" else folder_split(root, size, train)
-        except torchvision_sets.MissingSetError as e:
-            raise DataError(str(e)) from None
-        return images, torch.full((len(images),), UNLABELLED, dtype=torch.long)
-    if name == "svhn":
-        try:
-            return torchvision_sets.svhn(data_roots(data_root), cache_dir(), train, download)
+            return _photos(name, train, data_root, download, size or own_size(name))
         except torchvision_sets.MissingSetError as e:
             raise DataError(str(e)) from None
     if name == "shapes":
@@ -495,6 +487,17 @@ def load(
             raise DataError(f"the files found for {name} in {source_of(root, info)} are {other.name}'s (its "
                             f"labels); name the folder that holds {name}'s with --data-root or $FASTINFO_DATA")
     return images, labels.long()
+
+
+def _photos(name: str, train: bool, data_root, download: bool, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """load's (images, labels) of SVHN, CelebA or a folder (the last two at side size, unlabelled)."""
+    if name == "svhn":
+        return torchvision_sets.svhn(data_roots(data_root), cache_dir(), train, download)
+    root = None if data_root is None else str(data_root)
+    if name == "folder" and root is None:
+        raise DataError(FOLDER_NEEDS_ROOT)
+    images = _celeba(train, root, size)[0] if name == "celeba" else folder_split(root, size, train)
+    return images, torch.full((len(images),), UNLABELLED, dtype=torch.long)
 
 
 def source_of(root: Path, info: DatasetInfo) -> Path:

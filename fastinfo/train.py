@@ -229,11 +229,10 @@ class Trainer:
         previous = None if self.saved_step is None else self.run / PREVIOUS_CHECKPOINT
         rng = {"sample": self.sample_gen.get_state(), "loader": self.loader.generator.get_state(),
                "torch": torch.get_rng_state()}
-        extra = {}
+        world = {}
         if self.world.active:  # every rank's own streams, for a resume over as many processes
-            ranks = distributed.gather({"sample": rng["sample"], "torch": rng["torch"]})
-            extra = {"world_size": self.world.size}
-            rng["ranks"] = ranks
+            rng["ranks"] = distributed.gather({"sample": rng["sample"], "torch": rng["torch"]})
+            world = {"world_size": self.world.size}
         if self.world.leader:
             self.checkpoints.save({
                 **self.model.state_dict(),
@@ -241,7 +240,7 @@ class Trainer:
                 "config": asdict(self.cfg),
                 "loader": self.loader.state_dict(),
                 "rng": rng,
-                **extra,
+                **world,
             }, self.run / "checkpoint.pt", previous)
         self.previous_step, self.saved_step = self.saved_step, self.step
 
