@@ -36,13 +36,16 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
 
 
+def _unreadable(path: Path, error: Exception) -> ImageFolderError:
+    return ImageFolderError(f"{path} is not a readable image ({str(error).splitlines()[0]}); remove or replace it")
+
+
 def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ImageFolderError(f"{path} is not a readable image ({str(e).splitlines()[0]}); "
-                               "remove or replace it") from None
+        raise _unreadable(path, e) from None
     return image
 
 
@@ -52,8 +55,7 @@ def is_grey(path: Path) -> bool:
         with Image.open(path) as image:
             return image.mode in GREY_MODES
     except (OSError, UnidentifiedImageError) as e:
-        raise ImageFolderError(f"{path} is not a readable image ({str(e).splitlines()[0]}); "
-                               "remove or replace it") from None
+        raise _unreadable(path, e) from None
 
 
 def decode(path: Path, size: int, grey: bool) -> np.ndarray:
